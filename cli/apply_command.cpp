@@ -1,0 +1,94 @@
+#include <tbb/global_control.h>
+
+#include <boost/program_options.hpp>
+#include <iostream>
+#include <map>
+#include <optional>
+
+#include "commands.hpp"
+#include "opforge/core/error.hpp"
+#include "opforge/core/io.hpp"
+#include "opforge/operators/registry.hpp"
+
+namespace opforge::cli {
+namespace po = boost::program_options;
+
+namespace {
+
+std::map<std::string, std::string> parse_param_args(const std::vector<std::string>& items) {
+  std::map<std::string, std::string> out;
+  for (const auto& item : items) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw UsageError("--param '" + item + "' is not of the form NAME=VALUE");
+    }
+    const std::string name = item.substr(0, eq);
+    if (!out.emplace(name, item.substr(eq + 1)).second) {
+      throw UsageError("parameter '" + name + "' is given more than once");
+    }
+  }
+  return out;
+}
+
+void check_output_extension(const std::filesystem::path& out) {
+  std::string ext = out.extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (ext != ".png" && ext != ".npy" && ext != ".jpg" && ext != ".jpeg") {
+    throw Error("cannot write '" + out.string() + "': unknown extension '" + ext +
+                "'; valid: .png, .npy, .jpg, .jpeg");
+  }
+}
+
+}  // namespace
+
+int apply_command(const Args& args) {
+  po::options_description opts("opforge apply OP IN OUT [options]");
+  std::vector<std::string> params;
+  opts.add_options()("help,h", "this help")(
+      "param,p", po::value(&params)->composing(), "NAME=VALUE, repeatable (see `opforge list`)")(
+      "seed", po::value<std::uint64_t>()->default_value(0), "seed for operators that draw random numbers")(
+      "threads", po::value<int>(), "worker threads (default: all cores)")(
+      "depth", po::value<int>()->default_value(8), "PNG output bits per channel: 8 or 16");
+  po::options_description hidden;
+  hidden.add_options()("positional", po::value<std::vector<std::string>>());
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::positional_options_description pos;
+  pos.add("positional", -1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << opts << "\nOutput format follows OUT's extension: .png (8-bit, or 16-bit with --depth 16), "
+                         ".npy (float32, unclipped), .jpg.\n";
+    return 0;
+  }
+  const auto positional = vm.count("positional") ? vm["positional"].as<std::vector<std::string>>()
+                                                 : std::vector<std::string>{};
+  if (positional.size() != 3) {
+    throw UsageError("expected OP IN OUT, got " + std::to_string(positional.size()) + " argument(s)");
+  }
+  const int depth = vm["depth"].as<int>();
+  if (depth != 8 && depth != 16) throw UsageError("--depth " + std::to_string(depth) + " is invalid; valid: 8 or 16");
+  std::optional<tbb::global_control> thread_limit;
+  if (vm.count("threads")) {
+    const int threads = vm["threads"].as<int>();
+    if (threads < 1 || threads > 1024) {
+      throw UsageError("--threads " + std::to_string(threads) + " is out of range; valid: 1..1024");
+    }
+    thread_limit.emplace(tbb::global_control::max_allowed_parallelism, threads);
+  }
+
+  // Validate everything cheap before reading or computing anything.
+  const OperatorEntry& op = find_operator(positional[0]);
+  const ParamValues values = op.resolve(parse_param_args(params));
+  const std::filesystem::path in = positional[1], out = positional[2];
+  check_output_extension(out);
+
+  const Image input = read_image(in);
+  const Image result = op.apply(input, values, {.seed = vm["seed"].as<std::uint64_t>()});
+  write_image(out, result, {.png_depth = depth});
+  return 0;
+}
+
+}  // namespace opforge::cli

@@ -1,0 +1,63 @@
+// opforge — ground-truth image operators, datasets, training and inference.
+//
+// Exit status: 0 success; 2 bad usage or bad input (one line on stderr naming
+// the problem and the valid range); 1 internal failure.
+
+#include <boost/program_options/errors.hpp>
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <map>
+#include <string>
+
+#include "commands.hpp"
+#include "opforge/core/error.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: opforge <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  list [--json]                              operators, parameters, ranges, defaults\n"
+    "  apply OP IN OUT [--param NAME=VALUE]...    run one operator on one image\n"
+    "        [--seed N] [--threads N] [--depth 8|16]\n"
+    "  metrics A B [--json] [--y-channel] [--shave N]   PSNR, SSIM, max_abs\n"
+    "\n"
+    "`opforge <command> --help` describes a command.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace opforge::cli;
+  const std::map<std::string, int (*)(const Args&)> commands = {
+      {"list", list_command}, {"apply", apply_command}, {"metrics", metrics_command}};
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string name = argv[1];
+  const auto it = commands.find(name);
+  if (it == commands.end()) {
+    std::cerr << "opforge: unknown command '" << name << "'; valid: list, apply, metrics\n";
+    return 2;
+  }
+  try {
+    return it->second(Args(argv + 2, argv + argc));
+  } catch (const opforge::Error& e) {
+    std::cerr << "opforge " << name << ": " << e.what() << "\n";
+    return 2;
+  } catch (const UsageError& e) {
+    std::cerr << "opforge " << name << ": " << e.what() << "\n";
+    return 2;
+  } catch (const boost::program_options::error& e) {
+    std::cerr << "opforge " << name << ": " << e.what() << " (see opforge " << name << " --help)\n";
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "opforge " << name << ": out of memory\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "opforge " << name << ": internal error: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,37 @@
+#pragma once
+// opforge::Image — the pixel container every module passes around.
+//
+// An Image is a cv::Mat of CV_32FC1 (grey) or CV_32FC3 (colour), interleaved,
+// channels in **RGB** order, sRGB-encoded values with nominal range [0, 1]
+// (MATLAB's im2double convention). Values outside [0, 1] are legal: several
+// operators overshoot, and nothing clips until an image is written as PNG/JPEG.
+// Conversions from/to BGR and integer types happen only in core/io.
+
+#include <opencv2/core.hpp>
+#include <string_view>
+
+namespace opforge {
+
+using Image = cv::Mat;
+
+/// Throws opforge::Error unless `img` is a non-empty CV_32FC1 or CV_32FC3 image.
+/// `who` names the caller (an operator name) in the message.
+void require_image(const Image& img, std::string_view who);
+
+/// Promotes an Image to float64 with the same channel count.
+///
+/// Operators compute in double from k/255 for 8-bit sources (OPERATORS.md
+/// §0.1). A float32 image that lies entirely on the 8-bit lattice
+/// (x == float32(round(255x)/255) for every value) is promoted as exact k/255
+/// in double; any other image is promoted value by value. This makes the
+/// result independent of whether an 8-bit source arrived as PNG, JPEG or npy.
+cv::Mat to_double_exact(const Image& img);
+
+/// True when every value of `img` is float32(k/255) for an integer k in 0..255.
+bool is_on_8bit_lattice(const Image& img);
+
+/// MATLAB/Octave rgb2gray weights (0.298936021293775, 0.587043074451121,
+/// 0.114020904255103), applied in double to a CV_64FC3 image; returns CV_64FC1.
+cv::Mat rgb_to_gray(const cv::Mat& rgb64);
+
+}  // namespace opforge

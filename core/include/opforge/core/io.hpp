@@ -1,0 +1,72 @@
+#pragma once
+// Image and file I/O. This is the only place where pixels change between
+// opforge's float32 RGB convention and on-disk integer/BGR representations.
+//
+// Reading sniffs the content (PNG signature, JPEG SOI marker, NPY magic), so a
+// mislabelled extension still reads correctly. Writing chooses the format from
+// the extension. Every write goes to a temporary file in the destination
+// directory and is renamed into place only when complete: a crash, a kill or a
+// full disk never leaves a file under the final name that looks complete.
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "opforge/core/image.hpp"
+
+namespace opforge {
+
+/// Reads a whole file. Throws Error naming the path if it is missing, a
+/// directory, unreadable or (when `allow_empty` is false) 0 bytes long.
+std::vector<std::uint8_t> read_file(const std::filesystem::path& path, bool allow_empty = false);
+
+/// Writes `bytes` to `path` atomically (temporary file + rename). Throws Error
+/// naming the path and the OS reason (e.g. "No space left on device"); the
+/// temporary file is removed on failure.
+void write_file_atomic(const std::filesystem::path& path, std::span<const std::uint8_t> bytes);
+
+/// Reads an image as float32 grey or RGB in [0,1]:
+///  - PNG: 1/2/4/8/16-bit grey, RGB or palette (k/255 or k/65535);
+///  - JPEG: baseline/progressive grey or colour via libjpeg-turbo (k/255);
+///  - .npy: float32 H×W or H×W×C (C = 1 or 3), little-endian, C order,
+///    values taken as they are (RGB order).
+/// Anything else — missing, empty, truncated or corrupt files, alpha channels,
+/// CMYK, other dtypes — throws Error with a one-line explanation.
+Image read_image(const std::filesystem::path& path);
+
+/// Decoders on an in-memory buffer; `name` is used in error messages.
+Image decode_png(std::span<const std::uint8_t> bytes, const std::string& name);
+Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string& name);
+cv::Mat decode_npy(std::span<const std::uint8_t> bytes, const std::string& name);
+
+struct ImageWriteOptions {
+  int png_depth = 8;       ///< 8 or 16 bits per channel
+  int jpeg_quality = 95;   ///< 1..100, used for .jpg/.jpeg
+  int png_compression = 3; ///< zlib level 0..9
+};
+
+/// Writes `img` (CV_32FC1/CV_32FC3, RGB) by extension:
+///  - .png: clip to [0,1], round(x·255) or round(x·65535) (half away from zero);
+///  - .jpg/.jpeg: clip, round(x·255), 4:2:0 baseline JPEG;
+///  - .npy: the float32 values unclipped, H×W (grey) or H×W×3.
+/// Throws Error for an unknown extension or a failed write.
+void write_image(const std::filesystem::path& path, const Image& img,
+                 const ImageWriteOptions& options = {});
+
+/// Encoders to an in-memory buffer (same conventions as write_image).
+std::vector<std::uint8_t> encode_png(const Image& img, int depth, int compression = 3);
+std::vector<std::uint8_t> encode_npy(const cv::Mat& m);
+
+/// Baseline JPEG through libjpeg-turbo: jpeg_set_defaults, then
+/// jpeg_set_quality(quality, force_baseline = TRUE), ISLOW DCT, standard
+/// Huffman tables, JFIF YCbCr with 4:2:0 (or 4:4:4) chroma; a 1-channel image
+/// becomes a greyscale JPEG. `u8` is CV_8UC1 or CV_8UC3 in RGB order.
+std::vector<std::uint8_t> encode_jpeg(const cv::Mat& u8, int quality, bool chroma_420 = true);
+
+/// Quantises a float image to 8 bits: clip to [0,1], round(x·255) half away
+/// from zero. Channel order is kept. Returns CV_8UC1/CV_8UC3.
+cv::Mat quantize_u8(const Image& img);
+
+}  // namespace opforge

@@ -1,0 +1,67 @@
+#include "opforge/core/image.hpp"
+
+#include <cmath>
+#include <string>
+
+#include "opforge/core/error.hpp"
+
+namespace opforge {
+
+void require_image(const Image& img, std::string_view who) {
+  if (img.empty()) throw Error(std::string(who) + ": the input image is empty");
+  if (img.depth() != CV_32F) {
+    throw Error(std::string(who) + ": expected a float32 image (CV_32F), got depth " +
+                std::to_string(img.depth()));
+  }
+  if (img.channels() != 1 && img.channels() != 3) {
+    throw Error(std::string(who) + ": expected 1 (grey) or 3 (RGB) channels, got " +
+                std::to_string(img.channels()));
+  }
+  if (img.dims != 2) throw Error(std::string(who) + ": expected a 2-D image");
+}
+
+bool is_on_8bit_lattice(const Image& img) {
+  const int n = img.cols * img.channels();
+  for (int y = 0; y < img.rows; ++y) {
+    const float* row = img.ptr<float>(y);
+    for (int i = 0; i < n; ++i) {
+      const float x = row[i];
+      if (!(x >= 0.0f && x <= 1.0f)) return false;
+      const double k = std::round(static_cast<double>(x) * 255.0);
+      if (static_cast<float>(k / 255.0) != x) return false;
+    }
+  }
+  return true;
+}
+
+cv::Mat to_double_exact(const Image& img) {
+  cv::Mat out(img.rows, img.cols, CV_MAKETYPE(CV_64F, img.channels()));
+  const bool lattice = is_on_8bit_lattice(img);
+  const int n = img.cols * img.channels();
+  for (int y = 0; y < img.rows; ++y) {
+    const float* src = img.ptr<float>(y);
+    double* dst = out.ptr<double>(y);
+    if (lattice) {
+      for (int i = 0; i < n; ++i) dst[i] = std::round(static_cast<double>(src[i]) * 255.0) / 255.0;
+    } else {
+      for (int i = 0; i < n; ++i) dst[i] = src[i];
+    }
+  }
+  return out;
+}
+
+cv::Mat rgb_to_gray(const cv::Mat& rgb64) {
+  CV_Assert(rgb64.type() == CV_64FC3);
+  cv::Mat gray(rgb64.rows, rgb64.cols, CV_64FC1);
+  for (int y = 0; y < rgb64.rows; ++y) {
+    const double* s = rgb64.ptr<double>(y);
+    double* d = gray.ptr<double>(y);
+    for (int x = 0; x < rgb64.cols; ++x) {
+      d[x] = 0.298936021293775 * s[3 * x] + 0.587043074451121 * s[3 * x + 1] +
+             0.114020904255103 * s[3 * x + 2];
+    }
+  }
+  return gray;
+}
+
+}  // namespace opforge

@@ -1,0 +1,96 @@
+// NumPy .npy (format 1.0–3.0) for float32 arrays only: H×W or H×W×C,
+// little-endian ('<f4'), C order. The header is a Python dict literal; we parse
+// exactly the three keys NumPy writes and reject anything else.
+
+#include <cstring>
+#include <regex>
+#include <string>
+
+#include "opforge/core/error.hpp"
+#include "opforge/core/io.hpp"
+
+namespace opforge {
+namespace {
+
+std::string header_value(const std::string& header, const std::string& key, const std::string& name) {
+  const std::regex re("['\"]" + key + "['\"]\\s*:\\s*('[^']*'|\"[^\"]*\"|True|False|\\([^)]*\\))");
+  std::smatch m;
+  if (!std::regex_search(header, m, re)) {
+    throw Error("cannot read '" + name + "': malformed .npy header (no '" + key + "')");
+  }
+  return m[1].str();
+}
+
+}  // namespace
+
+cv::Mat decode_npy(std::span<const std::uint8_t> bytes, const std::string& name) {
+  const std::string bad = "cannot read '" + name + "': ";
+  if (bytes.size() < 10) throw Error(bad + "truncated .npy file");
+  const int major = bytes[6];
+  std::size_t header_len = 0, offset = 0;
+  if (major == 1) {
+    header_len = bytes[8] | (bytes[9] << 8);
+    offset = 10;
+  } else if (major == 2 || major == 3) {
+    if (bytes.size() < 12) throw Error(bad + "truncated .npy file");
+    header_len = bytes[8] | (bytes[9] << 8) | (bytes[10] << 16) | (static_cast<std::size_t>(bytes[11]) << 24);
+    offset = 12;
+  } else {
+    throw Error(bad + "unsupported .npy format version " + std::to_string(major));
+  }
+  if (header_len > bytes.size() - offset) throw Error(bad + "truncated .npy header");
+  const std::string header(reinterpret_cast<const char*>(bytes.data() + offset), header_len);
+  offset += header_len;
+
+  std::string descr = header_value(header, "descr", name);
+  descr = descr.substr(1, descr.size() - 2);
+  if (descr != "<f4") {
+    throw Error(bad + "dtype '" + descr + "' is not supported; valid: float32 little-endian ('<f4')");
+  }
+  if (header_value(header, "fortran_order", name) != "False") {
+    throw Error(bad + "Fortran-order arrays are not supported; valid: C order");
+  }
+  const std::string shape_text = header_value(header, "shape", name);
+  std::vector<long long> shape;
+  const std::regex num("\\d+");
+  for (auto it = std::sregex_iterator(shape_text.begin(), shape_text.end(), num); it != std::sregex_iterator(); ++it) {
+    shape.push_back(std::stoll(it->str()));
+  }
+  if (shape.size() != 2 && shape.size() != 3) {
+    throw Error(bad + "shape " + shape_text + " is not supported; valid: (H, W) or (H, W, C)");
+  }
+  const long long h = shape[0], w = shape[1], c = shape.size() == 3 ? shape[2] : 1;
+  if (h < 1 || w < 1 || c < 1 || h > 65536 || w > 65536 || c > 4) {
+    throw Error(bad + "shape " + shape_text + " is out of range; valid: 1..65536 rows and columns, 1..4 channels");
+  }
+  const std::size_t need = static_cast<std::size_t>(h * w * c) * sizeof(float);
+  if (bytes.size() - offset != need) {
+    throw Error(bad + "data size " + std::to_string(bytes.size() - offset) + " bytes does not match shape " +
+                shape_text + " (" + std::to_string(need) + " bytes)");
+  }
+  cv::Mat m(static_cast<int>(h), static_cast<int>(w), CV_MAKETYPE(CV_32F, static_cast<int>(c)));
+  std::memcpy(m.data, bytes.data() + offset, need);  // x86/ARM hosts are little-endian
+  return m;
+}
+
+std::vector<std::uint8_t> encode_npy(const cv::Mat& m) {
+  CV_Assert(m.depth() == CV_32F && m.isContinuous());
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(m.rows) + ", " +
+                       std::to_string(m.cols) + (m.channels() == 1 ? "" : ", " + std::to_string(m.channels())) +
+                       "), }";
+  // Pad with spaces so that magic + length + header + '\n' is a multiple of 64.
+  const std::size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header.push_back('\n');
+  const std::uint8_t preamble[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+                                     static_cast<std::uint8_t>(header.size() & 0xFF),
+                                     static_cast<std::uint8_t>(header.size() >> 8)};
+  const std::size_t data_bytes = m.total() * m.elemSize();
+  std::vector<std::uint8_t> out(sizeof preamble + header.size() + data_bytes);
+  std::memcpy(out.data(), preamble, sizeof preamble);
+  std::memcpy(out.data() + sizeof preamble, header.data(), header.size());
+  std::memcpy(out.data() + sizeof preamble + header.size(), m.data, data_bytes);
+  return out;
+}
+
+}  // namespace opforge

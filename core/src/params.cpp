@@ -1,0 +1,196 @@
+#include "opforge/core/params.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <sstream>
+
+#include "opforge/core/error.hpp"
+
+namespace opforge {
+
+std::string_view to_string(ParamType t) {
+  switch (t) {
+    case ParamType::real: return "real";
+    case ParamType::integer: return "integer";
+    case ParamType::choice: return "choice";
+  }
+  return "?";
+}
+
+std::string_view to_string(SamplingScale s) {
+  switch (s) {
+    case SamplingScale::log: return "log";
+    case SamplingScale::linear: return "linear";
+    case SamplingScale::integer: return "integer";
+    case SamplingScale::choice: return "choice";
+  }
+  return "?";
+}
+
+std::string format_value(const ParamValue& v) {
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  const double d = std::get<double>(v);
+  char buf[64];
+  const auto res = std::to_chars(buf, buf + sizeof buf, d);
+  return std::string(buf, res.ptr);
+}
+
+std::string ParamSpec::range_text() const {
+  if (type == ParamType::choice) {
+    std::string out;
+    for (std::size_t i = 0; i < choices.size(); ++i) out += (i ? " | " : "") + choices[i];
+    return out;
+  }
+  if (type == ParamType::integer) return format_value(min) + ".." + format_value(max);
+  return std::string(min_open ? "(" : "[") + format_value(min) + ", " + format_value(max) + (max_open ? ")" : "]");
+}
+
+std::string ParamSpec::default_text() const {
+  return type == ParamType::choice ? default_choice : format_value(default_number);
+}
+
+bool ParamSpec::in_range(double v) const {
+  const bool lo_ok = min_open ? v > min : v >= min;
+  const bool hi_ok = max_open ? v < max : v <= max;
+  return lo_ok && hi_ok;
+}
+
+ParamSpec real_param(std::string name, double default_value, double min, double max, bool min_open, bool max_open,
+                     SamplingScale scale, std::string doc) {
+  ParamSpec s;
+  s.name = std::move(name);
+  s.type = ParamType::real;
+  s.scale = scale;
+  s.default_number = default_value;
+  s.min = min;
+  s.max = max;
+  s.min_open = min_open;
+  s.max_open = max_open;
+  s.doc = std::move(doc);
+  return s;
+}
+
+ParamSpec integer_param(std::string name, std::int64_t default_value, std::int64_t min, std::int64_t max,
+                        std::string doc) {
+  ParamSpec s;
+  s.name = std::move(name);
+  s.type = ParamType::integer;
+  s.scale = SamplingScale::integer;
+  s.default_number = static_cast<double>(default_value);
+  s.min = static_cast<double>(min);
+  s.max = static_cast<double>(max);
+  s.doc = std::move(doc);
+  return s;
+}
+
+ParamSpec choice_param(std::string name, std::string default_value, std::vector<std::string> choices,
+                       std::string doc) {
+  ParamSpec s;
+  s.name = std::move(name);
+  s.type = ParamType::choice;
+  s.scale = SamplingScale::choice;
+  s.default_choice = std::move(default_value);
+  s.choices = std::move(choices);
+  s.doc = std::move(doc);
+  return s;
+}
+
+double ParamValues::number(const std::string& name) const {
+  const auto it = values_.find(name);
+  if (it == values_.end() || !std::holds_alternative<double>(it->second)) {
+    throw Error("internal: numeric parameter '" + name + "' was not resolved");
+  }
+  return std::get<double>(it->second);
+}
+
+std::int64_t ParamValues::integer(const std::string& name) const { return static_cast<std::int64_t>(number(name)); }
+
+const std::string& ParamValues::choice(const std::string& name) const {
+  const auto it = values_.find(name);
+  if (it == values_.end() || !std::holds_alternative<std::string>(it->second)) {
+    throw Error("internal: choice parameter '" + name + "' was not resolved");
+  }
+  return std::get<std::string>(it->second);
+}
+
+bool parse_number(std::string_view text, double& out) {
+  if (text.empty()) return false;
+  const char* begin = text.data();
+  if (*begin == '+') ++begin;  // from_chars does not accept a leading '+'
+  const auto res = std::from_chars(begin, text.data() + text.size(), out);
+  return res.ec == std::errc() && res.ptr == text.data() + text.size() && std::isfinite(out);
+}
+
+namespace {
+
+const ParamSpec& find_spec(std::string_view op, std::span<const ParamSpec> specs, const std::string& name) {
+  for (const auto& s : specs) {
+    if (s.name == name) return s;
+  }
+  std::string valid;
+  for (std::size_t i = 0; i < specs.size(); ++i) valid += (i ? ", " : "") + specs[i].name;
+  throw Error(std::string(op) + ": unknown parameter '" + name + "'; valid: " + (valid.empty() ? "(none)" : valid));
+}
+
+std::string where(std::string_view op, const ParamSpec& s) {
+  return std::string(op) + ": parameter '" + s.name + "'";
+}
+
+std::string valid_suffix(const ParamSpec& s) {
+  return "; valid: " + s.range_text() + " (default " + s.default_text() + ")";
+}
+
+void check(std::string_view op, const ParamSpec& s, const ParamValue& v) {
+  if (s.type == ParamType::choice) {
+    const auto* str = std::get_if<std::string>(&v);
+    if (!str) throw Error(where(op, s) + " = " + format_value(v) + " is not one of the choices" + valid_suffix(s));
+    for (const auto& c : s.choices) {
+      if (c == *str) return;
+    }
+    throw Error(where(op, s) + " = '" + *str + "' is not one of the choices" + valid_suffix(s));
+  }
+  const auto* d = std::get_if<double>(&v);
+  if (!d) throw Error(where(op, s) + " = '" + format_value(v) + "' is not a number" + valid_suffix(s));
+  if (!std::isfinite(*d)) throw Error(where(op, s) + " = " + format_value(v) + " is not finite" + valid_suffix(s));
+  if (s.type == ParamType::integer && *d != std::floor(*d)) {
+    throw Error(where(op, s) + " = " + format_value(v) + " is not an integer" + valid_suffix(s));
+  }
+  if (!s.in_range(*d)) throw Error(where(op, s) + " = " + format_value(v) + " is out of range" + valid_suffix(s));
+}
+
+ParamValues fill_defaults(std::span<const ParamSpec> specs, ParamValues values) {
+  for (const auto& s : specs) {
+    if (values.contains(s.name)) continue;
+    if (s.type == ParamType::choice) {
+      values.set(s.name, s.default_choice);
+    } else {
+      values.set(s.name, s.default_number);
+    }
+  }
+  return values;
+}
+
+}  // namespace
+
+ParamValues validate_params(std::string_view op, std::span<const ParamSpec> specs, const ParamValues& values) {
+  for (const auto& [name, v] : values.all()) check(op, find_spec(op, specs, name), v);
+  return fill_defaults(specs, values);
+}
+
+ParamValues resolve_params(std::string_view op, std::span<const ParamSpec> specs,
+                           const std::map<std::string, std::string>& text) {
+  ParamValues values;
+  for (const auto& [name, raw] : text) {
+    const ParamSpec& s = find_spec(op, specs, name);
+    if (s.type == ParamType::choice) {
+      values.set(name, raw);
+    } else {
+      double d = 0;
+      if (!parse_number(raw, d)) throw Error(where(op, s) + " = '" + raw + "' is not a number" + valid_suffix(s));
+      values.set(name, d);
+    }
+  }
+  return validate_params(op, specs, values);
+}
+
+}  // namespace opforge

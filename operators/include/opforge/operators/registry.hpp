@@ -1,0 +1,60 @@
+#pragma once
+// The operator registry: one self-description per operator (name, summary,
+// citation, kind, version, parameters) plus a type-erased entry point.
+//
+// `opforge list`, `opforge apply`, datagen recipe validation and
+// docs/operators.md all read this one table, so adding an operator means one
+// source file, one line in registry.cpp and its tests — nothing in cli/ or
+// datagen/ changes. Parameter validation happens here, once: an operator's
+// `run` only ever sees values that passed its ParamSpecs.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "opforge/core/image.hpp"
+#include "opforge/core/params.hpp"
+
+namespace opforge {
+
+enum class OperatorKind {
+  filter,       ///< target = op(source)
+  degradation,  ///< input = op(source), target = source
+};
+std::string_view to_string(OperatorKind kind);
+
+/// What an operator may need beyond its parameters.
+struct RunContext {
+  std::uint64_t seed = 0;  ///< for operators that draw random numbers
+};
+
+struct OperatorEntry {
+  std::string name;      ///< registry name, e.g. "l0_smooth"
+  std::string summary;   ///< one line
+  std::string citation;  ///< the paper(s) and the reference code matched
+  OperatorKind kind = OperatorKind::filter;
+  std::string version;   ///< bumped whenever outputs change
+  std::vector<ParamSpec> params;
+  std::function<Image(const Image&, const ParamValues&, const RunContext&)> run;
+
+  /// NAME=VALUE strings → validated values with defaults filled in.
+  ParamValues resolve(const std::map<std::string, std::string>& text) const;
+  /// Typed values → validated values with defaults filled in.
+  ParamValues validate(const ParamValues& values) const;
+  /// Validates the image and the values, then runs the operator.
+  Image apply(const Image& input, const ParamValues& values, const RunContext& context = {}) const;
+};
+
+/// Every registered operator, in registry order.
+const std::vector<OperatorEntry>& all_operators();
+/// The entry called `name`; throws Error listing the valid names otherwise.
+const OperatorEntry& find_operator(const std::string& name);
+
+/// `opforge list --json`: every entry with its ParamSpecs.
+std::string registry_json();
+/// docs/operators.md, generated from the registry.
+std::string registry_markdown();
+
+}  // namespace opforge

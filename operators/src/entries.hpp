@@ -1,0 +1,11 @@
+#pragma once
+// Registry entries, one per operator, each defined in its operator's file.
+// Adding an operator: declare its entry here and list it in registry.cpp.
+
+#include "opforge/operators/registry.hpp"
+
+namespace opforge {
+
+OperatorEntry l0_smooth_entry();
+
+}  // namespace opforge

@@ -1,0 +1,115 @@
+#include "opforge/operators/registry.hpp"
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "entries.hpp"
+#include "opforge/core/error.hpp"
+
+namespace opforge {
+
+std::string_view to_string(OperatorKind kind) {
+  return kind == OperatorKind::filter ? "filter" : "degradation";
+}
+
+const std::vector<OperatorEntry>& all_operators() {
+  static const std::vector<OperatorEntry> entries = {
+      l0_smooth_entry(),
+  };
+  return entries;
+}
+
+const OperatorEntry& find_operator(const std::string& name) {
+  for (const auto& e : all_operators()) {
+    if (e.name == name) return e;
+  }
+  std::string valid;
+  for (const auto& e : all_operators()) valid += (valid.empty() ? "" : ", ") + e.name;
+  throw Error("unknown operator '" + name + "'; valid: " + valid);
+}
+
+ParamValues OperatorEntry::resolve(const std::map<std::string, std::string>& text) const {
+  return resolve_params(name, params, text);
+}
+
+ParamValues OperatorEntry::validate(const ParamValues& values) const { return validate_params(name, params, values); }
+
+Image OperatorEntry::apply(const Image& input, const ParamValues& values, const RunContext& context) const {
+  require_image(input, name);
+  return run(input, validate(values), context);
+}
+
+namespace {
+
+nlohmann::json spec_json(const ParamSpec& s) {
+  nlohmann::json j = {{"name", s.name},
+                      {"type", to_string(s.type)},
+                      {"scale", to_string(s.scale)},
+                      {"range", s.range_text()},
+                      {"doc", s.doc}};
+  if (s.type == ParamType::choice) {
+    j["default"] = s.default_choice;
+    j["choices"] = s.choices;
+  } else {
+    j["default"] = s.default_number;
+    j["min"] = s.min;
+    j["max"] = s.max;
+    j["min_inclusive"] = !s.min_open;
+    j["max_inclusive"] = !s.max_open;
+  }
+  return j;
+}
+
+// Markdown table cells must not contain a bare '|'.
+std::string cell(std::string s) {
+  std::string out;
+  for (char c : s) out += c == '|' ? std::string("\\|") : std::string(1, c);
+  return out;
+}
+
+}  // namespace
+
+std::string registry_json() {
+  nlohmann::json ops = nlohmann::json::array();
+  for (const auto& e : all_operators()) {
+    nlohmann::json params = nlohmann::json::array();
+    for (const auto& s : e.params) params.push_back(spec_json(s));
+    ops.push_back({{"name", e.name},
+                   {"summary", e.summary},
+                   {"citation", e.citation},
+                   {"kind", to_string(e.kind)},
+                   {"version", e.version},
+                   {"params", params}});
+  }
+  return nlohmann::json({{"operators", ops}}).dump(2);
+}
+
+std::string registry_markdown() {
+  std::ostringstream md;
+  md << "# Operators\n\n"
+     << "<!-- Generated from the operator registry by `make docs` (opforge list --markdown).\n"
+     << "     Do not edit by hand: a test fails when this file is out of date. -->\n\n"
+     << "| operator | kind | version | summary |\n|---|---|---|---|\n";
+  for (const auto& e : all_operators()) {
+    md << "| [`" << e.name << "`](#" << e.name << ") | " << to_string(e.kind) << " | " << e.version << " | "
+       << cell(e.summary) << " |\n";
+  }
+  for (const auto& e : all_operators()) {
+    md << "\n## " << e.name << "\n\n"
+       << e.summary << ".\n\n"
+       << "- kind: " << to_string(e.kind) << "\n"
+       << "- version: " << e.version << "\n"
+       << "- citation: " << e.citation << "\n\n"
+       << "| parameter | type | default | valid | sampling | meaning |\n|---|---|---|---|---|---|\n";
+    for (const auto& s : e.params) {
+      md << "| `" << s.name << "` | " << to_string(s.type) << " | " << cell(s.default_text()) << " | "
+         << cell(s.range_text()) << " | " << to_string(s.scale) << " | " << cell(s.doc) << " |\n";
+    }
+    md << "\nExample: `opforge apply " << e.name << " in.png out.png";
+    for (const auto& s : e.params) md << " --param " << s.name << "=" << s.default_text();
+    md << "`\n";
+  }
+  return md.str();
+}
+
+}  // namespace opforge

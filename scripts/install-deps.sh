@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages opforge needs to build, test and benchmark.
+# Idempotent: when every package is present it only runs dpkg-query and exits.
+# Runs at most one `apt-get update`, and only when something is missing.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake pkg-config ccache
+  # core: images and codecs (OpenCV contrib is a test/bench peer only)
+  libopencv-dev libopencv-contrib-dev libjpeg62-turbo-dev libpng-dev
+  # numerics and parallelism
+  libeigen3-dev libsuitesparse-dev libfftw3-dev libtbb-dev
+  # Vulkan runtime: loader + headers, GLSL compiler, Mesa's lavapipe (CPU ICD)
+  libvulkan-dev glslc mesa-vulkan-drivers
+  # CLI, recipes, metadata
+  libboost-program-options-dev libyaml-cpp-dev nlohmann-json3-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "installed" ] || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "install-deps: missing packages (${missing[*]}) and not root; install them as root" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
