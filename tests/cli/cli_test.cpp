@@ -1,0 +1,193 @@
+// End-to-end tests of the `opforge` executable: the CLI contract of
+// ARCHITECTURE.md, exit statuses, and the one-line errors for bad input.
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <sstream>
+
+#include "opforge/core/io.hpp"
+#include "opforge/core/metrics.hpp"
+#include "test_support.hpp"
+
+namespace opforge {
+namespace {
+
+namespace fs = std::filesystem;
+using test::data_path;
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+  int err_lines() const { return static_cast<int>(std::count(err.begin(), err.end(), '\n')); }
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+Result run(const std::vector<std::string>& args, const fs::path& dir) {
+  std::string cmd = quote(OPFORGE_CLI);
+  for (const auto& a : args) {
+    cmd += ' ';
+    cmd += quote(a);
+  }
+  cmd += " > " + quote((dir / "stdout.txt").string()) + " 2> " + quote((dir / "stderr.txt").string());
+  const int raw = std::system(cmd.c_str());
+  Result r;
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  r.out = slurp(dir / "stdout.txt");
+  r.err = slurp(dir / "stderr.txt");
+  fs::remove(dir / "stdout.txt");
+  fs::remove(dir / "stderr.txt");
+  return r;
+}
+
+std::vector<std::string> files_in(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  return names;
+}
+
+void write_bytes(const fs::path& p, const std::vector<std::uint8_t>& bytes) {
+  std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                           static_cast<std::streamsize>(bytes.size()));
+}
+
+const fs::path kInput = data_path("conformance/inputs/carving256.png");
+
+// One line on stderr naming the problem (and the range), exit 2, no output file.
+void expect_bad_input(const std::string& label, const std::vector<std::string>& args, const fs::path& dir,
+                      const std::vector<std::string>& must_mention) {
+  const Result r = run(args, dir);
+  EXPECT_EQ(r.status, 2) << label << ": " << r.err;
+  EXPECT_EQ(r.err_lines(), 1) << label << ": " << r.err;
+  for (const auto& m : must_mention) EXPECT_NE(r.err.find(m), std::string::npos) << label << ": '" << m << "' not in: " << r.err;
+  EXPECT_TRUE(r.out.empty()) << label;
+  EXPECT_TRUE(files_in(dir).size() <= 4) << label;  // only the fixtures this test made
+  EXPECT_FALSE(fs::exists(dir / "out.png")) << label << " left an output file";
+  for (const auto& f : files_in(dir)) EXPECT_EQ(f.find(".tmp-"), std::string::npos) << label << " left " << f;
+}
+
+TEST(CliBadInput, EachCaseGivesOneLineExitTwoAndNoOutput) {
+  const fs::path dir = test::scratch_dir("cli-bad");
+  write_bytes(dir / "empty.png", {});
+  auto png = read_file(kInput);
+  png.resize(png.size() / 2);
+  write_bytes(dir / "truncated.png", png);
+  write_image(dir / "rgb.npy", test::synthetic_image(8, 8, 3));
+  auto npy = read_file(dir / "rgb.npy");
+  fs::remove(dir / "rgb.npy");
+  const std::string header(npy.begin(), npy.begin() + 64);
+  std::string f8 = header;
+  f8.replace(f8.find("<f4"), 3, "<f8");
+  std::vector<std::uint8_t> wrong(f8.begin(), f8.end());
+  wrong.resize(64 + 8 * 8 * 3 * 8, 0);
+  write_bytes(dir / "float64.npy", wrong);
+  cv::imwrite((dir / "rgba.png").string(), cv::Mat(8, 8, CV_8UC4, cv::Scalar(10, 20, 30, 40)));
+  const std::string out = (dir / "out.png").string();
+
+  expect_bad_input("missing file", {"apply", "l0_smooth", (dir / "nope.png").string(), out}, dir,
+                   {"nope.png", "no such file"});
+  expect_bad_input("0-byte file", {"apply", "l0_smooth", (dir / "empty.png").string(), out}, dir,
+                   {"empty.png", "empty (0 bytes)"});
+  expect_bad_input("truncated PNG", {"apply", "l0_smooth", (dir / "truncated.png").string(), out}, dir,
+                   {"truncated.png", "corrupt PNG"});
+  expect_bad_input("npy of a wrong dtype", {"apply", "l0_smooth", (dir / "float64.npy").string(), out}, dir,
+                   {"float64.npy", "'<f8'", "valid: float32"});
+  expect_bad_input("4-channel image", {"apply", "l0_smooth", (dir / "rgba.png").string(), out}, dir,
+                   {"rgba.png", "4 channels", "grey (1) or RGB (3)"});
+  expect_bad_input("unknown operator", {"apply", "l0_smoothing", kInput.string(), out}, dir,
+                   {"unknown operator 'l0_smoothing'", "valid: l0_smooth"});
+  expect_bad_input("unknown parameter", {"apply", "l0_smooth", kInput.string(), out, "--param", "lamda=0.1"}, dir,
+                   {"unknown parameter 'lamda'", "valid: lambda, kappa"});
+  expect_bad_input("lambda=-1", {"apply", "l0_smooth", kInput.string(), out, "--param", "lambda=-1"}, dir,
+                   {"'lambda' = -1", "out of range", "valid: (0, 1]"});
+  expect_bad_input("lambda=abc", {"apply", "l0_smooth", kInput.string(), out, "--param", "lambda=abc"}, dir,
+                   {"'lambda' = 'abc'", "not a number", "valid: (0, 1]"});
+  expect_bad_input("kappa=1", {"apply", "l0_smooth", kInput.string(), out, "--param", "kappa=1"}, dir,
+                   {"'kappa' = 1", "valid: (1, 10]"});
+  expect_bad_input("param without =", {"apply", "l0_smooth", kInput.string(), out, "--param", "lambda"}, dir,
+                   {"NAME=VALUE"});
+  expect_bad_input("unknown output extension", {"apply", "l0_smooth", kInput.string(), (dir / "out.bmp").string()},
+                   dir, {"out.bmp", "valid: .png, .npy, .jpg"});
+  expect_bad_input("bad depth", {"apply", "l0_smooth", kInput.string(), out, "--depth", "12"}, dir,
+                   {"--depth 12", "valid: 8 or 16"});
+  expect_bad_input("bad threads", {"apply", "l0_smooth", kInput.string(), out, "--threads", "0"}, dir,
+                   {"--threads 0", "valid: 1..1024"});
+  expect_bad_input("unknown option", {"apply", "l0_smooth", kInput.string(), out, "--lambda", "0.1"}, dir,
+                   {"--lambda"});
+  expect_bad_input("missing arguments", {"apply", "l0_smooth"}, dir, {"expected OP IN OUT"});
+  expect_bad_input("unknown command", {"smooth"}, dir, {"unknown command 'smooth'", "valid: list, apply, metrics"});
+  expect_bad_input("metrics size mismatch",
+                   {"metrics", kInput.string(), data_path("samples/mit_adobe_000003_1024.jpg").string()}, dir,
+                   {"differ in shape"});
+}
+
+TEST(CliApply, WritesPng16AndUnclippedNpyThatMatchTheReference) {
+  const fs::path dir = test::scratch_dir("cli-apply");
+  const Result png = run({"apply", "l0_smooth", data_path("conformance/inputs/canyon256.png").string(),
+                          (dir / "o.png").string(), "--param", "lambda=0.002", "--depth", "16", "--threads", "1"},
+                         dir);
+  ASSERT_EQ(png.status, 0) << png.err;
+  const Result npy = run({"apply", "l0_smooth", data_path("conformance/inputs/canyon256.png").string(),
+                          (dir / "o.npy").string(), "-p", "lambda=0.002"},
+                         dir);
+  ASSERT_EQ(npy.status, 0) << npy.err;
+  const Image ref = read_image(data_path("conformance/l0/canyon256_lambda0.002.png"));
+  const Image ref_npy = read_image(data_path("conformance/l0/canyon256_lambda0.002.f32.npy"));
+  EXPECT_GE(psnr(read_image(dir / "o.png"), ref), 60.0);
+  const Image ours_npy = read_image(dir / "o.npy");
+  EXPECT_GE(psnr(ours_npy, ref_npy), 60.0);
+  double hi;
+  cv::minMaxLoc(ours_npy.reshape(1), nullptr, &hi);
+  EXPECT_GT(hi, 1.0);  // unclipped
+  // 16-bit PNG: values are multiples of 1/65535 that are not all on the 8-bit lattice.
+  EXPECT_FALSE(is_on_8bit_lattice(read_image(dir / "o.png")));
+}
+
+TEST(CliMetrics, PrintsPsnrSsimMaxAbsAsTextAndJson) {
+  const fs::path dir = test::scratch_dir("cli-metrics");
+  const std::string a = kInput.string();
+  const std::string b = data_path("conformance/l0/carving256_lambda0.02.png").string();
+  const Result text = run({"metrics", a, b}, dir);
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_NE(text.out.find("psnr_db "), std::string::npos);
+  EXPECT_NE(text.out.find("ssim "), std::string::npos);
+  EXPECT_NE(text.out.find("max_abs "), std::string::npos);
+  const Result json = run({"metrics", a, b, "--json"}, dir);
+  ASSERT_EQ(json.status, 0) << json.err;
+  const auto j = nlohmann::json::parse(json.out);
+  const Metrics expected = compare_images(read_image(a), read_image(b));
+  EXPECT_NEAR(j.at("psnr_db").get<double>(), expected.psnr_db, 1e-9);
+  EXPECT_NEAR(j.at("ssim").get<double>(), expected.ssim, 1e-12);
+  EXPECT_NEAR(j.at("max_abs").get<double>(), expected.max_abs, 1e-12);
+  const Result same = run({"metrics", a, a, "--json"}, dir);
+  EXPECT_TRUE(nlohmann::json::parse(same.out).at("identical").get<bool>());
+}
+
+TEST(CliList, JsonAndTextListTheRegistry) {
+  const fs::path dir = test::scratch_dir("cli-list");
+  const Result text = run({"list"}, dir);
+  ASSERT_EQ(text.status, 0);
+  EXPECT_NE(text.out.find("l0_smooth"), std::string::npos);
+  EXPECT_NE(text.out.find("valid (0, 1]"), std::string::npos);
+  const Result json = run({"list", "--json"}, dir);
+  ASSERT_EQ(json.status, 0);
+  EXPECT_EQ(nlohmann::json::parse(json.out).at("operators").at(0).at("name"), "l0_smooth");
+}
+
+}  // namespace
+}  // namespace opforge

@@ -1,0 +1,133 @@
+#include "opforge/operators/l0_smooth.hpp"
+
+#include <gtest/gtest.h>
+#include <tbb/global_control.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "opforge/core/error.hpp"
+#include "opforge/core/io.hpp"
+#include "opforge/core/metrics.hpp"
+#include "test_support.hpp"
+
+namespace opforge {
+namespace {
+
+namespace fs = std::filesystem;
+using test::data_path;
+
+// Gate from OPERATORS.md §1 / issue: PSNR ≥ 60 dB against the authors' output.
+constexpr double kGoldenPsnrDb = 60.0;
+
+std::vector<std::string> conformance_cases() {
+  std::vector<std::string> cases;
+  for (const auto& e : fs::directory_iterator(data_path("conformance/l0"))) {
+    if (e.path().extension() == ".json") cases.push_back(e.path().stem().string());
+  }
+  std::sort(cases.begin(), cases.end());
+  return cases;
+}
+
+TEST(L0SmoothGolden, AllSixReferenceCasesArePresent) { EXPECT_EQ(conformance_cases().size(), 6u); }
+
+class L0SmoothGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(L0SmoothGolden, MatchesTheAuthorsOutput) {
+  const std::string name = GetParam();
+  const auto sidecar = nlohmann::json::parse(std::ifstream(data_path("conformance/l0/" + name + ".json")));
+  const double lambda = sidecar.at("params").at("lambda");
+  const Image input = read_image(data_path("conformance/" + sidecar.at("input").get<std::string>()));
+  const Image out = l0_smooth(input, {.lambda = lambda, .kappa = 2.0});
+
+  const Image reference = read_image(data_path("conformance/l0/" + sidecar.at("png").get<std::string>()));
+  const double db = psnr(test::quantize16(out), reference);
+  std::cout << "[ golden ] l0/" << name << ": PSNR vs 16-bit reference " << db << " dB\n";
+  RecordProperty("psnr_png_db", std::to_string(db));
+  EXPECT_GE(db, kGoldenPsnrDb);
+  if (!sidecar.at("npy").is_null()) {
+    const Image npy = read_image(data_path("conformance/l0/" + sidecar.at("npy").get<std::string>()));
+    const double db_npy = psnr(out, npy);
+    std::cout << "[ golden ] l0/" << name << ": PSNR vs float32 reference " << db_npy << " dB\n";
+    RecordProperty("psnr_npy_db", std::to_string(db_npy));
+    EXPECT_GE(db_npy, kGoldenPsnrDb);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Conformance, L0SmoothGolden, ::testing::ValuesIn(conformance_cases()),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& c : s) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return s;
+                         });
+
+TEST(L0Smooth, ConstantImageStaysConstant) {
+  for (int channels : {1, 3}) {
+    const Image flat(40, 33, CV_MAKETYPE(CV_32F, channels), cv::Scalar::all(0.37));
+    const Image out = l0_smooth(flat, {.lambda = 0.02});
+    EXPECT_LE(cv::norm(out, flat, cv::NORM_INF), 1e-6) << channels << " channel(s)";
+  }
+}
+
+TEST(L0Smooth, OneAndTwoThreadsAreBitIdentical) {
+  // Odd sizes exercise the FFT's tail columns.
+  const Image img = read_image(data_path("conformance/inputs/carving256.png"))(cv::Rect(3, 5, 201, 157)).clone();
+  Image one, two;
+  {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
+    one = l0_smooth(img, {.lambda = 0.01});
+  }
+  {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 2);
+    two = l0_smooth(img, {.lambda = 0.01});
+  }
+  ASSERT_EQ(one.size(), two.size());
+  EXPECT_EQ(std::memcmp(one.data, two.data, one.total() * one.elemSize()), 0);
+}
+
+TEST(L0Smooth, OutputHasTheInputsSizeAndType) {
+  for (int channels : {1, 3}) {
+    const Image img = test::synthetic_image(29, 47, channels);
+    const Image out = l0_smooth(img);
+    EXPECT_EQ(out.size(), img.size());
+    EXPECT_EQ(out.type(), img.type());
+  }
+}
+
+TEST(L0Smooth, MatchesThePlainReferenceImplementationGreyAndColour) {
+  const Image colour = read_image(data_path("conformance/inputs/canyon256.png"))(cv::Rect(0, 0, 96, 80)).clone();
+  Image grey;
+  cv::extractChannel(colour, grey, 1);
+  for (const Image& img : {colour, grey}) {
+    for (double lambda : {0.005, 0.05}) {
+      const Image fast = l0_smooth(img, {.lambda = lambda});
+      const Image plain = reference::l0_smooth(img, {.lambda = lambda});
+      // Both are float64 FFT solvers; only the FFT's rounding differs.
+      EXPECT_LE(max_abs_diff(fast, plain), 1e-5) << img.channels() << " channel(s), lambda " << lambda;
+    }
+  }
+}
+
+TEST(L0Smooth, LargerLambdaSmoothsMore) {
+  const Image img = read_image(data_path("conformance/inputs/carving256.png"));
+  const auto gradient_energy = [](const Image& m) {
+    cv::Mat dx;
+    cv::Sobel(m, dx, CV_32F, 1, 0);
+    return cv::norm(dx, cv::NORM_L1);
+  };
+  const double weak = gradient_energy(l0_smooth(img, {.lambda = 0.002}));
+  const double strong = gradient_energy(l0_smooth(img, {.lambda = 0.2}));
+  EXPECT_LT(strong, 0.5 * weak);
+}
+
+TEST(L0Smooth, RejectsOutOfRangeParameters) {
+  const Image img = test::synthetic_image(8, 8, 3);
+  EXPECT_THROW(l0_smooth(img, {.lambda = 0.0}), Error);
+  EXPECT_THROW(l0_smooth(img, {.lambda = 1.5}), Error);
+  EXPECT_THROW(l0_smooth(img, {.lambda = 0.02, .kappa = 1.0}), Error);
+  EXPECT_THROW(l0_smooth(Image(), {}), Error);
+}
+
+}  // namespace
+}  // namespace opforge
