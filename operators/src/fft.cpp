@@ -133,13 +133,19 @@ RealFft2d::RealFft2d(int rows, int cols)
 
 RealFft2d::~RealFft2d() { fftw_free(work_); }
 
-void RealFft2d::rows_forward(const double* image, std::size_t stride) {
+void RealFft2d::rows_forward(const RowFn& produce) {
   tbb::parallel_for(0, rows_, [&](int y) {
     Complex* row = work_ + y * row_stride_;
-    std::memcpy(reinterpret_cast<double*>(row), image + y * stride, sizeof(double) * cols_);
+    produce(y, reinterpret_cast<double*>(row));
     fftw_execute_dft_r2c(plans_->row_r2c, reinterpret_cast<double*>(row), as_fftw(row));
   });
 }
+
+namespace {
+RealFft2d::RowFn copy_rows(const double* image, std::size_t stride, int cols) {
+  return [=](int y, double* row) { std::memcpy(row, image + y * stride, sizeof(double) * cols); };
+}
+}  // namespace
 
 void RealFft2d::rows_inverse(double* out, std::size_t stride, double scale) {
   tbb::parallel_for(0, rows_, [&](int y) {
@@ -152,7 +158,7 @@ void RealFft2d::rows_inverse(double* out, std::size_t stride, double scale) {
 }
 
 void RealFft2d::forward(const double* image, std::size_t stride, Complex* spectrum) {
-  rows_forward(image, stride);
+  rows_forward(copy_rows(image, stride, cols_));
   const Plans* plans = plans_;
   const int rows = rows_;
   for_each_column_block(work_, row_stride_, rows_, spectrum_cols(), [&](int u0, int count, Complex* buf) {
@@ -167,7 +173,12 @@ void RealFft2d::forward(const double* image, std::size_t stride, Complex* spectr
 
 void RealFft2d::filter(const double* in, std::size_t in_stride, double* out, std::size_t out_stride, double scale,
                        const BlockFn& modify) {
-  rows_forward(in, in_stride);
+  filter(copy_rows(in, in_stride, cols_), out, out_stride, scale, modify);
+}
+
+void RealFft2d::filter(const RowFn& produce, double* out, std::size_t out_stride, double scale,
+                       const BlockFn& modify) {
+  rows_forward(produce);
   const Plans* plans = plans_;
   const int rows = rows_;
   Complex* work = work_;

@@ -25,6 +25,9 @@ class RealFft2d {
   /// Called on blocks of spectrum columns during filter(): `block` holds
   /// columns u0 … u0+count−1, each `rows` values long, contiguous.
   using BlockFn = std::function<void(int u0, int count, Complex* block)>;
+  /// Produces row y of a filter() input into `row` (cols values). Rows are
+  /// requested in parallel, in no particular order.
+  using RowFn = std::function<void(int y, double* row)>;
 
   RealFft2d(int rows, int cols);
   ~RealFft2d();
@@ -45,10 +48,14 @@ class RealFft2d {
   /// `out` may be the same buffer.
   void filter(const double* in, std::size_t in_stride, double* out, std::size_t out_stride, double scale,
               const BlockFn& modify);
+  /// As above, with the input produced row by row straight into the
+  /// transform's workspace (no intermediate image). `out` is written only
+  /// after every input row has been produced, so `produce` may read `out`.
+  void filter(const RowFn& produce, double* out, std::size_t out_stride, double scale, const BlockFn& modify);
 
  private:
   struct Plans;
-  void rows_forward(const double* image, std::size_t stride);
+  void rows_forward(const RowFn& produce);
   void rows_inverse(double* out, std::size_t stride, double scale);
 
   int rows_, cols_;
