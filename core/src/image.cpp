@@ -1,5 +1,6 @@
 #include "opforge/core/image.hpp"
 
+#include <array>
 #include <cmath>
 #include <string>
 
@@ -20,32 +21,46 @@ void require_image(const Image& img, std::string_view who) {
   if (img.dims != 2) throw Error(std::string(who) + ": expected a 2-D image");
 }
 
+namespace {
+
+// The 8-bit code k of x when x == float32(k/255) exactly, else −1.
+int lattice_code(float x) {
+  static const auto codes = [] {
+    std::array<float, 256> t{};
+    for (int k = 0; k < 256; ++k) t[k] = static_cast<float>(k / 255.0);
+    return t;
+  }();
+  if (!(x >= 0.0f && x <= 1.0f)) return -1;
+  const int k = static_cast<int>(x * 255.0f + 0.5f);
+  return codes[k] == x ? k : -1;
+}
+
+}  // namespace
+
 bool is_on_8bit_lattice(const Image& img) {
   const int n = img.cols * img.channels();
   for (int y = 0; y < img.rows; ++y) {
     const float* row = img.ptr<float>(y);
     for (int i = 0; i < n; ++i) {
-      const float x = row[i];
-      if (!(x >= 0.0f && x <= 1.0f)) return false;
-      const double k = std::round(static_cast<double>(x) * 255.0);
-      if (static_cast<float>(k / 255.0) != x) return false;
+      if (lattice_code(row[i]) < 0) return false;
     }
   }
   return true;
 }
 
 cv::Mat to_double_exact(const Image& img) {
+  static const auto exact = [] {
+    std::array<double, 256> t{};
+    for (int k = 0; k < 256; ++k) t[k] = k / 255.0;
+    return t;
+  }();
   cv::Mat out(img.rows, img.cols, CV_MAKETYPE(CV_64F, img.channels()));
   const bool lattice = is_on_8bit_lattice(img);
   const int n = img.cols * img.channels();
   for (int y = 0; y < img.rows; ++y) {
     const float* src = img.ptr<float>(y);
     double* dst = out.ptr<double>(y);
-    if (lattice) {
-      for (int i = 0; i < n; ++i) dst[i] = std::round(static_cast<double>(src[i]) * 255.0) / 255.0;
-    } else {
-      for (int i = 0; i < n; ++i) dst[i] = src[i];
-    }
+    for (int i = 0; i < n; ++i) dst[i] = lattice ? exact[lattice_code(src[i])] : static_cast<double>(src[i]);
   }
   return out;
 }
