@@ -19,10 +19,11 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 
+# One dpkg-query for all packages; unknown ones are simply absent from its output.
+installed=" $(dpkg-query -W -f='${Package}:${db:Status-Status} ' "${packages[@]}" 2>/dev/null || true) "
 missing=()
 for p in "${packages[@]}"; do
-  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
-  [ "$status" = "installed" ] || missing+=("$p")
+  [[ "$installed" == *" $p:installed "* ]] || missing+=("$p")
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
