@@ -8,6 +8,7 @@
 
 #include <tbb/global_control.h>
 
+#include <cstring>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/ximgproc.hpp>
@@ -38,15 +39,20 @@ void BM_l0_smooth_fft_floor(benchmark::State& state) {
   const int rows = photo().rows, cols = photo().cols, channels = photo().channels();
   int iterations = 0;
   for (double beta = 2 * kLambda; beta < 1e5; beta *= kKappa) ++iterations;
-  std::vector<double> plane(static_cast<std::size_t>(rows) * cols, 0.5);
+  std::vector<std::vector<double>> planes(channels, std::vector<double>(static_cast<std::size_t>(rows) * cols, 0.5));
+  std::vector<double*> ptr(channels);
+  for (int c = 0; c < channels; ++c) ptr[c] = planes[c].data();
+  const auto copy_rows = [&](int y, double* const* row) {
+    for (int c = 0; c < channels; ++c) std::memcpy(row[c], ptr[c] + static_cast<std::size_t>(y) * cols, sizeof(double) * cols);
+  };
   for (auto _ : state) {
-    RealFft2d fft(rows, cols);
-    std::vector<RealFft2d::Complex> spectrum(fft.spectrum_size());
-    for (int c = 0; c < channels; ++c) fft.forward(plane.data(), cols, spectrum.data());
-    for (int i = 0; i < iterations * channels; ++i) {
-      fft.filter(plane.data(), cols, plane.data(), cols, 1.0, [](int, int, RealFft2d::Complex*) {});
-    }
-    benchmark::DoNotOptimize(plane.data());
+    RealFft2d fft(rows, cols, channels);
+    std::vector<std::vector<RealFft2d::Complex>> spectra(channels, std::vector<RealFft2d::Complex>(fft.spectrum_size()));
+    std::vector<RealFft2d::Complex*> spectra_ptr(channels);
+    for (int c = 0; c < channels; ++c) spectra_ptr[c] = spectra[c].data();
+    fft.forward(const_cast<const double* const*>(ptr.data()), cols, spectra_ptr.data());
+    for (int i = 0; i < iterations; ++i) fft.filter(copy_rows, ptr.data(), cols, 1.0, [](int, int, int, RealFft2d::Complex*) {});
+    benchmark::DoNotOptimize(ptr.data());
   }
   state.counters["transforms_2d"] = channels * (1 + 2 * iterations);
 }

@@ -48,12 +48,52 @@ bool is_on_8bit_lattice(const Image& img) {
   return true;
 }
 
-cv::Mat to_double_exact(const Image& img) {
+namespace {
+
+const std::array<double, 256>& exact_codes() {
   static const auto exact = [] {
     std::array<double, 256> t{};
     for (int k = 0; k < 256; ++k) t[k] = k / 255.0;
     return t;
   }();
+  return exact;
+}
+
+}  // namespace
+
+std::vector<Plane> to_double_planes(const Image& img) {
+  const auto& exact = exact_codes();
+  const bool lattice = is_on_8bit_lattice(img);
+  const int c = img.channels();
+  std::vector<Plane> planes(c, Plane(static_cast<std::size_t>(img.rows) * img.cols));
+  for (int y = 0; y < img.rows; ++y) {
+    const float* src = img.ptr<float>(y);
+    const std::size_t row = static_cast<std::size_t>(y) * img.cols;
+    for (int x = 0; x < img.cols; ++x) {
+      for (int k = 0; k < c; ++k) {
+        const float v = src[x * c + k];
+        planes[k][row + x] = lattice ? exact[lattice_code(v)] : static_cast<double>(v);
+      }
+    }
+  }
+  return planes;
+}
+
+Image from_double_planes(const std::vector<Plane>& planes, int rows, int cols) {
+  const int c = static_cast<int>(planes.size());
+  Image out(rows, cols, CV_MAKETYPE(CV_32F, c));
+  for (int y = 0; y < rows; ++y) {
+    float* d = out.ptr<float>(y);
+    const std::size_t row = static_cast<std::size_t>(y) * cols;
+    for (int x = 0; x < cols; ++x) {
+      for (int k = 0; k < c; ++k) d[x * c + k] = static_cast<float>(planes[k][row + x]);
+    }
+  }
+  return out;
+}
+
+cv::Mat to_double_exact(const Image& img) {
+  const auto& exact = exact_codes();
   cv::Mat out(img.rows, img.cols, CV_MAKETYPE(CV_64F, img.channels()));
   const bool lattice = is_on_8bit_lattice(img);
   const int n = img.cols * img.channels();

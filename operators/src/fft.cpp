@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <new>
+#include <stdexcept>
 #include <tuple>
 #include <vector>
 
@@ -18,6 +19,7 @@ namespace {
 // Columns transformed together; fixed so that each column always runs the
 // same plan whatever the thread count.
 constexpr int kColumnBlock = 4;
+constexpr int kMaxChannels = 4;
 
 // FFTW's planner is not thread-safe; executing a plan is.
 std::mutex& planner_mutex() {
@@ -46,6 +48,17 @@ struct RealFft2d::Plans {
   fftw_plan col_bwd_block = nullptr;
   fftw_plan col_fwd_one = nullptr;    // the tail columns, one at a time
   fftw_plan col_bwd_one = nullptr;
+
+  // Transforms `count` ≤ kColumnBlock contiguous columns of length `rows` in place.
+  void columns(int sign, RealFft2d::Complex* buf, int count, int rows) const {
+    auto* p = reinterpret_cast<fftw_complex*>(buf);
+    if (count == kColumnBlock) {
+      fftw_execute_dft(sign == FFTW_FORWARD ? col_fwd_block : col_bwd_block, p, p);
+    } else {
+      fftw_plan one = sign == FFTW_FORWARD ? col_fwd_one : col_bwd_one;
+      for (int j = 0; j < count; ++j) fftw_execute_dft(one, p + j * rows, p + j * rows);
+    }
+  }
 
   static const Plans* get(int rows, int cols, std::size_t row_stride) {
     static std::map<std::pair<int, int>, Plans> cache;
@@ -104,102 +117,99 @@ tbb::enumerable_thread_specific<ColumnWorkspace>& column_workspaces() {
   return ws;
 }
 
-// The column pass: for each block of spectrum columns, gather it into a
-// contiguous buffer, transform forward, then `body(u0, count, buffer)`.
+// The column pass: for each channel and block of spectrum columns, gather the
+// block into a contiguous buffer, transform it forward, then
+// `body(channel, u0, count, buffer)`.
 template <typename Body>
-void for_each_column_block(const RealFft2d::Complex* work, std::size_t row_stride, int rows, int spectrum_cols,
-                           const Body& body) {
+void for_each_column_block(int channels, int spectrum_cols, int rows, const Body& body) {
   const int blocks = (spectrum_cols + kColumnBlock - 1) / kColumnBlock;
-  tbb::parallel_for(0, blocks, [&](int b) {
-    const int u0 = b * kColumnBlock;
+  tbb::parallel_for(0, channels * blocks, [&](int task) {
+    const int channel = task / blocks;
+    const int u0 = (task % blocks) * kColumnBlock;
     const int count = std::min(kColumnBlock, spectrum_cols - u0);
     Complex* buf = column_workspaces().local().get(static_cast<std::size_t>(rows) * kColumnBlock);
-    for (int v = 0; v < rows; ++v) {
-      const Complex* src = work + v * row_stride + u0;
-      for (int j = 0; j < count; ++j) buf[j * rows + v] = src[j];
-    }
-    body(u0, count, buf);
+    body(channel, u0, count, buf);
   });
+}
+
+void gather(const Complex* work, std::size_t row_stride, int rows, int u0, int count, Complex* buf) {
+  for (int v = 0; v < rows; ++v) {
+    const Complex* src = work + v * row_stride + u0;
+    for (int j = 0; j < count; ++j) buf[j * rows + v] = src[j];
+  }
+}
+
+void scatter(const Complex* buf, int rows, int u0, int count, Complex* work, std::size_t row_stride) {
+  for (int v = 0; v < rows; ++v) {
+    Complex* dst = work + v * row_stride + u0;
+    for (int j = 0; j < count; ++j) dst[j] = buf[j * rows + v];
+  }
 }
 
 }  // namespace
 
-RealFft2d::RealFft2d(int rows, int cols)
-    : rows_(rows), cols_(cols), row_stride_(static_cast<std::size_t>((cols / 2 + 1 + 1) & ~1)) {
+RealFft2d::RealFft2d(int rows, int cols, int channels)
+    : rows_(rows),
+      cols_(cols),
+      channels_(channels),
+      row_stride_(static_cast<std::size_t>((cols / 2 + 1 + 1) & ~1)) {
+  if (rows < 1 || cols < 1 || channels < 1 || channels > kMaxChannels) {
+    throw std::invalid_argument("RealFft2d: invalid size " + std::to_string(rows) + "x" + std::to_string(cols) + "x" +
+                                std::to_string(channels));
+  }
   // An even number of complex values per row keeps every row 32-byte aligned.
   plans_ = Plans::get(rows, cols, row_stride_);
-  work_ = reinterpret_cast<Complex*>(aligned_alloc_or_throw<fftw_complex>(row_stride_ * rows));
+  work_ = reinterpret_cast<Complex*>(
+      aligned_alloc_or_throw<fftw_complex>(static_cast<std::size_t>(channels) * rows * row_stride_));
 }
 
 RealFft2d::~RealFft2d() { fftw_free(work_); }
 
 void RealFft2d::rows_forward(const RowFn& produce) {
   tbb::parallel_for(0, rows_, [&](int y) {
-    Complex* row = work_ + y * row_stride_;
-    produce(y, reinterpret_cast<double*>(row));
-    fftw_execute_dft_r2c(plans_->row_r2c, reinterpret_cast<double*>(row), as_fftw(row));
+    double* row[kMaxChannels];
+    for (int c = 0; c < channels_; ++c) row[c] = reinterpret_cast<double*>(work(c) + y * row_stride_);
+    produce(y, row);
+    for (int c = 0; c < channels_; ++c) fftw_execute_dft_r2c(plans_->row_r2c, row[c], as_fftw(work(c) + y * row_stride_));
   });
 }
 
-namespace {
-RealFft2d::RowFn copy_rows(const double* image, std::size_t stride, int cols) {
-  return [=](int y, double* row) { std::memcpy(row, image + y * stride, sizeof(double) * cols); };
-}
-}  // namespace
-
-void RealFft2d::rows_inverse(double* out, std::size_t stride, double scale) {
+void RealFft2d::rows_inverse(double* const* out, std::size_t stride, double scale) {
   tbb::parallel_for(0, rows_, [&](int y) {
-    Complex* row = work_ + y * row_stride_;
-    auto* real = reinterpret_cast<double*>(row);
-    fftw_execute_dft_c2r(plans_->row_c2r, as_fftw(row), real);
-    double* dst = out + y * stride;
-    for (int x = 0; x < cols_; ++x) dst[x] = real[x] * scale;
+    for (int c = 0; c < channels_; ++c) {
+      Complex* row = work(c) + y * row_stride_;
+      auto* real = reinterpret_cast<double*>(row);
+      fftw_execute_dft_c2r(plans_->row_c2r, as_fftw(row), real);
+      double* dst = out[c] + y * stride;
+      for (int x = 0; x < cols_; ++x) dst[x] = real[x] * scale;
+    }
   });
 }
 
-void RealFft2d::forward(const double* image, std::size_t stride, Complex* spectrum) {
-  rows_forward(copy_rows(image, stride, cols_));
+void RealFft2d::forward(const double* const* images, std::size_t stride, Complex* const* spectra) {
+  rows_forward([&](int y, double* const* row) {
+    for (int c = 0; c < channels_; ++c) std::memcpy(row[c], images[c] + y * stride, sizeof(double) * cols_);
+  });
   const Plans* plans = plans_;
   const int rows = rows_;
-  for_each_column_block(work_, row_stride_, rows_, spectrum_cols(), [&](int u0, int count, Complex* buf) {
-    if (count == kColumnBlock) {
-      fftw_execute_dft(plans->col_fwd_block, as_fftw(buf), as_fftw(buf));
-    } else {
-      for (int j = 0; j < count; ++j) fftw_execute_dft(plans->col_fwd_one, as_fftw(buf + j * rows), as_fftw(buf + j * rows));
-    }
-    std::copy(buf, buf + static_cast<std::size_t>(rows) * count, spectrum + static_cast<std::size_t>(u0) * rows);
+  for_each_column_block(channels_, spectrum_cols(), rows_, [&](int c, int u0, int count, Complex* buf) {
+    gather(work(c), row_stride_, rows, u0, count, buf);
+    plans->columns(FFTW_FORWARD, buf, count, rows);
+    std::copy(buf, buf + static_cast<std::size_t>(rows) * count, spectra[c] + static_cast<std::size_t>(u0) * rows);
   });
 }
 
-void RealFft2d::filter(const double* in, std::size_t in_stride, double* out, std::size_t out_stride, double scale,
-                       const BlockFn& modify) {
-  filter(copy_rows(in, in_stride, cols_), out, out_stride, scale, modify);
-}
-
-void RealFft2d::filter(const RowFn& produce, double* out, std::size_t out_stride, double scale,
+void RealFft2d::filter(const RowFn& produce, double* const* out, std::size_t out_stride, double scale,
                        const BlockFn& modify) {
   rows_forward(produce);
   const Plans* plans = plans_;
   const int rows = rows_;
-  Complex* work = work_;
-  const std::size_t row_stride = row_stride_;
-  for_each_column_block(work_, row_stride_, rows_, spectrum_cols(), [&](int u0, int count, Complex* buf) {
-    const bool full = count == kColumnBlock;
-    if (full) {
-      fftw_execute_dft(plans->col_fwd_block, as_fftw(buf), as_fftw(buf));
-    } else {
-      for (int j = 0; j < count; ++j) fftw_execute_dft(plans->col_fwd_one, as_fftw(buf + j * rows), as_fftw(buf + j * rows));
-    }
-    modify(u0, count, buf);
-    if (full) {
-      fftw_execute_dft(plans->col_bwd_block, as_fftw(buf), as_fftw(buf));
-    } else {
-      for (int j = 0; j < count; ++j) fftw_execute_dft(plans->col_bwd_one, as_fftw(buf + j * rows), as_fftw(buf + j * rows));
-    }
-    for (int v = 0; v < rows; ++v) {
-      Complex* dst = work + v * row_stride + u0;
-      for (int j = 0; j < count; ++j) dst[j] = buf[j * rows + v];
-    }
+  for_each_column_block(channels_, spectrum_cols(), rows_, [&](int c, int u0, int count, Complex* buf) {
+    gather(work(c), row_stride_, rows, u0, count, buf);
+    plans->columns(FFTW_FORWARD, buf, count, rows);
+    modify(c, u0, count, buf);
+    plans->columns(FFTW_BACKWARD, buf, count, rows);
+    scatter(buf, rows, u0, count, work(c), row_stride_);
   });
   rows_inverse(out, out_stride, scale);
 }

@@ -2,6 +2,7 @@
 
 #include "opforge/operators/l0_smooth.hpp"
 
+#include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
 
 #include <cmath>
@@ -35,33 +36,6 @@ void validate(const L0SmoothParams& p) {
   validate_params("l0_smooth", l0_specs(), v);
 }
 
-using Plane = std::vector<double>;
-
-// Splits a CV_64FCn image into n contiguous row-major planes.
-std::vector<Plane> to_planes(const cv::Mat& img64) {
-  const int c = img64.channels(), n = img64.rows * img64.cols;
-  std::vector<Plane> planes(c, Plane(n));
-  for (int y = 0; y < img64.rows; ++y) {
-    const double* s = img64.ptr<double>(y);
-    for (int x = 0; x < img64.cols; ++x) {
-      for (int k = 0; k < c; ++k) planes[k][y * img64.cols + x] = s[x * c + k];
-    }
-  }
-  return planes;
-}
-
-Image from_planes(const std::vector<Plane>& planes, int rows, int cols) {
-  const int c = static_cast<int>(planes.size());
-  Image out(rows, cols, CV_MAKETYPE(CV_32F, c));
-  for (int y = 0; y < rows; ++y) {
-    float* d = out.ptr<float>(y);
-    for (int x = 0; x < cols; ++x) {
-      for (int k = 0; k < c; ++k) d[x * c + k] = static_cast<float>(planes[k][y * cols + x]);
-    }
-  }
-  return out;
-}
-
 // |F(∂x)|² + |F(∂y)|² at frequency (v, u): (2 − 2cos(2πu/W)) + (2 − 2cos(2πv/H)).
 // Only the plain reference implementation uses it; the fast path keeps the
 // two separable halves.
@@ -89,35 +63,38 @@ void gradient_keep_row(const std::vector<Plane>& s, std::uint8_t* keep, int y, i
     }
     return static_cast<std::uint8_t>(energy < threshold ? 0 : 1);
   };
-  for (int x = 0; x + 1 < cols; ++x) keep[row + x] = at(x, x + 1);
-  keep[row + cols - 1] = at(cols - 1, 0);
+  for (int x = 0; x + 1 < cols; ++x) keep[x] = at(x, x + 1);
+  keep[cols - 1] = at(cols - 1, 0);
 }
 
 // Step 2's right-hand side for row y of one channel: ∂xᵀh + ∂yᵀv, with the
 // masked differences h = keep·∂xS, v = keep·∂yS recomputed on the fly (the
 // same floating-point operations as materialising h and v, without the memory
 // traffic; a masked difference may become −0 instead of +0, which changes no
-// sum). Interior columns run without wrap-around so the loop vectorises.
-void divergence_row(const Plane& plane, const std::uint8_t* keep, int y, int rows, int cols, double* out) {
+// sum). `keep` and `keep_above` are the decisions of rows y and y−1.
+void divergence_row(const Plane& plane, const std::uint8_t* keep, const std::uint8_t* keep_above, int y, int rows,
+                    int cols, double* h_buffer, double* out) {
   const double* s = plane.data();
-  const std::uint8_t* k = keep + static_cast<std::size_t>(y) * cols;
   const double* here = s + static_cast<std::size_t>(y) * cols;
   const double* above = s + static_cast<std::size_t>(y == 0 ? rows - 1 : y - 1) * cols;
-  const std::uint8_t* k_above = keep + static_cast<std::size_t>(y == 0 ? rows - 1 : y - 1) * cols;
   const double* below = s + static_cast<std::size_t>(y + 1 == rows ? 0 : y + 1) * cols;
-  // h(y, x) for x = −1 … cols−1 (h[0] is the wrapped h(y, cols−1)).
-  thread_local std::vector<double> h_buffer;
-  h_buffer.resize(static_cast<std::size_t>(cols) + 1);
-  double* h = h_buffer.data() + 1;
-  for (int x = 0; x + 1 < cols; ++x) h[x] = k[x] * (here[x + 1] - here[x]);
-  h[cols - 1] = k[cols - 1] * (here[0] - here[cols - 1]);
+  // h(y, x) for x = −1 … cols−1 (h[−1] is the wrapped h(y, cols−1)).
+  double* h = h_buffer + 1;
+  for (int x = 0; x + 1 < cols; ++x) h[x] = keep[x] * (here[x + 1] - here[x]);
+  h[cols - 1] = keep[cols - 1] * (here[0] - here[cols - 1]);
   h[-1] = h[cols - 1];
   for (int x = 0; x < cols; ++x) {
-    const double v_here = k[x] * (below[x] - here[x]);
-    const double v_above = k_above[x] * (here[x] - above[x]);
+    const double v_here = keep[x] * (below[x] - here[x]);
+    const double v_above = keep_above[x] * (here[x] - above[x]);
     out[x] = (h[x - 1] - h[x]) + (v_above - v_here);
   }
 }
+
+// Per-thread scratch for one row: the decisions of rows y−1 and y, and h.
+struct RowScratch {
+  std::vector<std::uint8_t> keep_above, keep;
+  std::vector<double> h;
+};
 
 }  // namespace
 
@@ -128,48 +105,62 @@ Image l0_smooth(const Image& input, const L0SmoothParams& params) {
   const std::size_t n = static_cast<std::size_t>(rows) * cols;
   const double lambda = params.lambda;
 
-  std::vector<Plane> s = to_planes(to_double_exact(input));
-  RealFft2d fft(rows, cols);
+  std::vector<Plane> s = to_double_planes(input);
+  RealFft2d fft(rows, cols, channels);
   const std::size_t spectrum = fft.spectrum_size();
 
-  // F(S₀) per channel and the gradient MTF, both in the column-major layout.
+  // F(S₀) per channel, in the FFT's column-major layout.
   std::vector<std::vector<RealFft2d::Complex>> fs0(channels, std::vector<RealFft2d::Complex>(spectrum));
-  for (int k = 0; k < channels; ++k) fft.forward(s[k].data(), cols, fs0[k].data());
+  std::vector<const double*> s_in(channels);
+  std::vector<double*> s_out(channels);
+  std::vector<RealFft2d::Complex*> fs0_out(channels);
+  for (int k = 0; k < channels; ++k) {
+    s_in[k] = s_out[k] = s[k].data();
+    fs0_out[k] = fs0[k].data();
+  }
+  fft.forward(s_in.data(), cols, fs0_out.data());
+
   // The MTF is separable: (2 − 2cos(2πu/W)) + (2 − 2cos(2πv/H)).
   std::vector<double> mtf_u(fft.spectrum_cols()), mtf_v(rows);
   for (int u = 0; u < fft.spectrum_cols(); ++u) mtf_u[u] = 2.0 - 2.0 * std::cos(2.0 * std::numbers::pi * u / cols);
   for (int v = 0; v < rows; ++v) mtf_v[v] = 2.0 - 2.0 * std::cos(2.0 * std::numbers::pi * v / rows);
 
-  std::vector<std::uint8_t> keep(n);  // 1 byte a pixel: this loop is memory-bound
   const auto keep_row = channels == 3 ? gradient_keep_row<3> : gradient_keep_row<1>;
+  tbb::enumerable_thread_specific<RowScratch> scratch([&] {
+    return RowScratch{std::vector<std::uint8_t>(cols), std::vector<std::uint8_t>(cols), std::vector<double>(cols + 1)};
+  });
   const double scale = 1.0 / static_cast<double>(n);
   for (double beta = 2.0 * lambda; beta < kBetaMax; beta *= params.kappa) {
     const double threshold = lambda / beta;
-    tbb::parallel_for(0, rows, [&](int y) { keep_row(s, keep.data(), y, rows, cols, threshold); });
-    for (int k = 0; k < channels; ++k) {
-      const auto& f0 = fs0[k];
-      const Plane& sk = s[k];
-      // S = Re F⁻¹[(F(S₀) + β·F(div)) / (1 + β·mtf)]; filter() writes s[k]
-      // only after every divergence row has been read from it.
-      fft.filter([&](int y, double* row) { divergence_row(sk, keep.data(), y, rows, cols, row); }, s[k].data(), cols,
-                 scale, [&](int u0, int count, RealFft2d::Complex* block) {
-                   for (int j = 0; j < count; ++j) {
-                     const std::size_t base = static_cast<std::size_t>(u0 + j) * rows;
-                     const double mu = mtf_u[u0 + j];
-                     // Interleaved (re, im) doubles, so the loop vectorises.
-                     auto* col = reinterpret_cast<double*>(block + static_cast<std::size_t>(j) * rows);
-                     const auto* f = reinterpret_cast<const double*>(f0.data() + base);
-                     for (int v = 0; v < rows; ++v) {
-                       const double den = 1.0 + beta * (mu + mtf_v[v]);
-                       const double inv = 1.0 / den;  // one division for both parts
-                       col[2 * v] = (f[2 * v] + beta * col[2 * v]) * inv;
-                       col[2 * v + 1] = (f[2 * v + 1] + beta * col[2 * v + 1]) * inv;
-                     }
-                   }
-                 });
-    }
+    // S = Re F⁻¹[(F(S₀) + β·F(div)) / (1 + β·mtf)] for every channel. Each row
+    // recomputes the decisions of rows y−1 and y from S (cheap, in cache);
+    // filter() overwrites S only after every row has been produced.
+    fft.filter(
+        [&](int y, double* const* row) {
+          RowScratch& r = scratch.local();
+          keep_row(s, r.keep_above.data(), y == 0 ? rows - 1 : y - 1, rows, cols, threshold);
+          keep_row(s, r.keep.data(), y, rows, cols, threshold);
+          for (int k = 0; k < channels; ++k) {
+            divergence_row(s[k], r.keep.data(), r.keep_above.data(), y, rows, cols, r.h.data(), row[k]);
+          }
+        },
+        s_out.data(), cols, scale,
+        [&](int k, int u0, int count, RealFft2d::Complex* block) {
+          for (int j = 0; j < count; ++j) {
+            const double mu = mtf_u[u0 + j];
+            // Interleaved (re, im) doubles, so the loop vectorises.
+            auto* col = reinterpret_cast<double*>(block + static_cast<std::size_t>(j) * rows);
+            const auto* f = reinterpret_cast<const double*>(fs0[k].data() + static_cast<std::size_t>(u0 + j) * rows);
+            for (int v = 0; v < rows; ++v) {
+              const double den = 1.0 + beta * (mu + mtf_v[v]);
+              const double inv = 1.0 / den;  // one division for both parts
+              col[2 * v] = (f[2 * v] + beta * col[2 * v]) * inv;
+              col[2 * v + 1] = (f[2 * v + 1] + beta * col[2 * v + 1]) * inv;
+            }
+          }
+        });
   }
-  return from_planes(s, rows, cols);
+  return from_double_planes(s, rows, cols);
 }
 
 namespace reference {

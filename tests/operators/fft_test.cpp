@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <tbb/global_control.h>
 
+#include <cstring>
 #include <opencv2/core.hpp>
 
 namespace opforge {
@@ -22,7 +23,9 @@ TEST_P(RealFft2dSizes, ForwardMatchesCvDft) {
   const cv::Mat img = random_plane(rows, cols, rows * 1000 + cols);
   RealFft2d fft(rows, cols);
   std::vector<RealFft2d::Complex> spectrum(fft.spectrum_size());
-  fft.forward(img.ptr<double>(), cols, spectrum.data());
+  const double* in = img.ptr<double>();
+  RealFft2d::Complex* out = spectrum.data();
+  fft.forward(&in, cols, &out);
   cv::Mat expected;
   cv::dft(img, expected, cv::DFT_COMPLEX_OUTPUT);
   double worst = 0;
@@ -36,32 +39,59 @@ TEST_P(RealFft2dSizes, ForwardMatchesCvDft) {
   EXPECT_LT(worst, 1e-10 * rows * cols);
 }
 
-TEST_P(RealFft2dSizes, FilterWithIdentityReturnsTheInput) {
+// Copies channel c of `images` into the rows filter() asks for.
+RealFft2d::RowFn copy_rows(const std::vector<cv::Mat>& images) {
+  return [&images](int y, double* const* row) {
+    for (std::size_t c = 0; c < images.size(); ++c) {
+      std::memcpy(row[c], images[c].ptr<double>(y), sizeof(double) * images[c].cols);
+    }
+  };
+}
+
+TEST_P(RealFft2dSizes, FilterWithIdentityReturnsEveryChannel) {
   const auto [rows, cols] = GetParam();
-  const cv::Mat img = random_plane(rows, cols, 7);
-  cv::Mat out(rows, cols, CV_64F);
-  RealFft2d fft(rows, cols);
-  fft.filter(img.ptr<double>(), cols, out.ptr<double>(), cols, 1.0 / (rows * cols), [](int, int, auto*) {});
-  EXPECT_LT(cv::norm(out, img, cv::NORM_INF), 1e-12);
+  const std::vector<cv::Mat> images = {random_plane(rows, cols, 7), random_plane(rows, cols, 8),
+                                       random_plane(rows, cols, 9)};
+  std::vector<cv::Mat> out(3);
+  std::vector<double*> out_ptr(3);
+  for (int c = 0; c < 3; ++c) out_ptr[c] = (out[c] = cv::Mat(rows, cols, CV_64F)).ptr<double>();
+  RealFft2d fft(rows, cols, 3);
+  fft.filter(copy_rows(images), out_ptr.data(), cols, 1.0 / (rows * cols), [](int, int, int, auto*) {});
+  for (int c = 0; c < 3; ++c) EXPECT_LT(cv::norm(out[c], images[c], cv::NORM_INF), 1e-12) << "channel " << c;
+}
+
+TEST_P(RealFft2dSizes, FilterSeesTheSpectrumOfTheRightChannel) {
+  // Zeroing the whole spectrum of channel 1 only must zero channel 1 only.
+  const auto [rows, cols] = GetParam();
+  const std::vector<cv::Mat> images = {random_plane(rows, cols, 1), random_plane(rows, cols, 2)};
+  std::vector<cv::Mat> out(2);
+  std::vector<double*> out_ptr(2);
+  for (int c = 0; c < 2; ++c) out_ptr[c] = (out[c] = cv::Mat(rows, cols, CV_64F)).ptr<double>();
+  RealFft2d fft(rows, cols, 2);
+  fft.filter(copy_rows(images), out_ptr.data(), cols, 1.0 / (rows * cols),
+             [rows = rows](int c, int, int count, RealFft2d::Complex* block) {
+               if (c == 1) std::fill(block, block + static_cast<std::size_t>(count) * rows, RealFft2d::Complex(0));
+             });
+  EXPECT_LT(cv::norm(out[0], images[0], cv::NORM_INF), 1e-12);
+  EXPECT_EQ(cv::norm(out[1], cv::NORM_INF), 0.0);
 }
 
 TEST_P(RealFft2dSizes, OneAndTwoThreadsAreBitIdentical) {
   const auto [rows, cols] = GetParam();
-  const cv::Mat img = random_plane(rows, cols, 11);
+  const std::vector<cv::Mat> images = {random_plane(rows, cols, 11)};
   cv::Mat a(rows, cols, CV_64F), b(rows, cols, CV_64F);
-  const auto halve = [](int, int count, RealFft2d::Complex* block) {
-    (void)count;
-    block[0] *= 0.5;
-  };
+  double* pa = a.ptr<double>();
+  double* pb = b.ptr<double>();
+  const auto halve = [](int, int, int, RealFft2d::Complex* block) { block[0] *= 0.5; };
   {
     tbb::global_control one(tbb::global_control::max_allowed_parallelism, 1);
     RealFft2d fft(rows, cols);
-    fft.filter(img.ptr<double>(), cols, a.ptr<double>(), cols, 1.0, halve);
+    fft.filter(copy_rows(images), &pa, cols, 1.0, halve);
   }
   {
     tbb::global_control two(tbb::global_control::max_allowed_parallelism, 2);
     RealFft2d fft(rows, cols);
-    fft.filter(img.ptr<double>(), cols, b.ptr<double>(), cols, 1.0, halve);
+    fft.filter(copy_rows(images), &pb, cols, 1.0, halve);
   }
   EXPECT_EQ(std::memcmp(a.data, b.data, a.total() * sizeof(double)), 0);
 }

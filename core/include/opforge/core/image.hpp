@@ -9,6 +9,7 @@
 
 #include <opencv2/core.hpp>
 #include <string_view>
+#include <vector>
 
 namespace opforge {
 
@@ -26,6 +27,17 @@ void require_image(const Image& img, std::string_view who);
 /// in double; any other image is promoted value by value. This makes the
 /// result independent of whether an 8-bit source arrived as PNG, JPEG or npy.
 cv::Mat to_double_exact(const Image& img);
+
+/// One channel of an image as contiguous row-major float64 (rows·cols values).
+using Plane = std::vector<double>;
+
+/// Splits an Image into float64 planes with the same promotion rule as
+/// to_double_exact (exact k/255 for images on the 8-bit lattice). Operators
+/// that work channel by channel start here.
+std::vector<Plane> to_double_planes(const Image& img);
+
+/// Interleaves float64 planes (all rows·cols long) back into a float32 Image.
+Image from_double_planes(const std::vector<Plane>& planes, int rows, int cols);
 
 /// True when every value of `img` is float32(k/255) for an integer k in 0..255.
 bool is_on_8bit_lattice(const Image& img);

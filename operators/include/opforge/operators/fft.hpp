@@ -19,49 +19,54 @@
 
 namespace opforge {
 
+/// A batch of `channels` real images of one size, transformed together (the
+/// channels of one image): one pass over rows and one over columns serves
+/// every channel, and row producers see all channels of a row at once.
 class RealFft2d {
  public:
   using Complex = std::complex<double>;
-  /// Called on blocks of spectrum columns during filter(): `block` holds
-  /// columns u0 … u0+count−1, each `rows` values long, contiguous.
-  using BlockFn = std::function<void(int u0, int count, Complex* block)>;
-  /// Produces row y of a filter() input into `row` (cols values). Rows are
-  /// requested in parallel, in no particular order.
-  using RowFn = std::function<void(int y, double* row)>;
+  /// Called on blocks of spectrum columns of one channel during filter():
+  /// `block` holds columns u0 … u0+count−1, each `rows` values long, contiguous.
+  using BlockFn = std::function<void(int channel, int u0, int count, Complex* block)>;
+  /// Produces row y of every channel's filter() input: `row[c]` receives cols
+  /// values for channel c. Rows are requested in parallel, in no particular order.
+  using RowFn = std::function<void(int y, double* const* row)>;
 
-  RealFft2d(int rows, int cols);
+  RealFft2d(int rows, int cols, int channels = 1);
   ~RealFft2d();
   RealFft2d(const RealFft2d&) = delete;
   RealFft2d& operator=(const RealFft2d&) = delete;
 
   int rows() const { return rows_; }
   int cols() const { return cols_; }
+  int channels() const { return channels_; }
   int spectrum_cols() const { return cols_ / 2 + 1; }
+  /// Complex values in one channel's spectrum.
   std::size_t spectrum_size() const { return static_cast<std::size_t>(spectrum_cols()) * rows_; }
 
-  /// Unnormalised forward transform of a rows×cols image (row stride in doubles).
-  void forward(const double* image, std::size_t stride, Complex* spectrum);
+  /// Unnormalised forward transforms: images[c] (rows×cols, row stride in
+  /// doubles) → spectra[c] (spectrum_size() values each).
+  void forward(const double* const* images, std::size_t stride, Complex* const* spectra);
 
-  /// out = scale · inverse(modify(forward(in))): the forward transform, `modify`
-  /// on each block of spectrum columns, then the unnormalised inverse transform
-  /// multiplied by `scale` (pass 1/(rows·cols) for a true inverse). `in` and
-  /// `out` may be the same buffer.
-  void filter(const double* in, std::size_t in_stride, double* out, std::size_t out_stride, double scale,
+  /// out[c] = scale · inverse(modify(forward(in[c]))) for every channel: the
+  /// forward transform, `modify` on each block of spectrum columns, then the
+  /// unnormalised inverse transform multiplied by `scale` (1/(rows·cols) for a
+  /// true inverse). The input is produced row by row straight into the
+  /// transform's workspace; `out` is written only after every input row of
+  /// every channel has been produced, so `produce` may read `out`.
+  void filter(const RowFn& produce, double* const* out, std::size_t out_stride, double scale,
               const BlockFn& modify);
-  /// As above, with the input produced row by row straight into the
-  /// transform's workspace (no intermediate image). `out` is written only
-  /// after every input row has been produced, so `produce` may read `out`.
-  void filter(const RowFn& produce, double* out, std::size_t out_stride, double scale, const BlockFn& modify);
 
  private:
   struct Plans;
   void rows_forward(const RowFn& produce);
-  void rows_inverse(double* out, std::size_t stride, double scale);
+  void rows_inverse(double* const* out, std::size_t stride, double scale);
+  Complex* work(int channel) const { return work_ + static_cast<std::size_t>(channel) * rows_ * row_stride_; }
 
-  int rows_, cols_;
+  int rows_, cols_, channels_;
   std::size_t row_stride_;  // complex values per row of the row-spectrum workspace
   const Plans* plans_;
-  Complex* work_;           // rows × row_stride_ (FFTW-aligned)
+  Complex* work_;           // channels × rows × row_stride_ (FFTW-aligned)
 };
 
 }  // namespace opforge
