@@ -49,24 +49,12 @@ int apply_command(const Args& args) {
       "seed", po::value<std::uint64_t>()->default_value(0), "seed for operators that draw random numbers")(
       "threads", po::value<int>(), "worker threads (default: all cores)")(
       "depth", po::value<int>()->default_value(8), "PNG output bits per channel: 8 or 16");
-  po::options_description hidden;
-  hidden.add_options()("positional", po::value<std::vector<std::string>>());
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::positional_options_description pos;
-  pos.add("positional", -1);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
-  po::notify(vm);
+  const auto positional = parse_command_line(args, opts, {"OP", "IN", "OUT"}, vm);
   if (vm.count("help")) {
     std::cout << opts << "\nOutput format follows OUT's extension: .png (8-bit, or 16-bit with --depth 16), "
                          ".npy (float32, unclipped), .jpg.\n";
     return 0;
-  }
-  const auto positional = vm.count("positional") ? vm["positional"].as<std::vector<std::string>>()
-                                                 : std::vector<std::string>{};
-  if (positional.size() != 3) {
-    throw UsageError("expected OP IN OUT, got " + std::to_string(positional.size()) + " argument(s)");
   }
   const int depth = vm["depth"].as<int>();
   if (depth != 8 && depth != 16) throw UsageError("--depth " + std::to_string(depth) + " is invalid; valid: 8 or 16");

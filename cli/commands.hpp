@@ -3,6 +3,8 @@
 // returns the process exit status; opforge::Error and usage errors propagate
 // to main(), which prints one line and exits 2.
 
+#include <boost/program_options.hpp>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -18,5 +20,13 @@ int metrics_command(const Args& args);
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+/// Parses `args` against `options` plus exactly the positional arguments
+/// named in `positional_names` (e.g. {"OP", "IN", "OUT"}) into `vm`. Returns
+/// the positionals, or an empty vector when --help was given. Throws
+/// UsageError for a wrong count and boost's errors for unknown options.
+std::vector<std::string> parse_command_line(const Args& args, const boost::program_options::options_description& options,
+                                            const std::vector<std::string>& positional_names,
+                                            boost::program_options::variables_map& vm);
 
 }  // namespace opforge::cli

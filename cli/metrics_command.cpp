@@ -16,21 +16,12 @@ int metrics_command(const Args& args) {
   opts.add_options()("help,h", "this help")("json", "print one JSON object")(
       "y-channel", "compare the luma of MATLAB's rgb2ycbcr only (super-resolution protocol)")(
       "shave", po::value<int>()->default_value(0), "pixels removed from every border before comparing");
-  po::options_description hidden;
-  hidden.add_options()("positional", po::value<std::vector<std::string>>());
-  po::options_description all;
-  all.add(opts).add(hidden);
-  po::positional_options_description pos;
-  pos.add("positional", -1);
   po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(pos).run(), vm);
+  const auto positional = parse_command_line(args, opts, {"A", "B"}, vm);
   if (vm.count("help")) {
     std::cout << opts << "\nValues are on the [0,1] scale: PSNR with peak 1, SSIM as MATLAB's ssim.\n";
     return 0;
   }
-  const auto positional = vm.count("positional") ? vm["positional"].as<std::vector<std::string>>()
-                                                 : std::vector<std::string>{};
-  if (positional.size() != 2) throw UsageError("expected A B, got " + std::to_string(positional.size()) + " argument(s)");
   const Image a = read_image(positional[0]);
   const Image b = read_image(positional[1]);
   const MetricOptions options{.y_channel = vm.count("y-channel") != 0, .shave = vm["shave"].as<int>()};
