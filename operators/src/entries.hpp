@@ -7,5 +7,7 @@
 namespace opforge {
 
 OperatorEntry l0_smooth_entry();
+OperatorEntry wls_smooth_entry();
+OperatorEntry rtv_smooth_entry();
 
 }  // namespace opforge

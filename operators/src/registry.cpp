@@ -15,6 +15,8 @@ std::string_view to_string(OperatorKind kind) {
 const std::vector<OperatorEntry>& all_operators() {
   static const std::vector<OperatorEntry> entries = {
       l0_smooth_entry(),
+      wls_smooth_entry(),
+      rtv_smooth_entry(),
   };
   return entries;
 }

@@ -1,0 +1,113 @@
+#pragma once
+// Sparse linear systems on the pixel grid, shared by the edge-aware smoothers
+// (wls_smooth, rtv_smooth, and the regularisation of dehaze_nonlocal):
+//
+//     (D + L_a) u = b
+//
+// where L_a is the weighted graph Laplacian of the 4-connected rows×cols grid
+// ((L_a u)_p = Σ_{q ∈ N4(p)} a_pq (u_p − u_q)) and D = diag(data) (the
+// identity when no data term is given). The matrix is symmetric positive
+// definite whenever D > 0. Its diagonal is data + (((E + W) + S) + N), summed in
+// the order the authors' MATLAB code builds it (`1 − (e + w + s + n)`).
+//
+// Three solvers:
+//  - GridCholesky: CHOLMOD's supernodal Cholesky. The symbolic analysis
+//    (fill-reducing ordering, supernodes) depends only on the grid size and is
+//    done once; every factorisation and solve reuses it. Thread-safe: solve()
+//    may run concurrently (one per channel).
+//  - mic0_pcg_solve: the authors' MATLAB branch of RTV — MIC(0) preconditioner
+//    + preconditioned CG to a loose relative residual.
+//  - reference::solve_grid_system: Eigen's SimplicialLDLT, the plain path the
+//    tests hold the others against.
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace opforge {
+
+/// Positive edge weights of a rows×cols grid, row-major (index y·cols + x).
+/// horizontal[p] couples (y,x)–(y,x+1) (ignored in the last column);
+/// vertical[p] couples (y,x)–(y+1,x) (ignored in the last row).
+struct GridWeights {
+  int rows = 0, cols = 0;
+  std::vector<double> horizontal, vertical;
+};
+
+/// An estimate of the peak bytes a CHOLMOD solve of a rows×cols grid needs
+/// (matrix, factor with nested-dissection/AMD fill, workspace), used to refuse
+/// an impossible size up front instead of being killed for memory.
+std::size_t estimate_grid_cholesky_bytes(int rows, int cols);
+
+/// Bytes of memory available to this process now (MemAvailable on Linux).
+std::size_t available_memory_bytes();
+
+/// Throws opforge::Error naming `who`, the size, the estimate and what is
+/// available when `needed_bytes` exceeds the available memory.
+void require_memory(const std::string& who, int rows, int cols, std::size_t needed_bytes);
+
+class GridCholesky {
+ public:
+  GridCholesky(int rows, int cols);
+  ~GridCholesky();
+  GridCholesky(const GridCholesky&) = delete;
+  GridCholesky& operator=(const GridCholesky&) = delete;
+
+  /// Factorises D + L_a for `weights` (and `data`, rows·cols values; empty =
+  /// identity) and solves for each right-hand side: out[i] = A⁻¹ rhs[i].
+  void solve(const GridWeights& weights, std::span<const double> data, std::span<const double* const> rhs,
+             std::span<double* const> out) const;
+
+  /// Non-zeros of the Cholesky factor chosen by the analysis.
+  double factor_nonzeros() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+/// A shared GridCholesky for this grid size; the most recent few sizes stay
+/// analysed, so a dataset of equal-sized images analyses once.
+std::shared_ptr<const GridCholesky> cached_grid_cholesky(int rows, int cols);
+
+struct PcgResult {
+  int iterations = 0;
+  double relative_residual = 0;  ///< ‖r‖/‖b‖ of the returned iterate (recursive residual)
+  bool converged = false;
+};
+
+/// The modified incomplete Cholesky factor (zero fill, natural order) of
+/// I + L_a: the pattern of tril(A); each product that would fill outside it
+/// is dropped and subtracted from the diagonals of both rows it couples, so
+/// L·Lᵀ·1 = A·1 (MATLAB `ichol(A, struct('michol','on'))`).
+class Mic0Preconditioner {
+ public:
+  explicit Mic0Preconditioner(const GridWeights& weights);
+  /// z = (L·Lᵀ)⁻¹ r.
+  void apply(const double* r, double* z) const;
+
+ private:
+  int rows_, cols_;
+  std::vector<double> diag_;        // L(p,p)
+  std::vector<double> east_, south_;  // L(p+1,p), L(p+cols,p)
+};
+
+/// y = (I + L_a) x.
+void grid_multiply(const GridWeights& weights, const double* x, double* y);
+
+/// Preconditioned CG on (I + L_a) x = b from x₀ = 0, as MATLAB's
+/// pcg(A, b, tol, maxit, L, L'): stops at the first iterate whose recursively
+/// updated residual satisfies ‖r‖ ≤ tol·‖b‖ and returns it. Sequential and
+/// deterministic.
+PcgResult mic0_pcg_solve(const GridWeights& weights, const Mic0Preconditioner& preconditioner, const double* b,
+                         double* x, double tolerance, int max_iterations);
+
+namespace reference {
+/// Eigen SimplicialLDLT on the same system (one right-hand side).
+std::vector<double> solve_grid_system(const GridWeights& weights, std::span<const double> data,
+                                      std::span<const double> rhs);
+}  // namespace reference
+
+}  // namespace opforge
