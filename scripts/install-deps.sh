@@ -11,6 +11,10 @@ packages=(
   libopencv-dev libopencv-contrib-dev libjpeg62-turbo-dev libpng-dev
   # numerics and parallelism
   libeigen3-dev libsuitesparse-dev libfftw3-dev libtbb-dev
+  # optimised BLAS for CHOLMOD's supernodal factorisation (2.6x faster than
+  # the reference BLAS at 1 MP). The pthread flavour: the serial one is not
+  # safe to call from several threads; opforge sets it to one thread per call.
+  libopenblas0-pthread
   # Vulkan runtime: loader + headers, GLSL compiler, Mesa's lavapipe (CPU ICD)
   libvulkan-dev glslc mesa-vulkan-drivers
   # CLI, recipes, metadata

@@ -1,6 +1,8 @@
 #include "opforge/operators/grid_solver.hpp"
 
 #include <cholmod.h>
+#include <dlfcn.h>
+#include <omp.h>
 
 #include <Eigen/Sparse>
 #include <Eigen/SparseCholesky>
@@ -72,7 +74,27 @@ cholmod_sparse* lower_matrix(const GridWeights& w, std::span<const double> data,
   return a;
 }
 
+// CHOLMOD's dense kernels go to the system BLAS. opforge installs Debian's
+// OpenBLAS (pthread flavour: the serial flavour is not safe to call from two
+// threads at once) and keeps it to one thread per call: channels already run
+// in parallel under TBB, and a fixed BLAS thread count keeps results
+// independent of --threads. With any other BLAS this is a no-op.
+void single_threaded_blas() {
+  static const bool done = [] {
+    using SetThreads = void (*)(int);
+    if (auto* set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(1);
+    return true;
+  }();
+  (void)done;
+}
+
 void start_common(cholmod_common* c) {
+  single_threaded_blas();
+  // Debian's CHOLMOD runs parts of its supernodal factorisation in OpenMP
+  // teams of a compiled-in 4 threads. Our parallelism is TBB's (channels,
+  // rows); nested OpenMP teams inside TBB workers oversubscribe the cores
+  // and spin. Make OpenMP regions started from this thread run on it alone.
+  omp_set_max_active_levels(0);
   cholmod_start(c);
   c->supernodal = CHOLMOD_SUPERNODAL;
   c->print = 0;
@@ -116,6 +138,29 @@ struct GridCholesky::State {
   int rows = 0, cols = 0;
   cholmod_common common;
   cholmod_factor* symbolic = nullptr;
+  // Numeric factors not in use. Refactorising an existing factor reuses its
+  // memory: a fresh one costs hundreds of MB of page faults at 1 MP, more
+  // than the factorisation itself on a virtual machine.
+  std::mutex idle_mutex;
+  std::vector<cholmod_factor*> idle;
+
+  cholmod_factor* acquire(cholmod_common* c) {
+    {
+      std::lock_guard lock(idle_mutex);
+      if (!idle.empty()) {
+        cholmod_factor* l = idle.back();
+        idle.pop_back();
+        return l;
+      }
+    }
+    cholmod_factor* l = cholmod_copy_factor(symbolic, c);
+    if (!l) throw std::bad_alloc();
+    return l;
+  }
+  void release(cholmod_factor* l) {
+    std::lock_guard lock(idle_mutex);
+    idle.push_back(l);
+  }
 };
 
 GridCholesky::GridCholesky(int rows, int cols) : state_(std::make_unique<State>()) {
@@ -137,6 +182,7 @@ GridCholesky::GridCholesky(int rows, int cols) : state_(std::make_unique<State>(
 }
 
 GridCholesky::~GridCholesky() {
+  for (cholmod_factor*& l : state_->idle) cholmod_free_factor(&l, &state_->common);
   cholmod_free_factor(&state_->symbolic, &state_->common);
   cholmod_finish(&state_->common);
 }
@@ -156,17 +202,20 @@ void GridCholesky::solve(const GridWeights& weights, std::span<const double> dat
   cholmod_factor* l = nullptr;
   cholmod_dense* b = nullptr;
   cholmod_dense* x = nullptr;
-  const auto cleanup = [&] {
+  const auto cleanup = [&](bool keep_factor) {
     cholmod_free_dense(&x, &c);
     cholmod_free_dense(&b, &c);
-    cholmod_free_factor(&l, &c);
+    if (l && keep_factor) {
+      state_->release(l);
+    } else {
+      cholmod_free_factor(&l, &c);
+    }
     cholmod_free_sparse(&a, &c);
     cholmod_finish(&c);
   };
   try {
     a = lower_matrix(weights, data, &c);
-    l = cholmod_copy_factor(state_->symbolic, &c);
-    if (!l) throw std::bad_alloc();
+    l = state_->acquire(&c);
     cholmod_factorize(a, l, &c);
     if (c.status == CHOLMOD_NOT_POSDEF) throw std::runtime_error("grid system is not positive definite");
     if (c.status == CHOLMOD_OUT_OF_MEMORY) throw std::bad_alloc();
@@ -182,14 +231,14 @@ void GridCholesky::solve(const GridWeights& weights, std::span<const double> dat
       std::copy(col, col + n, out[j]);
     }
   } catch (...) {
-    cleanup();
+    cleanup(false);
     throw;
   }
-  cleanup();
+  cleanup(true);
 }
 
 std::shared_ptr<const GridCholesky> cached_grid_cholesky(int rows, int cols) {
-  constexpr std::size_t kKeep = 4;
+  constexpr std::size_t kKeep = 2;  // each size keeps its numeric factors
   static std::mutex mutex;
   static std::vector<std::pair<std::pair<int, int>, std::shared_ptr<const GridCholesky>>> recent;
   std::lock_guard lock(mutex);

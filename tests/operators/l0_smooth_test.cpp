@@ -3,64 +3,34 @@
 #include <gtest/gtest.h>
 #include <tbb/global_control.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
 #include "opforge/core/metrics.hpp"
+#include "golden.hpp"
 #include "test_support.hpp"
 
 namespace opforge {
 namespace {
 
-namespace fs = std::filesystem;
 using test::data_path;
 
-// Gate from OPERATORS.md §1 / issue: PSNR ≥ 60 dB against the authors' output.
+// Gate from OPERATORS.md §1: PSNR ≥ 60 dB against the authors' output.
 constexpr double kGoldenPsnrDb = 60.0;
 
-std::vector<std::string> conformance_cases() {
-  std::vector<std::string> cases;
-  for (const auto& e : fs::directory_iterator(data_path("conformance/l0"))) {
-    if (e.path().extension() == ".json") cases.push_back(e.path().stem().string());
-  }
-  std::sort(cases.begin(), cases.end());
-  return cases;
-}
-
-TEST(L0SmoothGolden, AllSixReferenceCasesArePresent) { EXPECT_EQ(conformance_cases().size(), 6u); }
+TEST(L0SmoothGolden, AllSixReferenceCasesArePresent) { EXPECT_EQ(test::golden_cases("l0").size(), 6u); }
 
 class L0SmoothGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(L0SmoothGolden, MatchesTheAuthorsOutput) {
-  const std::string name = GetParam();
-  const auto sidecar = nlohmann::json::parse(std::ifstream(data_path("conformance/l0/" + name + ".json")));
-  const double lambda = sidecar.at("params").at("lambda");
-  const Image input = read_image(data_path("conformance/" + sidecar.at("input").get<std::string>()));
-  const Image out = l0_smooth(input, {.lambda = lambda, .kappa = 2.0});
-
-  const Image reference = read_image(data_path("conformance/l0/" + sidecar.at("png").get<std::string>()));
-  const double db = psnr(test::quantize16(out), reference);
-  std::cout << "[ golden ] l0/" << name << ": PSNR vs 16-bit reference " << db << " dB\n";
-  RecordProperty("psnr_png_db", std::to_string(db));
-  EXPECT_GE(db, kGoldenPsnrDb);
-  if (!sidecar.at("npy").is_null()) {
-    const Image npy = read_image(data_path("conformance/l0/" + sidecar.at("npy").get<std::string>()));
-    const double db_npy = psnr(out, npy);
-    std::cout << "[ golden ] l0/" << name << ": PSNR vs float32 reference " << db_npy << " dB\n";
-    RecordProperty("psnr_npy_db", std::to_string(db_npy));
-    EXPECT_GE(db_npy, kGoldenPsnrDb);
-  }
+  const test::GoldenCase c("l0", GetParam());
+  c.expect_matches(l0_smooth(c.input(), {.lambda = c.param("lambda"), .kappa = 2.0}), kGoldenPsnrDb);
 }
 
-INSTANTIATE_TEST_SUITE_P(Conformance, L0SmoothGolden, ::testing::ValuesIn(conformance_cases()),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-                           return s;
-                         });
+INSTANTIATE_TEST_SUITE_P(Conformance, L0SmoothGolden, ::testing::ValuesIn(test::golden_cases("l0")),
+                         test::golden_test_name);
 
 TEST(L0Smooth, ConstantImageStaysConstant) {
   for (int channels : {1, 3}) {

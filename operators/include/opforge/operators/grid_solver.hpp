@@ -13,8 +13,9 @@
 // Three solvers:
 //  - GridCholesky: CHOLMOD's supernodal Cholesky. The symbolic analysis
 //    (fill-reducing ordering, supernodes) depends only on the grid size and is
-//    done once; every factorisation and solve reuses it. Thread-safe: solve()
-//    may run concurrently (one per channel).
+//    done once; every factorisation and solve reuses it, and numeric factors
+//    are kept and refactorised in place. Thread-safe: solve() may run
+//    concurrently (one per channel).
 //  - mic0_pcg_solve: the authors' MATLAB branch of RTV — MIC(0) preconditioner
 //    + preconditioned CG to a loose relative residual.
 //  - reference::solve_grid_system: Eigen's SimplicialLDLT, the plain path the
@@ -69,7 +70,8 @@ class GridCholesky {
 };
 
 /// A shared GridCholesky for this grid size; the most recent few sizes stay
-/// analysed, so a dataset of equal-sized images analyses once.
+/// analysed (with their numeric factors kept for reuse), so a dataset of
+/// equal-sized images analyses once.
 std::shared_ptr<const GridCholesky> cached_grid_cholesky(int rows, int cols);
 
 struct PcgResult {
