@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <string>
 
@@ -24,6 +25,41 @@ inline benchmark::internal::Benchmark* repeated(benchmark::internal::Benchmark* 
       ->ComputeStatistics("min", [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); })
       ->ReportAggregatesOnly(true);
 }
+
+/// Resets the process's peak resident set size (Linux ≥ 4.0).
+inline void reset_peak_rss() {
+  if (std::FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);
+    std::fclose(f);
+  }
+}
+
+/// Current (VmRSS) or peak-since-reset (VmHWM) resident set size, in MiB.
+inline double rss_mib(const char* field = "VmHWM") {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  double kib = 0;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, field, std::strlen(field)) == 0 && std::sscanf(line + std::strlen(field), ": %lf kB", &kib) == 1) break;
+  }
+  std::fclose(f);
+  return kib / 1024.0;
+}
+
+/// Measures how far the peak RSS of a region rises above the RSS at its
+/// start (caches kept from earlier benchmarks are excluded).
+class PeakRssProbe {
+ public:
+  PeakRssProbe() {
+    reset_peak_rss();
+    start_ = rss_mib("VmRSS");
+  }
+  double rise_mib() const { return rss_mib("VmHWM") - start_; }
+
+ private:
+  double start_;
+};
 
 class RecordingReporter : public benchmark::ConsoleReporter {
  public:

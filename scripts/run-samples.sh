@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make run` until datagen lands: applies l0_smooth to the sample images shipped
-# in tests/data/, writes the results to out/, and prints each run's time and,
-# where the authors' reference output exists, the PSNR against it.
+# `make run` until datagen lands: applies each operator to the sample images
+# shipped in tests/data/, writes the results to out/, and prints each run's
+# time and, where the authors' reference output exists, the PSNR against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -9,30 +9,38 @@ opforge="$build/cli/opforge"
 data=tests/data
 mkdir -p out
 
-printf '%-34s %-8s %9s  %s\n' "input" "lambda" "seconds" "PSNR vs authors' L0Smoothing.m (16-bit PNG)"
-run_case() {  # input-path lambda reference-png-or-empty
-  local input=$1 lambda=$2 reference=$3
-  local name out t0 t1 psnr
+printf '%-28s %-12s %-30s %8s  %s\n' "input" "operator" "parameters" "seconds" "PSNR vs the authors' code"
+run_case() {  # input operator reference-png-or-empty NAME=VALUE...
+  local input=$1 op=$2 reference=$3
+  shift 3
+  local name tag out t0 t1 psnr args=()
   name=$(basename "${input%.*}")
-  out="out/${name}_l0_smooth_lambda${lambda}.png"
+  tag=$(echo "$*" | tr ' =' '_-')
+  out="out/${name}_${op}_${tag}.png"
+  for p in "$@"; do args+=(--param "$p"); done
   t0=$EPOCHREALTIME
-  "$opforge" apply l0_smooth "$input" "$out" --param "lambda=$lambda" --depth 16
+  "$opforge" apply "$op" "$input" "$out" "${args[@]}" --depth 16
   t1=$EPOCHREALTIME
   psnr="(no reference)"
   if [ -n "$reference" ]; then
     psnr=$("$opforge" metrics "$out" "$reference" --json |
       sed -E 's/.*"psnr_db":([^,}]*).*/\1/' | awk '{ if ($1 == "null") print "identical"; else printf "%.2f dB\n", $1 }')
   fi
-  printf '%-34s %-8s %9.3f  %s\n' "$(basename "$input")" "$lambda" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$psnr"
+  printf '%-28s %-12s %-30s %8.3f  %s\n' "$(basename "$input")" "$op" "$*" \
+    "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$psnr"
 }
 
-for input in "$data"/conformance/inputs/*.png; do
+refs=$data/conformance
+for input in "$refs"/inputs/*.png; do
   name=$(basename "${input%.png}")
-  for lambda in 0.002 0.02 0.2; do
-    run_case "$input" "$lambda" "$data/conformance/l0/${name}_lambda${lambda}.png"
-  done
+  run_case "$input" l0_smooth "$refs/l0/${name}_lambda0.02.png" lambda=0.02
+  run_case "$input" wls_smooth "$refs/wls/${name}_lambda1.png" lambda=1
+  run_case "$input" rtv_smooth "$refs/rtv/${name}_lambda0.01.png" lambda=0.01
+  run_case "$input" rtv_smooth "$refs/rtv_direct/${name}_lambda0.01.png" lambda=0.01 solver=direct
 done
 for input in "$data"/samples/*; do
-  run_case "$input" 0.02 ""
+  run_case "$input" l0_smooth "" lambda=0.02
+  run_case "$input" wls_smooth "" lambda=1
+  run_case "$input" rtv_smooth "" lambda=0.01
 done
 echo "results in out/"

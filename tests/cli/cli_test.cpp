@@ -110,7 +110,7 @@ TEST(CliBadInput, EachCaseGivesOneLineExitTwoAndNoOutput) {
   expect_bad_input("4-channel image", {"apply", "l0_smooth", (dir / "rgba.png").string(), out}, dir,
                    {"rgba.png", "4 channels", "grey (1) or RGB (3)"});
   expect_bad_input("unknown operator", {"apply", "l0_smoothing", kInput.string(), out}, dir,
-                   {"unknown operator 'l0_smoothing'", "valid: l0_smooth"});
+                   {"unknown operator 'l0_smoothing'", "valid: l0_smooth, wls_smooth, rtv_smooth"});
   expect_bad_input("unknown parameter", {"apply", "l0_smooth", kInput.string(), out, "--param", "lamda=0.1"}, dir,
                    {"unknown parameter 'lamda'", "valid: lambda, kappa"});
   expect_bad_input("lambda=-1", {"apply", "l0_smooth", kInput.string(), out, "--param", "lambda=-1"}, dir,
@@ -119,6 +119,14 @@ TEST(CliBadInput, EachCaseGivesOneLineExitTwoAndNoOutput) {
                    {"'lambda' = 'abc'", "not a number", "valid: (0, 1]"});
   expect_bad_input("kappa=1", {"apply", "l0_smooth", kInput.string(), out, "--param", "kappa=1"}, dir,
                    {"'kappa' = 1", "valid: (1, 10]"});
+  expect_bad_input("rtv sigma=7", {"apply", "rtv_smooth", kInput.string(), out, "--param", "sigma=7"}, dir,
+                   {"'sigma' = 7", "out of range", "valid: (0, 6]"});
+  expect_bad_input("rtv solver=lu", {"apply", "rtv_smooth", kInput.string(), out, "--param", "solver=lu"}, dir,
+                   {"'solver' = 'lu'", "valid: pcg | direct"});
+  expect_bad_input("rtv iterations=2.5", {"apply", "rtv_smooth", kInput.string(), out, "--param", "iterations=2.5"},
+                   dir, {"'iterations' = 2.5", "not an integer", "valid: 1..10"});
+  expect_bad_input("wls alpha=0", {"apply", "wls_smooth", kInput.string(), out, "--param", "alpha=0"}, dir,
+                   {"'alpha' = 0", "valid: (0, 3]"});
   expect_bad_input("param without =", {"apply", "l0_smooth", kInput.string(), out, "--param", "lambda"}, dir,
                    {"NAME=VALUE"});
   expect_bad_input("unknown output extension", {"apply", "l0_smooth", kInput.string(), (dir / "out.bmp").string()},
