@@ -9,5 +9,8 @@ namespace opforge {
 OperatorEntry l0_smooth_entry();
 OperatorEntry wls_smooth_entry();
 OperatorEntry rtv_smooth_entry();
+OperatorEntry resize_bicubic_entry();
+OperatorEntry gaussian_noise_entry();
+OperatorEntry jpeg_degrade_entry();
 
 }  // namespace opforge

@@ -110,7 +110,7 @@ TEST(CliBadInput, EachCaseGivesOneLineExitTwoAndNoOutput) {
   expect_bad_input("4-channel image", {"apply", "l0_smooth", (dir / "rgba.png").string(), out}, dir,
                    {"rgba.png", "4 channels", "grey (1) or RGB (3)"});
   expect_bad_input("unknown operator", {"apply", "l0_smoothing", kInput.string(), out}, dir,
-                   {"unknown operator 'l0_smoothing'", "valid: l0_smooth, wls_smooth, rtv_smooth"});
+                   {"unknown operator 'l0_smoothing'", "valid: l0_smooth, wls_smooth, rtv_smooth, resize_bicubic"});
   expect_bad_input("unknown parameter", {"apply", "l0_smooth", kInput.string(), out, "--param", "lamda=0.1"}, dir,
                    {"unknown parameter 'lamda'", "valid: lambda, kappa"});
   expect_bad_input("lambda=-1", {"apply", "l0_smooth", kInput.string(), out, "--param", "lambda=-1"}, dir,
@@ -127,6 +127,12 @@ TEST(CliBadInput, EachCaseGivesOneLineExitTwoAndNoOutput) {
                    dir, {"'iterations' = 2.5", "not an integer", "valid: 1..10"});
   expect_bad_input("wls alpha=0", {"apply", "wls_smooth", kInput.string(), out, "--param", "alpha=0"}, dir,
                    {"'alpha' = 0", "valid: (0, 3]"});
+  expect_bad_input("scale=0", {"apply", "resize_bicubic", kInput.string(), out, "--param", "scale=0"}, dir,
+                   {"'scale' = 0", "valid: (0, 16]"});
+  expect_bad_input("quality=101", {"apply", "jpeg", kInput.string(), out, "--param", "quality=101"}, dir,
+                   {"'quality' = 101", "valid: 1..100"});
+  expect_bad_input("sigma=-3", {"apply", "gaussian_noise", kInput.string(), out, "--param", "sigma=-3"}, dir,
+                   {"'sigma' = -3", "valid: [0, 100]"});
   expect_bad_input("param without =", {"apply", "l0_smooth", kInput.string(), out, "--param", "lambda"}, dir,
                    {"NAME=VALUE"});
   expect_bad_input("unknown output extension", {"apply", "l0_smooth", kInput.string(), (dir / "out.bmp").string()},

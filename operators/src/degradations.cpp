@@ -1,0 +1,284 @@
+// Degradations: MATLAB-compatible bicubic resize, Gaussian noise, JPEG
+// (OPERATORS.md §9).
+
+#include "opforge/operators/degradations.hpp"
+
+#include <tbb/parallel_for.h>
+
+#include <cmath>
+
+#include "entries.hpp"
+#include "opforge/core/error.hpp"
+#include "opforge/core/io.hpp"
+#include "opforge/core/rng.hpp"
+
+namespace opforge {
+namespace {
+
+// ---------------------------------------------------------------- resize ---
+
+// Keys cubic with a = −0.5, written as MATLAB's imresize writes it.
+double cubic(double x) {
+  const double a = std::abs(x), a2 = a * a, a3 = std::pow(a, 3);
+  return (1.5 * a3 - 2.5 * a2 + 1.0) * (a <= 1.0) + (-0.5 * a3 + 2.5 * a2 - 4.0 * a + 2.0) * ((1.0 < a) && (a <= 2.0));
+}
+
+// The taps of one dimension (MATLAB imresize `contributions`), 0-based.
+struct Taps {
+  int per_output = 0;
+  std::vector<int> index;
+  std::vector<double> weight;
+};
+
+Taps contributions(int in_length, int out_length, double scale) {
+  const bool shrink = scale < 1.0;
+  const double width = shrink ? 4.0 / scale : 4.0;
+  Taps t;
+  t.per_output = static_cast<int>(std::ceil(width)) + 2;
+  t.index.resize(static_cast<std::size_t>(out_length) * t.per_output);
+  t.weight.resize(t.index.size());
+  const long long period = 2LL * in_length;
+  for (int i = 0; i < out_length; ++i) {
+    const double u = (i + 1) / scale + 0.5 * (1.0 - 1.0 / scale);  // 1-based
+    const double left = std::floor(u - width / 2.0);
+    double sum = 0;
+    for (int k = 0; k < t.per_output; ++k) {
+      const double j = left + k;  // 1-based input position
+      const double w = shrink ? scale * cubic(scale * (u - j)) : cubic(u - j);
+      t.weight[static_cast<std::size_t>(i) * t.per_output + k] = w;
+      sum += w;
+      // Half-sample symmetric border: aux = [1…n, n…1], j → aux[(j−1) mod 2n].
+      long long m = (static_cast<long long>(j) - 1) % period;
+      if (m < 0) m += period;
+      t.index[static_cast<std::size_t>(i) * t.per_output + k] =
+          static_cast<int>(m < in_length ? m : period - 1 - m);
+    }
+    for (int k = 0; k < t.per_output; ++k) t.weight[static_cast<std::size_t>(i) * t.per_output + k] /= sum;
+  }
+  return t;
+}
+
+// Resizes interleaved double data along rows (vertical) or columns.
+cv::Mat resize_rows(const cv::Mat& in, int out_rows, double scale) {
+  const Taps t = contributions(in.rows, out_rows, scale);
+  const int n = in.cols * in.channels();
+  cv::Mat out(out_rows, in.cols, in.type());
+  tbb::parallel_for(0, out_rows, [&](int i) {
+    double* dst = out.ptr<double>(i);
+    for (int x = 0; x < n; ++x) dst[x] = 0;
+    for (int k = 0; k < t.per_output; ++k) {
+      const std::size_t tap = static_cast<std::size_t>(i) * t.per_output + k;
+      const double w = t.weight[tap];
+      const double* src = in.ptr<double>(t.index[tap]);
+      for (int x = 0; x < n; ++x) dst[x] += w * src[x];
+    }
+  });
+  return out;
+}
+
+cv::Mat resize_cols(const cv::Mat& in, int out_cols, double scale) {
+  const Taps t = contributions(in.cols, out_cols, scale);
+  const int c = in.channels();
+  cv::Mat out(in.rows, out_cols, in.type());
+  tbb::parallel_for(0, in.rows, [&](int y) {
+    const double* src = in.ptr<double>(y);
+    double* dst = out.ptr<double>(y);
+    for (int j = 0; j < out_cols; ++j) {
+      for (int ch = 0; ch < c; ++ch) {
+        double s = 0;
+        for (int k = 0; k < t.per_output; ++k) {
+          const std::size_t tap = static_cast<std::size_t>(j) * t.per_output + k;
+          s += t.weight[tap] * src[t.index[tap] * c + ch];
+        }
+        dst[j * c + ch] = s;
+      }
+    }
+  });
+  return out;
+}
+
+const std::vector<ParamSpec>& resize_specs() {
+  static const std::vector<ParamSpec> specs = {
+      real_param("scale", 0.5, 0.0, 16.0, true, false, SamplingScale::log,
+                 "scale factor; the output is ceil(scale·size) (MATLAB's rule); ignored when width and height are set"),
+      integer_param("width", 0, 0, 65536, "output width in pixels (0: from scale; set together with height)"),
+      integer_param("height", 0, 0, 65536, "output height in pixels (0: from scale; set together with width)"),
+  };
+  return specs;
+}
+
+// --------------------------------------------------------------- noise ---
+
+const std::vector<ParamSpec>& noise_specs() {
+  static const std::vector<ParamSpec> specs = {
+      real_param("sigma", 25.0, 0.0, 100.0, false, false, SamplingScale::linear,
+                 "noise standard deviation on the 0–255 scale"),
+      choice_param("clip", "true", {"true", "false"}, "clip the noisy image to [0, 1]"),
+      choice_param("quantize", "true", {"true", "false"}, "round to 8-bit levels, as a PNG-written input is"),
+      choice_param("mode", "rgb", {"rgb", "gray"}, "rgb: noise per channel; gray: MATLAB rgb2gray first (Fan et al.)"),
+  };
+  return specs;
+}
+
+constexpr std::uint64_t kNoiseStream = 0x6e6f697365ull;  // "noise"
+
+// -------------------------------------------------------------- jpeg ---
+
+const std::vector<ParamSpec>& jpeg_specs() {
+  static const std::vector<ParamSpec> specs = {
+      integer_param("quality", 20, 1, 100, "JPEG quality (libjpeg scaling of the Annex K tables, baseline)"),
+      choice_param("subsampling", "420", {"420", "444"}, "chroma subsampling of colour JPEGs"),
+      choice_param("mode", "rgb", {"rgb", "gray", "y"},
+                   "rgb: colour JPEG; gray: MATLAB rgb2gray as a greyscale JPEG; y: the Y of MATLAB rgb2ycbcr "
+                   "(Fan et al.'s deblocking data)"),
+  };
+  return specs;
+}
+
+// The 8-bit image the encoder sees for a mode.
+cv::Mat jpeg_source(const Image& input, JpegMode mode) {
+  if (mode == JpegMode::rgb || input.channels() == 1) return quantize_u8(input);
+  const std::vector<Plane> p = to_double_planes(input);
+  cv::Mat u8(input.rows, input.cols, CV_8UC1);
+  for (int y = 0; y < input.rows; ++y) {
+    for (int x = 0; x < input.cols; ++x) {
+      const std::size_t i = static_cast<std::size_t>(y) * input.cols + x;
+      const double v = mode == JpegMode::gray
+                           ? 0.298936021293775 * p[0][i] + 0.587043074451121 * p[1][i] + 0.114020904255103 * p[2][i]
+                           : (16.0 + 65.481 * p[0][i] + 128.553 * p[1][i] + 24.966 * p[2][i]) / 255.0;
+      u8.at<std::uint8_t>(y, x) = static_cast<std::uint8_t>(std::round(std::clamp(v, 0.0, 1.0) * 255.0));
+    }
+  }
+  return u8;
+}
+
+}  // namespace
+
+Image resize_bicubic(const Image& input, const ResizeBicubicParams& params) {
+  require_image(input, "resize_bicubic");
+  ParamValues v;
+  v.set("scale", params.scale);
+  v.set("width", static_cast<double>(params.width));
+  v.set("height", static_cast<double>(params.height));
+  validate_params("resize_bicubic", resize_specs(), v);
+  if ((params.width == 0) != (params.height == 0)) {
+    throw Error("resize_bicubic: give both width and height (1..65536), or neither and a scale in (0, 16]");
+  }
+  double scale_rows = params.scale, scale_cols = params.scale;
+  int out_rows, out_cols;
+  if (params.width > 0) {
+    out_rows = params.height;
+    out_cols = params.width;
+    scale_rows = static_cast<double>(out_rows) / input.rows;
+    scale_cols = static_cast<double>(out_cols) / input.cols;
+  } else {
+    out_rows = static_cast<int>(std::ceil(params.scale * input.rows));
+    out_cols = static_cast<int>(std::ceil(params.scale * input.cols));
+  }
+  if (static_cast<double>(out_rows) * out_cols > 65536.0 * 65536.0 / 4) {
+    throw Error("resize_bicubic: output " + std::to_string(out_cols) + "x" + std::to_string(out_rows) +
+                " is too large; valid: at most 2^30 pixels");
+  }
+  cv::Mat img = to_double_exact(input);
+  if (scale_rows <= scale_cols) {  // smaller scale first; rows first on a tie
+    img = resize_cols(resize_rows(img, out_rows, scale_rows), out_cols, scale_cols);
+  } else {
+    img = resize_rows(resize_cols(img, out_cols, scale_cols), out_rows, scale_rows);
+  }
+  Image out;
+  img.convertTo(out, CV_32F);
+  return out;
+}
+
+Image gaussian_noise(const Image& input, const GaussianNoiseParams& params, std::uint64_t seed) {
+  require_image(input, "gaussian_noise");
+  ParamValues v;
+  v.set("sigma", params.sigma);
+  validate_params("gaussian_noise", noise_specs(), v);
+  cv::Mat src = to_double_exact(input);
+  if (params.mode == NoiseMode::gray && src.channels() == 3) src = rgb_to_gray(src);
+  const int n = src.cols * src.channels();
+  const CounterRng rng(seed, kNoiseStream);
+  const double sigma = params.sigma / 255.0;
+  Image out(src.rows, src.cols, CV_MAKETYPE(CV_32F, src.channels()));
+  tbb::parallel_for(0, src.rows, [&](int y) {
+    const double* s = src.ptr<double>(y);
+    float* d = out.ptr<float>(y);
+    for (int i = 0; i < n; ++i) {
+      double value = s[i] + sigma * rng.normal(static_cast<std::uint64_t>(y) * n + i);
+      if (params.clip) value = std::clamp(value, 0.0, 1.0);
+      if (params.quantize) value = std::round(value * 255.0) / 255.0;
+      d[i] = static_cast<float>(value);
+    }
+  });
+  return out;
+}
+
+std::vector<std::uint8_t> jpeg_encode(const Image& input, const JpegDegradeParams& params) {
+  require_image(input, "jpeg_degrade");
+  ParamValues v;
+  v.set("quality", static_cast<double>(params.quality));
+  validate_params("jpeg_degrade", jpeg_specs(), v);
+  return encode_jpeg(jpeg_source(input, params.mode), params.quality, params.chroma_420);
+}
+
+Image jpeg_degrade(const Image& input, const JpegDegradeParams& params) {
+  return decode_jpeg(jpeg_encode(input, params), "jpeg_degrade");
+}
+
+OperatorEntry resize_bicubic_entry() {
+  return {
+      .name = "resize_bicubic",
+      .summary = "MATLAB-compatible bicubic resize (imresize 'bicubic' with antialiasing), float64",
+      .citation = "MATLAB imresize(I, s, 'bicubic') semantics (Keys cubic a = -0.5, antialiased shrink); R. Keys, "
+                  "\"Cubic Convolution Interpolation for Digital Image Processing\", IEEE TASSP 29(6), 1981",
+      .kind = OperatorKind::degradation,
+      .version = "1",
+      .params = resize_specs(),
+      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
+        return resize_bicubic(img, {.scale = p.number("scale"),
+                                    .width = static_cast<int>(p.integer("width")),
+                                    .height = static_cast<int>(p.integer("height"))});
+      },
+  };
+}
+
+OperatorEntry gaussian_noise_entry() {
+  return {
+      .name = "gaussian_noise",
+      .summary = "additive white Gaussian noise, seeded (same seed, same noise on any thread count)",
+      .citation = "additive white Gaussian noise as sampled by Q. Fan et al., \"Decouple Learning for Parameterized "
+                  "Image Operators\", ECCV 2018 (sigma ~ U[10, 70] on grey images); Philox4x32-10 counter RNG",
+      .kind = OperatorKind::degradation,
+      .version = "1",
+      .params = noise_specs(),
+      .run = [](const Image& img, const ParamValues& p, const RunContext& ctx) {
+        return gaussian_noise(img,
+                              {.sigma = p.number("sigma"),
+                               .clip = p.choice("clip") == "true",
+                               .quantize = p.choice("quantize") == "true",
+                               .mode = p.choice("mode") == "gray" ? NoiseMode::gray : NoiseMode::rgb},
+                              ctx.seed);
+      },
+  };
+}
+
+OperatorEntry jpeg_degrade_entry() {
+  return {
+      .name = "jpeg",
+      .summary = "baseline JPEG compression artefacts through libjpeg-turbo (encode at a quality, decode)",
+      .citation = "ITU-T T.81 / ISO 10918-1 baseline JPEG via libjpeg-turbo (jpeg_set_quality, ISLOW DCT, standard "
+                  "Huffman tables); deblocking data as in Q. Fan et al., ECCV 2018",
+      .kind = OperatorKind::degradation,
+      .version = "1",
+      .params = jpeg_specs(),
+      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
+        const std::string& mode = p.choice("mode");
+        return jpeg_degrade(img, {.quality = static_cast<int>(p.integer("quality")),
+                                  .chroma_420 = p.choice("subsampling") == "420",
+                                  .mode = mode == "gray" ? JpegMode::gray : mode == "y" ? JpegMode::y : JpegMode::rgb});
+      },
+  };
+}
+
+}  // namespace opforge
