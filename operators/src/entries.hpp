@@ -12,5 +12,6 @@ OperatorEntry rtv_smooth_entry();
 OperatorEntry resize_bicubic_entry();
 OperatorEntry gaussian_noise_entry();
 OperatorEntry jpeg_degrade_entry();
+OperatorEntry dehaze_dark_channel_entry();
 
 }  // namespace opforge

@@ -17,6 +17,7 @@ const std::vector<OperatorEntry>& all_operators() {
       l0_smooth_entry(),
       wls_smooth_entry(),
       rtv_smooth_entry(),
+      dehaze_dark_channel_entry(),
       resize_bicubic_entry(),
       gaussian_noise_entry(),
       jpeg_degrade_entry(),

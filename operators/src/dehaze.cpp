@@ -1,0 +1,223 @@
+// Dark-channel-prior dehazing with guided-filter refinement (He et al.),
+// OPERATORS.md §7.
+
+#include "opforge/operators/dehaze.hpp"
+
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "entries.hpp"
+#include "opforge/core/error.hpp"
+
+namespace opforge {
+namespace {
+
+// Minimum over the window rows y−⌊w/2⌋ … y−⌊w/2⌋+w−1 (and columns alike),
+// ignoring positions outside the image. Separable: min is exact.
+Plane window_min(const Plane& in, int rows, int cols, int w) {
+  const int before = w / 2, after = w - 1 - w / 2;
+  Plane tmp(in.size()), out(in.size());
+  tbb::parallel_for(0, rows, [&](int y) {
+    const double* s = in.data() + static_cast<std::size_t>(y) * cols;
+    double* d = tmp.data() + static_cast<std::size_t>(y) * cols;
+    for (int x = 0; x < cols; ++x) {
+      double m = std::numeric_limits<double>::infinity();
+      for (int xx = std::max(0, x - before); xx <= std::min(cols - 1, x + after); ++xx) m = std::min(m, s[xx]);
+      d[x] = m;
+    }
+  });
+  tbb::parallel_for(0, rows, [&](int y) {
+    double* d = out.data() + static_cast<std::size_t>(y) * cols;
+    for (int x = 0; x < cols; ++x) d[x] = std::numeric_limits<double>::infinity();
+    for (int yy = std::max(0, y - before); yy <= std::min(rows - 1, y + after); ++yy) {
+      const double* s = tmp.data() + static_cast<std::size_t>(yy) * cols;
+      for (int x = 0; x < cols; ++x) d[x] = std::min(d[x], s[x]);
+    }
+  });
+  return out;
+}
+
+// min over channels, then over the window.
+Plane dark_channel(const std::vector<Plane>& c, int rows, int cols, int w) {
+  Plane m(c[0].size());
+  for (std::size_t i = 0; i < m.size(); ++i) m[i] = std::min(std::min(c[0][i], c[1][i]), c[2][i]);
+  return window_min(m, rows, cols, w);
+}
+
+// Window sums over [y−r, y+r] × [x−r, x+r] clipped to the image, through
+// cumulative sums as He's boxfilter computes them (rows, then columns).
+Plane box_sum(const Plane& in, int rows, int cols, int r) {
+  Plane cum(in.size()), tmp(in.size()), out(in.size());
+  for (int x = 0; x < cols; ++x) {
+    double s = 0;
+    for (int y = 0; y < rows; ++y) cum[static_cast<std::size_t>(y) * cols + x] = s += in[static_cast<std::size_t>(y) * cols + x];
+  }
+  for (int y = 0; y < rows; ++y) {
+    const int hi = std::min(rows - 1, y + r), lo = y - r - 1;
+    for (int x = 0; x < cols; ++x) {
+      const double top = cum[static_cast<std::size_t>(hi) * cols + x];
+      tmp[static_cast<std::size_t>(y) * cols + x] = lo >= 0 ? top - cum[static_cast<std::size_t>(lo) * cols + x] : top;
+    }
+  }
+  for (int y = 0; y < rows; ++y) {
+    double* c = cum.data() + static_cast<std::size_t>(y) * cols;
+    const double* t = tmp.data() + static_cast<std::size_t>(y) * cols;
+    double s = 0;
+    for (int x = 0; x < cols; ++x) c[x] = s += t[x];
+    double* o = out.data() + static_cast<std::size_t>(y) * cols;
+    for (int x = 0; x < cols; ++x) {
+      const int hi = std::min(cols - 1, x + r), lo = x - r - 1;
+      o[x] = lo >= 0 ? c[hi] - c[lo] : c[hi];
+    }
+  }
+  return out;
+}
+
+// He's guided filter with guide g and input p (grey guide).
+Plane guided_filter(const Plane& g, const Plane& p, int rows, int cols, int r, double eps) {
+  const std::size_t n = g.size();
+  const Plane count = box_sum(Plane(n, 1.0), rows, cols, r);
+  const auto mean = [&](const Plane& v) {
+    Plane s = box_sum(v, rows, cols, r);
+    for (std::size_t i = 0; i < n; ++i) s[i] /= count[i];
+    return s;
+  };
+  Plane gp(n), gg(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    gp[i] = g[i] * p[i];
+    gg[i] = g[i] * g[i];
+  }
+  const Plane mean_g = mean(g), mean_p = mean(p), mean_gp = mean(gp), mean_gg = mean(gg);
+  Plane a(n), b(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const double cov = mean_gp[i] - mean_g[i] * mean_p[i];
+    const double var = mean_gg[i] - mean_g[i] * mean_g[i];
+    a[i] = cov / (var + eps);
+    b[i] = mean_p[i] - a[i] * mean_g[i];
+  }
+  const Plane mean_a = mean(a), mean_b = mean(b);
+  Plane q(n);
+  for (std::size_t i = 0; i < n; ++i) q[i] = mean_a[i] * g[i] + mean_b[i];
+  return q;
+}
+
+const std::vector<ParamSpec>& dcp_specs() {
+  static const std::vector<ParamSpec> specs = {
+      real_param("omega", 0.95, 0.0, 1.0, true, false, SamplingScale::linear,
+                 "fraction of haze removed: t = 1 - omega * dark(I/A)"),
+      integer_param("window", 15, 3, 61, "dark-channel window size (odd)"),
+      integer_param("guided_radius", 15, 1, 100, "guided-filter radius (the reference hard-codes 15)"),
+      real_param("guided_eps", 1e-3, 1e-6, 1.0, false, false, SamplingScale::log, "guided-filter regulariser"),
+      real_param("t_min", 0.1, 0.01, 1.0, false, false, SamplingScale::linear, "transmission floor in the radiance"),
+      real_param("airlight_fraction", 0.001, 0.0, 0.1, true, false, SamplingScale::log,
+                 "fraction of the brightest dark-channel pixels searched for the air-light"),
+      choice_param("output", "radiance", {"radiance", "transmission"},
+                   "what to write: the dehazed image (unclipped) or the refined transmission map"),
+  };
+  return specs;
+}
+
+}  // namespace
+
+std::array<double, 3> estimate_airlight(const std::vector<Plane>& rgb, int rows, int cols, int window,
+                                        double fraction) {
+  const Plane dark = dark_channel(rgb, rows, cols, window);
+  const std::size_t n = static_cast<std::size_t>(rows) * cols;
+  const std::size_t search =
+      std::max<std::size_t>(1, static_cast<std::size_t>(std::floor(static_cast<double>(n) * fraction)));
+  // Column-major order (MATLAB's linear index x·H + y) breaks ties.
+  std::vector<std::size_t> order(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    const std::size_t x = k / rows, y = k % rows;
+    order[k] = y * cols + x;
+  }
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(search), order.end(),
+                    [&](std::size_t a, std::size_t b) {
+                      if (dark[a] != dark[b]) return dark[a] > dark[b];
+                      const std::size_t ka = (a % cols) * rows + a / cols, kb = (b % cols) * rows + b / cols;
+                      return ka < kb;
+                    });
+  const auto intensity = [&](std::size_t i) { return ((rgb[0][i] + rgb[1][i]) + rgb[2][i]) / 3.0; };
+  double brightest = -std::numeric_limits<double>::infinity();
+  for (std::size_t k = 0; k < search; ++k) brightest = std::max(brightest, intensity(order[k]));
+  std::array<double, 3> sum{0, 0, 0};
+  int count = 0;
+  for (std::size_t k = 0; k < search; ++k) {
+    if (intensity(order[k]) != brightest) continue;  // exact comparison, as the reference
+    for (int c = 0; c < 3; ++c) sum[c] += rgb[c][order[k]];
+    ++count;
+  }
+  return {sum[0] / count, sum[1] / count, sum[2] / count};
+}
+
+DehazeResult dehaze_dark_channel(const Image& input, const DarkChannelParams& p) {
+  require_image(input, "dehaze_dark_channel");
+  ParamValues v;
+  v.set("omega", p.omega);
+  v.set("window", static_cast<double>(p.window));
+  v.set("guided_radius", static_cast<double>(p.guided_radius));
+  v.set("guided_eps", p.guided_eps);
+  v.set("t_min", p.t_min);
+  v.set("airlight_fraction", p.airlight_fraction);
+  validate_params("dehaze_dark_channel", dcp_specs(), v);
+  if (p.window % 2 == 0) {
+    throw Error("dehaze_dark_channel: parameter 'window' = " + std::to_string(p.window) + " is even; valid: odd 3..61");
+  }
+  if (input.channels() != 3) {
+    throw Error("dehaze_dark_channel: needs an RGB image, got " + std::to_string(input.channels()) + " channel(s)");
+  }
+  const int rows = input.rows, cols = input.cols;
+  const std::size_t n = static_cast<std::size_t>(rows) * cols;
+  const std::vector<Plane> rgb = to_double_planes(input);
+  DehazeResult result;
+  result.airlight = estimate_airlight(rgb, rows, cols, p.window, p.airlight_fraction);
+  const auto& a = result.airlight;
+
+  std::vector<Plane> normalised(3, Plane(n));
+  for (int c = 0; c < 3; ++c) {
+    for (std::size_t i = 0; i < n; ++i) normalised[c][i] = rgb[c][i] / a[c];
+  }
+  Plane t = dark_channel(normalised, rows, cols, p.window);
+  for (double& value : t) value = 1.0 - p.omega * value;
+  Plane gray(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    gray[i] = 0.298936021293775 * rgb[0][i] + 0.587043074451121 * rgb[1][i] + 0.114020904255103 * rgb[2][i];
+  }
+  const Plane refined = guided_filter(gray, t, rows, cols, p.guided_radius, p.guided_eps);
+
+  std::vector<Plane> radiance(3, Plane(n));
+  for (int c = 0; c < 3; ++c) {
+    for (std::size_t i = 0; i < n; ++i) radiance[c][i] = (rgb[c][i] - a[c]) / std::max(refined[i], p.t_min) + a[c];
+  }
+  result.radiance = from_double_planes(radiance, rows, cols);
+  result.transmission = from_double_planes({refined}, rows, cols);
+  return result;
+}
+
+OperatorEntry dehaze_dark_channel_entry() {
+  return {
+      .name = "dehaze_dark_channel",
+      .summary = "dark-channel-prior dehazing with guided-filter refinement of the transmission",
+      .citation = "K. He, J. Sun, X. Tang, \"Single Image Haze Removal Using Dark Channel Prior\", CVPR 2009 / TPAMI "
+                  "33(12) 2011; refinement: K. He, J. Sun, X. Tang, \"Guided Image Filtering\", ECCV 2010 / TPAMI "
+                  "35(6) 2013; matches sjtrny/Dark-Channel-Haze-Removal dehaze_fast.m",
+      .kind = OperatorKind::filter,
+      .version = "1",
+      .params = dcp_specs(),
+      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
+        DehazeResult r = dehaze_dark_channel(img, {.omega = p.number("omega"),
+                                                   .window = static_cast<int>(p.integer("window")),
+                                                   .guided_radius = static_cast<int>(p.integer("guided_radius")),
+                                                   .guided_eps = p.number("guided_eps"),
+                                                   .t_min = p.number("t_min"),
+                                                   .airlight_fraction = p.number("airlight_fraction")});
+        return p.choice("output") == "transmission" ? r.transmission : r.radiance;
+      },
+  };
+}
+
+}  // namespace opforge
