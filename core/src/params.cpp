@@ -13,6 +13,7 @@ std::string_view to_string(ParamType t) {
     case ParamType::real: return "real";
     case ParamType::integer: return "integer";
     case ParamType::choice: return "choice";
+    case ParamType::text: return "text";
   }
   return "?";
 }
@@ -23,6 +24,7 @@ std::string_view to_string(SamplingScale s) {
     case SamplingScale::linear: return "linear";
     case SamplingScale::integer: return "integer";
     case SamplingScale::choice: return "choice";
+    case SamplingScale::fixed: return "fixed";
   }
   return "?";
 }
@@ -36,6 +38,7 @@ std::string format_value(const ParamValue& v) {
 }
 
 std::string ParamSpec::range_text() const {
+  if (type == ParamType::text) return text_format;
   if (type == ParamType::choice) {
     std::string out;
     for (std::size_t i = 0; i < choices.size(); ++i) out += (i ? " | " : "") + choices[i];
@@ -46,7 +49,7 @@ std::string ParamSpec::range_text() const {
 }
 
 std::string ParamSpec::default_text() const {
-  return type == ParamType::choice ? default_choice : format_value(default_number);
+  return type == ParamType::choice || type == ParamType::text ? default_choice : format_value(default_number);
 }
 
 bool ParamSpec::in_range(double v) const {
@@ -95,6 +98,17 @@ ParamSpec choice_param(std::string name, std::string default_value, std::vector<
   return s;
 }
 
+ParamSpec text_param(std::string name, std::string default_value, std::string format, std::string doc) {
+  ParamSpec s;
+  s.name = std::move(name);
+  s.type = ParamType::text;
+  s.scale = SamplingScale::fixed;
+  s.default_choice = std::move(default_value);
+  s.text_format = std::move(format);
+  s.doc = std::move(doc);
+  return s;
+}
+
 double ParamValues::number(const std::string& name) const {
   const auto it = values_.find(name);
   if (it == values_.end() || !std::holds_alternative<double>(it->second)) {
@@ -108,7 +122,7 @@ std::int64_t ParamValues::integer(const std::string& name) const { return static
 const std::string& ParamValues::choice(const std::string& name) const {
   const auto it = values_.find(name);
   if (it == values_.end() || !std::holds_alternative<std::string>(it->second)) {
-    throw Error("internal: choice parameter '" + name + "' was not resolved");
+    throw Error("internal: choice/text parameter '" + name + "' was not resolved");
   }
   return std::get<std::string>(it->second);
 }
@@ -141,6 +155,12 @@ std::string valid_suffix(const ParamSpec& s) {
 }
 
 void check(std::string_view op, const ParamSpec& s, const ParamValue& v) {
+  if (s.type == ParamType::text) {
+    if (!std::holds_alternative<std::string>(v)) {
+      throw Error(where(op, s) + " = " + format_value(v) + " is not text" + valid_suffix(s));
+    }
+    return;  // the operator checks the format
+  }
   if (s.type == ParamType::choice) {
     const auto* str = std::get_if<std::string>(&v);
     if (!str) throw Error(where(op, s) + " = " + format_value(v) + " is not one of the choices" + valid_suffix(s));
@@ -161,7 +181,7 @@ void check(std::string_view op, const ParamSpec& s, const ParamValue& v) {
 ParamValues fill_defaults(std::span<const ParamSpec> specs, ParamValues values) {
   for (const auto& s : specs) {
     if (values.contains(s.name)) continue;
-    if (s.type == ParamType::choice) {
+    if (s.type == ParamType::choice || s.type == ParamType::text) {
       values.set(s.name, s.default_choice);
     } else {
       values.set(s.name, s.default_number);
@@ -182,7 +202,7 @@ ParamValues resolve_params(std::string_view op, std::span<const ParamSpec> specs
   ParamValues values;
   for (const auto& [name, raw] : text) {
     const ParamSpec& s = find_spec(op, specs, name);
-    if (s.type == ParamType::choice) {
+    if (s.type == ParamType::choice || s.type == ParamType::text) {
       values.set(name, raw);
     } else {
       double d = 0;

@@ -13,5 +13,6 @@ OperatorEntry resize_bicubic_entry();
 OperatorEntry gaussian_noise_entry();
 OperatorEntry jpeg_degrade_entry();
 OperatorEntry dehaze_dark_channel_entry();
+OperatorEntry dehaze_nonlocal_entry();
 
 }  // namespace opforge

@@ -18,6 +18,7 @@ const std::vector<OperatorEntry>& all_operators() {
       wls_smooth_entry(),
       rtv_smooth_entry(),
       dehaze_dark_channel_entry(),
+      dehaze_nonlocal_entry(),
       resize_bicubic_entry(),
       gaussian_noise_entry(),
       jpeg_degrade_entry(),
@@ -56,6 +57,9 @@ nlohmann::json spec_json(const ParamSpec& s) {
   if (s.type == ParamType::choice) {
     j["default"] = s.default_choice;
     j["choices"] = s.choices;
+  } else if (s.type == ParamType::text) {
+    j["default"] = s.default_choice;
+    j["format"] = s.text_format;
   } else {
     j["default"] = s.default_number;
     j["min"] = s.min;

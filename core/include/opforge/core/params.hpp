@@ -17,9 +17,9 @@
 
 namespace opforge {
 
-enum class ParamType { real, integer, choice };
+enum class ParamType { real, integer, choice, text };
 /// How a parameter is naturally sampled (datagen's default for a range).
-enum class SamplingScale { log, linear, integer, choice };
+enum class SamplingScale { log, linear, integer, choice, fixed };
 
 std::string_view to_string(ParamType t);
 std::string_view to_string(SamplingScale s);
@@ -29,10 +29,11 @@ struct ParamSpec {
   ParamType type = ParamType::real;
   SamplingScale scale = SamplingScale::linear;
   double default_number = 0;            ///< real/integer default
-  std::string default_choice;           ///< choice default
+  std::string default_choice;           ///< choice/text default
   double min = 0, max = 0;              ///< real/integer bounds
   bool min_open = false, max_open = false;
   std::vector<std::string> choices;     ///< valid values of a choice parameter
+  std::string text_format;              ///< what a text parameter accepts
   std::string doc;
 
   /// "(0, 1]", "1..10" or "pcg | direct".
@@ -51,6 +52,10 @@ ParamSpec integer_param(std::string name, std::int64_t default_value, std::int64
 /// One of a fixed list of strings.
 ParamSpec choice_param(std::string name, std::string default_value, std::vector<std::string> choices,
                        std::string doc);
+
+/// Free-form text whose format the operator checks (a file name, "r,g,b");
+/// `format` describes the valid values in messages and docs. Never sampled.
+ParamSpec text_param(std::string name, std::string default_value, std::string format, std::string doc);
 
 /// A parameter value: a number (integers are whole doubles) or a choice string.
 using ParamValue = std::variant<double, std::string>;
