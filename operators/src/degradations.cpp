@@ -107,6 +107,24 @@ const std::vector<ParamSpec>& resize_specs() {
   return specs;
 }
 
+const std::vector<ParamSpec>& sr_specs() {
+  static const std::vector<ParamSpec> specs = {
+      integer_param("scale", 3, 2, 8, "super-resolution factor"),
+      choice_param("mode", "ilr", {"ilr", "lr"},
+                   "ilr: input = bicubic(LR) at the HR size (SRCNN, VDSR, Fan et al.); lr: input = LR (BasicSR, HCFlow)"),
+      choice_param("channels", "rgb", {"rgb", "y"}, "y: only the luma of MATLAB rgb2ycbcr, for input and target (Fan et al.)"),
+      integer_param("modcrop", 0, 0, 64, "crop the HR image to a multiple of this (0: the scale; Fan et al. use 6 for x3)"),
+  };
+  return specs;
+}
+
+void validate(const SrBicubicParams& p) {
+  ParamValues v;
+  v.set("scale", static_cast<double>(p.scale));
+  v.set("modcrop", static_cast<double>(p.modcrop));
+  validate_params("sr_bicubic", sr_specs(), v);
+}
+
 // --------------------------------------------------------------- noise ---
 
 const std::vector<ParamSpec>& noise_specs() {
@@ -190,6 +208,32 @@ Image resize_bicubic(const Image& input, const ResizeBicubicParams& params) {
   return out;
 }
 
+Image sr_reference(const Image& source, const SrBicubicParams& params) {
+  require_image(source, "sr_bicubic");
+  validate(params);
+  const int multiple = params.modcrop == 0 ? params.scale : params.modcrop;
+  const int rows = source.rows - source.rows % multiple, cols = source.cols - source.cols % multiple;
+  if (rows < params.scale || cols < params.scale) {
+    throw Error("sr_bicubic: a " + std::to_string(source.cols) + "x" + std::to_string(source.rows) +
+                " image is smaller than one crop multiple (" + std::to_string(multiple) + ")");
+  }
+  Image hr = source(cv::Rect(0, 0, cols, rows)).clone();
+  if (params.y_only && hr.channels() == 3) {
+    const std::vector<Plane> p = to_double_planes(hr);
+    Plane y(p[0].size());
+    for (std::size_t i = 0; i < y.size(); ++i) y[i] = (16.0 + 65.481 * p[0][i] + 128.553 * p[1][i] + 24.966 * p[2][i]) / 255.0;
+    hr = from_double_planes({y}, rows, cols);
+  }
+  return hr;
+}
+
+Image sr_input(const Image& reference, const SrBicubicParams& params) {
+  validate(params);
+  const Image lr = resize_bicubic(reference, {.scale = 1.0 / params.scale});
+  if (params.mode == SrMode::lr) return lr;
+  return resize_bicubic(lr, {.width = reference.cols, .height = reference.rows});
+}
+
 Image gaussian_noise(const Image& input, const GaussianNoiseParams& params, std::uint64_t seed) {
   require_image(input, "gaussian_noise");
   ParamValues v;
@@ -240,6 +284,30 @@ OperatorEntry resize_bicubic_entry() {
                                     .width = static_cast<int>(p.integer("width")),
                                     .height = static_cast<int>(p.integer("height"))});
       },
+  };
+}
+
+namespace {
+SrBicubicParams sr_params(const ParamValues& p) {
+  return {.scale = static_cast<int>(p.integer("scale")),
+          .mode = p.choice("mode") == "lr" ? SrMode::lr : SrMode::ilr,
+          .y_only = p.choice("channels") == "y",
+          .modcrop = static_cast<int>(p.integer("modcrop"))};
+}
+}  // namespace
+
+OperatorEntry sr_bicubic_entry() {
+  return {
+      .name = "sr_bicubic",
+      .summary = "super-resolution pairs: modcropped HR (RGB or Y) and its bicubic LR, or LR upsampled back (ILR)",
+      .citation = "C. Dong, C. C. Loy, K. He, X. Tang, \"Image Super-Resolution Using Deep Convolutional Networks\", "
+                  "TPAMI 38(2), 2016 (SRCNN protocol); Q. Fan et al., ECCV 2018 (Y channel, x2/x3/x4); MATLAB imresize "
+                  "bicubic",
+      .kind = OperatorKind::degradation,
+      .version = "1",
+      .params = sr_specs(),
+      .run = [](const Image& img, const ParamValues& p, const RunContext&) { return sr_input(img, sr_params(p)); },
+      .prepare = [](const Image& img, const ParamValues& p) { return sr_reference(img, sr_params(p)); },
   };
 }
 

@@ -20,6 +20,7 @@ const std::vector<OperatorEntry>& all_operators() {
       dehaze_dark_channel_entry(),
       dehaze_nonlocal_entry(),
       resize_bicubic_entry(),
+      sr_bicubic_entry(),
       gaussian_noise_entry(),
       jpeg_degrade_entry(),
   };
@@ -43,7 +44,13 @@ ParamValues OperatorEntry::validate(const ParamValues& values) const { return va
 
 Image OperatorEntry::apply(const Image& input, const ParamValues& values, const RunContext& context) const {
   require_image(input, name);
-  return run(input, validate(values), context);
+  const ParamValues valid = validate(values);
+  return run(prepare ? prepare(input, valid) : input, valid, context);
+}
+
+Image OperatorEntry::target(const Image& source, const ParamValues& values) const {
+  require_image(source, name);
+  return prepare ? prepare(source, validate(values)) : source;
 }
 
 namespace {
@@ -109,7 +116,9 @@ std::string registry_markdown() {
        << e.summary << ".\n\n"
        << "- kind: " << to_string(e.kind) << "\n"
        << "- version: " << e.version << "\n"
-       << "- citation: " << e.citation << "\n\n"
+       << "- citation: " << e.citation << "\n"
+       << (e.prepare ? "- the pair's target is the prepared source (see the parameters), not the source itself\n" : "")
+       << "\n"
        << "| parameter | type | default | valid | sampling | meaning |\n|---|---|---|---|---|---|\n";
     for (const auto& s : e.params) {
       md << "| `" << s.name << "` | " << to_string(s.type) << " | " << cell(s.default_text()) << " | "

@@ -10,6 +10,7 @@
 #include "golden.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/metrics.hpp"
+#include "opforge/operators/registry.hpp"
 #include "test_support.hpp"
 
 namespace opforge {
@@ -200,6 +201,43 @@ TEST(Jpeg, GreyModesGiveGreyscaleJpegs) {
             psnr(jpeg_degrade(img, {.quality = 50}), img));
   EXPECT_THROW(jpeg_degrade(img, {.quality = 101}), Error);
   EXPECT_THROW(jpeg_degrade(img, {.quality = 0}), Error);
+}
+
+}  // namespace
+}  // namespace opforge
+
+namespace opforge {
+namespace {
+
+// ----------------------------------------------------------- sr pairs ---
+
+TEST(SrBicubic, ModcropsTheTargetAndMakesLrAndIlrInputs) {
+  const auto& op = find_operator("sr_bicubic");
+  const Image source = read_image(test::data_path("conformance/inputs/canyon256.png"));
+  const ParamValues ilr = op.resolve({{"scale", "3"}});
+  const Image target = op.target(source, ilr);
+  EXPECT_EQ(target.size(), cv::Size(255, 255));  // 256 cropped to a multiple of 3
+  const Image input = op.apply(source, ilr);
+  EXPECT_EQ(input.size(), target.size());
+  const Image expected = resize_bicubic(resize_bicubic(target, {.scale = 1.0 / 3}), {.width = 255, .height = 255});
+  EXPECT_EQ(max_abs_diff(input, expected), 0.0);
+  EXPECT_LT(psnr(input, target), 40.0);  // it is degraded
+
+  const Image lr = op.apply(source, op.resolve({{"scale", "3"}, {"mode", "lr"}}));
+  EXPECT_EQ(lr.size(), cv::Size(85, 85));
+  EXPECT_EQ(op.target(source, op.resolve({{"scale", "3"}, {"modcrop", "6"}})).size(), cv::Size(252, 252));
+}
+
+TEST(SrBicubic, YModeKeepsMatlabLumaForInputAndTarget) {
+  const auto& op = find_operator("sr_bicubic");
+  const Image source = read_image(test::data_path("conformance/inputs/carving256.png"));
+  const ParamValues y = op.resolve({{"scale", "2"}, {"channels", "y"}});
+  const Image target = op.target(source, y);
+  ASSERT_EQ(target.channels(), 1);
+  EXPECT_NEAR(target.at<float>(0, 0), matlab_luma(source).at<float>(0, 0), 1e-6);
+  EXPECT_EQ(op.apply(source, y).channels(), 1);
+  EXPECT_THROW(op.resolve({{"scale", "1"}}), Error);
+  EXPECT_THROW(sr_reference(test::synthetic_image(2, 2, 3), {.scale = 3}), Error);
 }
 
 }  // namespace

@@ -29,6 +29,23 @@ struct ResizeBicubicParams {
 };
 Image resize_bicubic(const Image& input, const ResizeBicubicParams& params = {});
 
+/// Super-resolution pairs (OPERATORS.md §9.2): the reference HR is the source
+/// cropped at the bottom/right to a multiple of `modcrop` (0 = the scale) and,
+/// in Y mode, reduced to the luma of MATLAB rgb2ycbcr; LR = bicubic(HR, 1/s);
+/// the network input is LR (`lr`, BasicSR/HCFlow) or bicubic(LR) back to the HR
+/// size (`ilr`, SRCNN/VDSR/Fan et al.). All in float64 (MATLAB's double path).
+enum class SrMode { ilr, lr };
+struct SrBicubicParams {
+  int scale = 3;        ///< 2..8
+  SrMode mode = SrMode::ilr;
+  bool y_only = false;  ///< keep only the Y channel (Fan et al.)
+  int modcrop = 0;      ///< crop to a multiple of this (0 = scale), 0..64
+};
+/// The reference HR image for a source.
+Image sr_reference(const Image& source, const SrBicubicParams& params = {});
+/// The network input for a reference made by sr_reference.
+Image sr_input(const Image& reference, const SrBicubicParams& params = {});
+
 enum class NoiseMode { rgb, gray };
 struct GaussianNoiseParams {
   double sigma = 25.0;  ///< standard deviation on the 0–255 scale, [0, 100]

@@ -38,13 +38,20 @@ struct OperatorEntry {
   std::string version;   ///< bumped whenever outputs change
   std::vector<ParamSpec> params;
   std::function<Image(const Image&, const ParamValues&, const RunContext&)> run;
+  /// Optional: how a source becomes the pair's reference before `run` sees it
+  /// (e.g. sr_bicubic crops to a multiple of the scale and may keep only Y).
+  /// Then target = prepare(source) and input = run(prepare(source)).
+  std::function<Image(const Image&, const ParamValues&)> prepare = nullptr;
 
   /// NAME=VALUE strings → validated values with defaults filled in.
   ParamValues resolve(const std::map<std::string, std::string>& text) const;
   /// Typed values → validated values with defaults filled in.
   ParamValues validate(const ParamValues& values) const;
-  /// Validates the image and the values, then runs the operator.
+  /// Validates the image and the values, then runs the operator (on the
+  /// prepared source, for entries that prepare one).
   Image apply(const Image& input, const ParamValues& values, const RunContext& context = {}) const;
+  /// The pair's reference image for `source`: prepare(source), or source.
+  Image target(const Image& source, const ParamValues& values) const;
 };
 
 /// Every registered operator, in registry order.
