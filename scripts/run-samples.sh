@@ -9,7 +9,7 @@ opforge="$build/cli/opforge"
 data=tests/data
 mkdir -p out
 
-printf '%-28s %-12s %-30s %8s  %s\n' "input" "operator" "parameters" "seconds" "PSNR vs the authors' code"
+printf '%-28s %-20s %-30s %8s  %s\n' "input" "operator" "parameters" "seconds" "PSNR vs the authors' code"
 run_case() {  # input operator reference-png-or-empty NAME=VALUE...
   local input=$1 op=$2 reference=$3
   shift 3
@@ -26,7 +26,7 @@ run_case() {  # input operator reference-png-or-empty NAME=VALUE...
     psnr=$("$opforge" metrics "$out" "$reference" --json |
       sed -E 's/.*"psnr_db":([^,}]*).*/\1/' | awk '{ if ($1 == "null") print "identical"; else printf "%.2f dB\n", $1 }')
   fi
-  printf '%-28s %-12s %-30s %8.3f  %s\n' "$(basename "$input")" "$op" "$*" \
+  printf '%-28s %-20s %-30s %8.3f  %s\n' "$(basename "$input")" "$op" "$*" \
     "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$psnr"
 }
 
@@ -37,10 +37,14 @@ for input in "$refs"/inputs/*.png; do
   run_case "$input" wls_smooth "$refs/wls/${name}_lambda1.png" lambda=1
   run_case "$input" rtv_smooth "$refs/rtv/${name}_lambda0.01.png" lambda=0.01
   run_case "$input" rtv_smooth "$refs/rtv_direct/${name}_lambda0.01.png" lambda=0.01 solver=direct
+  run_case "$input" dehaze_dark_channel "$refs/dcp_guided/${name}_default.png" omega=0.95
+  run_case "$input" dehaze_nonlocal "$refs/nld/${name}_default.png" gamma=1
 done
 for input in "$data"/samples/*; do
   run_case "$input" l0_smooth "" lambda=0.02
   run_case "$input" wls_smooth "" lambda=1
   run_case "$input" rtv_smooth "" lambda=0.01
+  run_case "$input" dehaze_nonlocal "" gamma=1
+  run_case "$input" sr_bicubic "" scale=3
 done
 echo "results in out/"
