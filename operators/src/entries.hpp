@@ -9,6 +9,7 @@ namespace opforge {
 OperatorEntry l0_smooth_entry();
 OperatorEntry wls_smooth_entry();
 OperatorEntry rtv_smooth_entry();
+OperatorEntry rolling_guidance_entry();
 OperatorEntry resize_bicubic_entry();
 OperatorEntry sr_bicubic_entry();
 OperatorEntry gaussian_noise_entry();

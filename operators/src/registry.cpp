@@ -17,6 +17,7 @@ const std::vector<OperatorEntry>& all_operators() {
       l0_smooth_entry(),
       wls_smooth_entry(),
       rtv_smooth_entry(),
+      rolling_guidance_entry(),
       dehaze_dark_channel_entry(),
       dehaze_nonlocal_entry(),
       resize_bicubic_entry(),
