@@ -3,6 +3,7 @@
 
 #include "opforge/operators/rolling_guidance.hpp"
 
+#include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
@@ -30,34 +31,65 @@ const std::vector<ParamSpec>& rgf_specs() {
 // MATLAB round: half away from zero (inputs here are ≥ 0).
 double matlab_round(double v) { return std::round(v); }
 
-// Blurs a grid along one axis with [e^{-1/2}, 1, e^{-1/2}] and zero padding;
-// the 3×3×3 kernel exp(−(i²+j²+k²)/2) is the product of three of these.
-void blur_axis(std::vector<double>& g, int n0, int n1, int n2, int axis) {
+// The grid holds (value, weight) pairs, cell (y, x, z) at 2·((y·gw + x)·gd + z).
+// Blurring with the 3×3×3 kernel exp(−(i²+j²+k²)/2) is three 1-D passes of
+// [e^{-1/2}, 1, e^{-1/2}] with zero padding (the kernel is separable).
+//
+// Along y and x, neighbouring cells are whole contiguous blocks apart: the
+// pass walks the blocks in order and keeps the previous block's original
+// values, so every access is sequential (a per-line walk would touch one
+// cache line per cell).
+void blur_blocks(std::vector<double>& g, std::size_t outer, std::size_t count, std::size_t block) {
   const double side = std::exp(-0.5);
-  const std::size_t stride = axis == 0 ? static_cast<std::size_t>(n1) * n2 : axis == 1 ? n2 : 1;
-  const int length = axis == 0 ? n0 : axis == 1 ? n1 : n2;
-  const int lines_a = axis == 0 ? n1 : n0, lines_b = axis == 2 ? n1 : n2;
-  tbb::parallel_for(0, lines_a, [&](int a) {
-    std::vector<double> line(length);
-    for (int b = 0; b < lines_b; ++b) {
-      std::size_t base;
-      if (axis == 0) base = static_cast<std::size_t>(a) * n2 + b;
-      else if (axis == 1) base = static_cast<std::size_t>(a) * n1 * n2 + b;
-      else base = (static_cast<std::size_t>(a) * n1 + b) * n2;
-      for (int i = 0; i < length; ++i) line[i] = g[base + i * stride];
-      for (int i = 0; i < length; ++i) {
-        double s = line[i];
-        if (i > 0) s += side * line[i - 1];
-        if (i + 1 < length) s += side * line[i + 1];
-        g[base + i * stride] = s;
+  constexpr std::size_t kChunk = 2048;
+  const std::size_t chunks = (block + kChunk - 1) / kChunk;
+  tbb::parallel_for(std::size_t{0}, outer * chunks, [&](std::size_t task) {
+    const std::size_t o = task / chunks, e0 = (task % chunks) * kChunk, e1 = std::min(block, e0 + kChunk);
+    double prev[kChunk], save[kChunk];
+    double* base = g.data() + o * count * block;
+    for (std::size_t k = 0; k < count; ++k) {
+      double* cur = base + k * block;
+      const double* next = k + 1 < count ? cur + block : nullptr;
+      for (std::size_t e = e0; e < e1; ++e) {
+        save[e - e0] = cur[e];
+        double s = cur[e];
+        if (k > 0) s += side * prev[e - e0];
+        if (next) s += side * next[e];
+        cur[e] = s;
       }
+      std::copy(save, save + (e1 - e0), prev);
     }
   });
 }
 
-}  // namespace
+// Along z the pairs of one (y, x) column are contiguous.
+void blur_depth(std::vector<double>& g, std::size_t columns, int depth) {
+  const double side = std::exp(-0.5);
+  tbb::parallel_for(std::size_t{0}, columns, [&](std::size_t c) {
+    double* line = g.data() + c * 2 * depth;
+    double prev_v = 0, prev_w = 0;
+    for (int z = 0; z < depth; ++z) {
+      const double v = line[2 * z], w = line[2 * z + 1];
+      double sv = v, sw = w;
+      if (z > 0) {
+        sv += side * prev_v;
+        sw += side * prev_w;
+      }
+      if (z + 1 < depth) {
+        sv += side * line[2 * z + 2];
+        sw += side * line[2 * z + 3];
+      }
+      line[2 * z] = sv;
+      line[2 * z + 1] = sw;
+      prev_v = v;
+      prev_w = w;
+    }
+  });
+}
 
-Plane bilateral_grid_filter(const Plane& data, const Plane& edge, int rows, int cols, double sigma_s, double sigma_r) {
+// One bilateral-grid step with a reusable grid buffer.
+Plane bilateral_grid_step(const Plane& data, const Plane& edge, int rows, int cols, double sigma_s, double sigma_r,
+                          std::vector<double>& grid) {
   const auto [lo_it, hi_it] = std::minmax_element(edge.begin(), edge.end());
   const double e0 = *lo_it, delta = *hi_it - *lo_it;
   const int gh = static_cast<int>(std::floor((rows - 1) / sigma_s)) + 1 + 2 * kPadding;
@@ -65,7 +97,7 @@ Plane bilateral_grid_filter(const Plane& data, const Plane& edge, int rows, int 
   const int gd = static_cast<int>(std::floor(delta / sigma_r)) + 1 + 2 * kPadding;
   const std::size_t cells = static_cast<std::size_t>(gh) * gw * gd;
   const auto cell = [&](int y, int x, int z) { return (static_cast<std::size_t>(y) * gw + x) * gd + z; };
-  std::vector<double> value(cells, 0.0), weight(cells, 0.0);
+  grid.assign(2 * cells, 0.0);
   // Splat in MATLAB's column-major pixel order (it fixes the summation order).
   for (int x = 0; x < cols; ++x) {
     for (int y = 0; y < rows; ++y) {
@@ -73,16 +105,17 @@ Plane bilateral_grid_filter(const Plane& data, const Plane& edge, int rows, int 
       const std::size_t c = cell(static_cast<int>(matlab_round(y / sigma_s)) + kPadding,
                                  static_cast<int>(matlab_round(x / sigma_s)) + kPadding,
                                  static_cast<int>(matlab_round((edge[i] - e0) / sigma_r)) + kPadding);
-      value[c] += data[i];
-      weight[c] += 1.0;
+      grid[2 * c] += data[i];
+      grid[2 * c + 1] += 1.0;
     }
   }
-  for (int axis = 0; axis < 3; ++axis) {
-    blur_axis(value, gh, gw, gd, axis);
-    blur_axis(weight, gh, gw, gd, axis);
-  }
+  blur_blocks(grid, 1, gh, 2 * static_cast<std::size_t>(gw) * gd);   // along y
+  blur_blocks(grid, gh, gw, 2 * static_cast<std::size_t>(gd));       // along x
+  blur_depth(grid, static_cast<std::size_t>(gh) * gw, gd);            // along z
   // Normalise before interpolating; empty cells hold 0.
-  for (std::size_t c = 0; c < cells; ++c) value[c] = weight[c] == 0 ? 0.0 : value[c] / weight[c];
+  tbb::parallel_for(std::size_t{0}, cells, [&](std::size_t c) {
+    grid[2 * c] = grid[2 * c + 1] == 0 ? 0.0 : grid[2 * c] / grid[2 * c + 1];
+  });
   // Slice: trilinear interpolation at the unrounded grid position.
   Plane out(data.size());
   tbb::parallel_for(0, rows, [&](int y) {
@@ -99,7 +132,7 @@ Plane bilateral_grid_filter(const Plane& data, const Plane& edge, int rows, int 
         for (int dx = 0; dx < 2; ++dx) {
           for (int dz = 0; dz < 2; ++dz) {
             const double w = (dy ? fy : 1 - fy) * (dx ? fx : 1 - fx) * (dz ? fz : 1 - fz);
-            v += w * value[cell(y0 + dy, x0 + dx, z0 + dz)];
+            v += w * grid[2 * cell(y0 + dy, x0 + dx, z0 + dz)];
           }
         }
       }
@@ -107,6 +140,13 @@ Plane bilateral_grid_filter(const Plane& data, const Plane& edge, int rows, int 
     }
   });
   return out;
+}
+
+}  // namespace
+
+Plane bilateral_grid_filter(const Plane& data, const Plane& edge, int rows, int cols, double sigma_s, double sigma_r) {
+  std::vector<double> grid;
+  return bilateral_grid_step(data, edge, rows, cols, sigma_s, sigma_r, grid);
 }
 
 Image rolling_guidance(const Image& input, const RollingGuidanceParams& params) {
@@ -119,9 +159,13 @@ Image rolling_guidance(const Image& input, const RollingGuidanceParams& params) 
   const int rows = input.rows, cols = input.cols;
   const std::vector<Plane> source = to_double_planes(input);
   std::vector<Plane> guide(source.size(), Plane(source[0].size(), 0.0));  // J⁰ = 0
+  // Grids are tens of MB at 1 MP: reuse one per worker thread (page faults
+  // of fresh allocations cost more than the filtering on a VM).
+  tbb::enumerable_thread_specific<std::vector<double>> grids;
   tbb::parallel_for(0, static_cast<int>(source.size()), [&](int c) {
+    std::vector<double>& grid = grids.local();
     for (int t = 0; t < params.iterations; ++t) {
-      guide[c] = bilateral_grid_filter(source[c], guide[c], rows, cols, params.sigma_s, params.sigma_r);
+      guide[c] = bilateral_grid_step(source[c], guide[c], rows, cols, params.sigma_s, params.sigma_r, grid);
     }
   });
   return from_double_planes(guide, rows, cols);
