@@ -10,6 +10,7 @@ OperatorEntry l0_smooth_entry();
 OperatorEntry wls_smooth_entry();
 OperatorEntry rtv_smooth_entry();
 OperatorEntry rolling_guidance_entry();
+OperatorEntry local_laplacian_entry();
 OperatorEntry resize_bicubic_entry();
 OperatorEntry sr_bicubic_entry();
 OperatorEntry gaussian_noise_entry();
