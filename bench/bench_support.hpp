@@ -12,10 +12,12 @@
 #include <string>
 
 #include "opforge/core/io.hpp"
+#include "opforge/core/memory.hpp"
 
 namespace opforge::bench {
 
 inline Image sample_photo() {
+  reuse_large_allocations();  // as the CLI does (see opforge/core/memory.hpp)
   return read_image(std::string(OPFORGE_BENCH_DATA_DIR) + "/samples/mit_adobe_000003_1024.jpg");
 }
 

@@ -12,6 +12,7 @@
 
 #include "commands.hpp"
 #include "opforge/core/error.hpp"
+#include "opforge/core/memory.hpp"
 
 namespace {
 
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
     std::cout << kUsage;
     return argc < 2 ? 2 : 0;
   }
+  opforge::reuse_large_allocations();
   const std::string name = argv[1];
   const auto it = commands.find(name);
   if (it == commands.end()) {

@@ -198,15 +198,16 @@ Plane local_laplacian_gray(const Plane& gray, int rows, int cols, const LocalLap
   Level remapped{rows, cols, Plane(gray.size())};
   for (int j = 0; j < n; ++j) {
     const double ref = j + 1 == n ? 1.0 : j * step;  // linspace(0, 1, N)
-    for (std::size_t i = 0; i < gray.size(); ++i) remapped.v[i] = remap(gray[i] - ref, p);
+    tbb::parallel_for(std::size_t{0}, gray.size(), [&](std::size_t i) { remapped.v[i] = remap(gray[i] - ref, p); });
     const Pyramid t = laplacian_pyramid(remapped, levels);
     for (int l = 0; l + 1 < levels; ++l) {
       const Plane& gl = gauss[l].v;
       Plane& ol = out[l].v;
-      for (std::size_t i = 0; i < ol.size(); ++i) {
+      // Each coefficient accumulates over j in order: parallel over i is exact.
+      tbb::parallel_for(std::size_t{0}, ol.size(), [&](std::size_t i) {
         const double distance = std::abs(gl[i] - ref);
         if (distance < step) ol[i] = ol[i] + t[l].v[i] * (1.0 - distance / step);
-      }
+      });
     }
   }
   out.back() = gauss.back();
