@@ -1,6 +1,10 @@
 #pragma once
 // Shared helpers for the test suites.
 
+#include <gtest/gtest.h>
+#include <tbb/global_control.h>
+
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -41,6 +45,24 @@ inline Image synthetic_image(int rows, int cols, int channels) {
     }
   }
   return img;
+}
+
+/// Runs `make` with TBB limited to 1 and then 2 workers and expects
+/// bit-identical images (the determinism every operator promises).
+template <typename Make>
+void expect_bit_identical_on_1_and_2_threads(Make&& make) {
+  Image one, two;
+  {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
+    one = make();
+  }
+  {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 2);
+    two = make();
+  }
+  ASSERT_EQ(one.size(), two.size());
+  ASSERT_EQ(one.type(), two.type());
+  EXPECT_EQ(std::memcmp(one.data, two.data, one.total() * one.elemSize()), 0);
 }
 
 }  // namespace opforge::test
