@@ -18,6 +18,7 @@ const std::vector<OperatorEntry>& all_operators() {
       wls_smooth_entry(),
       rtv_smooth_entry(),
       rolling_guidance_entry(),
+      weighted_median_entry(),
       local_laplacian_entry(),
       dehaze_dark_channel_entry(),
       dehaze_nonlocal_entry(),

@@ -110,7 +110,7 @@ TEST(CliBadInput, EachCaseGivesOneLineExitTwoAndNoOutput) {
   expect_bad_input("4-channel image", {"apply", "l0_smooth", (dir / "rgba.png").string(), out}, dir,
                    {"rgba.png", "4 channels", "grey (1) or RGB (3)"});
   expect_bad_input("unknown operator", {"apply", "l0_smoothing", kInput.string(), out}, dir,
-                   {"unknown operator 'l0_smoothing'", "valid: l0_smooth, wls_smooth, rtv_smooth, rolling_guidance, local_laplacian, dehaze_dark_channel, dehaze_nonlocal, resize_bicubic, sr_bicubic"});
+                   {"unknown operator 'l0_smoothing'", "valid: l0_smooth, wls_smooth, rtv_smooth, rolling_guidance, weighted_median, local_laplacian, dehaze_dark_channel, dehaze_nonlocal, resize_bicubic, sr_bicubic"});
   expect_bad_input("unknown parameter", {"apply", "l0_smooth", kInput.string(), out, "--param", "lamda=0.1"}, dir,
                    {"unknown parameter 'lamda'", "valid: lambda, kappa"});
   expect_bad_input("lambda=-1", {"apply", "l0_smooth", kInput.string(), out, "--param", "lambda=-1"}, dir,

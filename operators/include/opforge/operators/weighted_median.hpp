@@ -1,0 +1,36 @@
+#pragma once
+// Joint weighted median filter.
+//
+// Q. Zhang, L. Xu, J. Jia, "100+ Times Faster Weighted Median Filter (WMF)",
+// CVPR 2014. Matches the authors' jointWMF.m + jointWMF.h as OPERATORS.md §5
+// specifies: clipped square windows, weights W[f(p), f(q)] from a per-pixel
+// feature index, the lower weighted median per channel, the authors' input
+// quantisation (nI levels) and feature map — for a 3-channel guide, 6-bit
+// colour clustering with cv::kmeans from OpenCV's default RNG state (so the
+// labels are the reference's, deterministically).
+//
+// guide = self_double: the papers' literal call jointWMF(P, P, …) with a double
+//   guide, which jointWMF.m rescales to 8 bits *and* multiplies σ by
+//   255/range (σ = 25.5 becomes ≈ 6500: nearly an unweighted median). Kept.
+// guide = self_u8: the 8-bit image as guide, σ as given.
+//
+// This implementation evaluates each window directly (exact; O(r²) a pixel).
+
+#include "opforge/core/image.hpp"
+
+namespace opforge {
+
+enum class WmfGuide { self_double, self_u8 };
+
+struct WeightedMedianParams {
+  double radius = 10;      ///< window radius, [0, 100], rounded as (int)(r + 0.5)
+  double sigma = 25.5;     ///< weight σ in 0–255 units, (0, 1e4]
+  WmfGuide guide = WmfGuide::self_double;
+  int iterations = 1;      ///< 1..10, same feature map each time
+  int levels_input = 256;  ///< nI, 2..4096
+  int levels_feature = 256;///< nF, 2..4096 (clusters of a colour guide)
+};
+
+Image weighted_median(const Image& input, const WeightedMedianParams& params = {});
+
+}  // namespace opforge

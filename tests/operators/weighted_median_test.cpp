@@ -1,0 +1,91 @@
+#include "opforge/operators/weighted_median.hpp"
+
+#include <gtest/gtest.h>
+
+#include <opencv2/ximgproc.hpp>
+
+#include "golden.hpp"
+#include "opforge/core/error.hpp"
+#include "opforge/core/metrics.hpp"
+#include "test_support.hpp"
+
+namespace opforge {
+namespace {
+
+using test::data_path;
+
+// Gates from OPERATORS.md §5: PSNR ≥ 60 dB and at most 0.05 % of the 8-bit
+// values differing (exact weight ties may resolve differently).
+constexpr double kGoldenPsnrDb = 60.0;
+constexpr double kMaxDifferingFraction = 0.0005;
+
+double differing_fraction(const Image& a, const Image& b) {
+  const cv::Mat qa = quantize_u8(a), qb = quantize_u8(b);
+  return static_cast<double>(cv::countNonZero(qa.reshape(1) != qb.reshape(1))) / static_cast<double>(qa.total() * 3);
+}
+
+std::vector<std::string> all_cases() {
+  std::vector<std::string> cases;
+  for (const std::string v : {"wmf", "wmf_u8guide"}) {
+    for (const auto& name : test::golden_cases(v)) cases.push_back(v + "/" + name);
+  }
+  return cases;
+}
+
+TEST(WeightedMedianGolden, AllTwelveReferenceCasesArePresent) { EXPECT_EQ(all_cases().size(), 12u); }
+
+class WeightedMedianGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(WeightedMedianGolden, MatchesJointWmf) {
+  const std::string id = GetParam();
+  const test::GoldenCase c(id.substr(0, id.find('/')), id.substr(id.find('/') + 1));
+  const WmfGuide guide = c.variant == "wmf" ? WmfGuide::self_double : WmfGuide::self_u8;
+  const Image out = weighted_median(c.input(), {.radius = c.param("r"), .sigma = 25.5, .guide = guide});
+  const Image reference = read_image(data_path("conformance/" + c.variant + "/" + c.sidecar.at("png").get<std::string>()));
+  const double db = psnr(test::quantize16(out), reference);
+  const double differing = differing_fraction(out, reference);
+  std::cout << "[ golden ] " << id << ": PSNR " << db << " dB, " << 100 * differing << " % of 8-bit values differ\n";
+  EXPECT_GE(db, kGoldenPsnrDb);
+  EXPECT_LE(differing, kMaxDifferingFraction);
+  EXPECT_TRUE(is_on_8bit_lattice(out));  // a median returns input values
+}
+
+INSTANTIATE_TEST_SUITE_P(Conformance, WeightedMedianGolden, ::testing::ValuesIn(all_cases()), test::golden_test_name);
+
+TEST(WeightedMedian, AgreesWithTheOpenCvContribPeerOnAnEightBitGuide) {
+  // cv::ximgproc::weightedMedianFilter is the same algorithm (OPERATORS.md §5).
+  const Image img = read_image(data_path("conformance/inputs/carving256.png"));
+  const cv::Mat u8 = quantize_u8(img);
+  cv::theRNG() = cv::RNG();
+  cv::Mat peer;
+  cv::ximgproc::weightedMedianFilter(u8, u8, peer, 5, 25.5, cv::ximgproc::WMF_EXP);
+  Image peer_f;
+  peer.convertTo(peer_f, CV_32F, 1.0 / 255);
+  const Image ours = weighted_median(img, {.radius = 5, .guide = WmfGuide::self_u8});
+  EXPECT_LE(differing_fraction(ours, peer_f), kMaxDifferingFraction);
+}
+
+TEST(WeightedMedian, ConstantImageStaysConstant) {
+  for (int channels : {1, 3}) {
+    const Image flat(20, 30, CV_MAKETYPE(CV_32F, channels), cv::Scalar::all(100 / 255.0));
+    EXPECT_EQ(cv::norm(weighted_median(flat, {.radius = 3}), flat, cv::NORM_INF), 0.0);
+  }
+}
+
+TEST(WeightedMedian, GreyInputAndThreadCountIndependence) {
+  Image grey;
+  cv::extractChannel(read_image(data_path("conformance/inputs/canyon256.png")), grey, 0);
+  EXPECT_EQ(weighted_median(grey, {.radius = 2}).channels(), 1);
+  const Image img = read_image(data_path("conformance/inputs/canyon256.png"))(cv::Rect(0, 0, 90, 61)).clone();
+  test::expect_bit_identical_on_1_and_2_threads([&] { return weighted_median(img, {.radius = 4}); });
+}
+
+TEST(WeightedMedian, RejectsOutOfRangeParameters) {
+  const Image img = test::synthetic_image(8, 8, 3);
+  EXPECT_THROW(weighted_median(img, {.radius = 101}), Error);
+  EXPECT_THROW(weighted_median(img, {.sigma = 0}), Error);
+  EXPECT_THROW(weighted_median(img, {.levels_input = 1}), Error);
+}
+
+}  // namespace
+}  // namespace opforge
