@@ -39,6 +39,7 @@ for input in "$refs"/inputs/*.png; do
   run_case "$input" rtv_smooth "$refs/rtv_direct/${name}_lambda0.01.png" lambda=0.01 solver=direct
   run_case "$input" rolling_guidance "$refs/rgf/${name}_sigmas3.png" sigma_s=3
   run_case "$input" local_laplacian "$refs/llf/${name}_fact5.png" fact=5
+  run_case "$input" weighted_median "$refs/wmf/${name}_r5.png" radius=5
   run_case "$input" dehaze_dark_channel "$refs/dcp_guided/${name}_default.png" omega=0.95
   run_case "$input" dehaze_nonlocal "$refs/nld/${name}_default.png" gamma=1
 done
