@@ -105,6 +105,24 @@ cv::Mat to_double_exact(const Image& img) {
   return out;
 }
 
+Plane gray_plane(const std::vector<Plane>& rgb) {
+  CV_Assert(rgb.size() == 3);
+  Plane g(rgb[0].size());
+  for (std::size_t i = 0; i < g.size(); ++i) {
+    g[i] = 0.298936021293775 * rgb[0][i] + 0.587043074451121 * rgb[1][i] + 0.114020904255103 * rgb[2][i];
+  }
+  return g;
+}
+
+Plane luma_plane(const std::vector<Plane>& rgb) {
+  CV_Assert(rgb.size() == 3);
+  Plane y(rgb[0].size());
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    y[i] = (16.0 + 65.481 * rgb[0][i] + 128.553 * rgb[1][i] + 24.966 * rgb[2][i]) / 255.0;
+  }
+  return y;
+}
+
 cv::Mat rgb_to_gray(const cv::Mat& rgb64) {
   CV_Assert(rgb64.type() == CV_64FC3);
   cv::Mat gray(rgb64.rows, rgb64.cols, CV_64FC1);

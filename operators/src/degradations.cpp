@@ -157,13 +157,11 @@ const std::vector<ParamSpec>& jpeg_specs() {
 cv::Mat jpeg_source(const Image& input, JpegMode mode) {
   if (mode == JpegMode::rgb || input.channels() == 1) return quantize_u8(input);
   const std::vector<Plane> p = to_double_planes(input);
+  const Plane grey = mode == JpegMode::gray ? gray_plane(p) : luma_plane(p);
   cv::Mat u8(input.rows, input.cols, CV_8UC1);
   for (int y = 0; y < input.rows; ++y) {
     for (int x = 0; x < input.cols; ++x) {
-      const std::size_t i = static_cast<std::size_t>(y) * input.cols + x;
-      const double v = mode == JpegMode::gray
-                           ? 0.298936021293775 * p[0][i] + 0.587043074451121 * p[1][i] + 0.114020904255103 * p[2][i]
-                           : (16.0 + 65.481 * p[0][i] + 128.553 * p[1][i] + 24.966 * p[2][i]) / 255.0;
+      const double v = grey[static_cast<std::size_t>(y) * input.cols + x];
       u8.at<std::uint8_t>(y, x) = static_cast<std::uint8_t>(std::round(std::clamp(v, 0.0, 1.0) * 255.0));
     }
   }
@@ -219,10 +217,7 @@ Image sr_reference(const Image& source, const SrBicubicParams& params) {
   }
   Image hr = source(cv::Rect(0, 0, cols, rows)).clone();
   if (params.y_only && hr.channels() == 3) {
-    const std::vector<Plane> p = to_double_planes(hr);
-    Plane y(p[0].size());
-    for (std::size_t i = 0; i < y.size(); ++i) y[i] = (16.0 + 65.481 * p[0][i] + 128.553 * p[1][i] + 24.966 * p[2][i]) / 255.0;
-    hr = from_double_planes({y}, rows, cols);
+    hr = from_double_planes({luma_plane(to_double_planes(hr))}, rows, cols);
   }
   return hr;
 }

@@ -183,10 +183,7 @@ DehazeResult dehaze_dark_channel(const Image& input, const DarkChannelParams& p)
   }
   Plane t = dark_channel(normalised, rows, cols, p.window);
   for (double& value : t) value = 1.0 - p.omega * value;
-  Plane gray(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    gray[i] = 0.298936021293775 * rgb[0][i] + 0.587043074451121 * rgb[1][i] + 0.114020904255103 * rgb[2][i];
-  }
+  const Plane gray = gray_plane(rgb);
   const Plane refined = guided_filter(gray, t, rows, cols, p.guided_radius, p.guided_eps);
 
   std::vector<Plane> radiance(3, Plane(n));

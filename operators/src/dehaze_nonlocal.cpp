@@ -290,10 +290,7 @@ NonLocalDehazeResult dehaze_nonlocal(const Image& input, const NonLocalDehazePar
       t_init[x] = column_min;
     }
   }
-  Plane gray(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    gray[i] = 0.298936021293775 * img[0][i] + 0.587043074451121 * img[1][i] + 0.114020904255103 * img[2][i];
-  }
+  const Plane gray = gray_plane(img);
   GridWeights edges{rows, cols, Plane(n, 0.0), Plane(n, 0.0)};
   for (int y = 0; y < rows; ++y) {
     for (int x = 0; x < cols; ++x) {

@@ -219,14 +219,7 @@ Image local_laplacian(const Image& input, const LocalLaplacianParams& params) {
   validated(params);
   const int rows = input.rows, cols = input.cols;
   const std::vector<Plane> p = to_double_planes(input);
-  Plane gray(p[0].size());
-  if (p.size() == 3) {
-    for (std::size_t i = 0; i < gray.size(); ++i) {
-      gray[i] = 0.298936021293775 * p[0][i] + 0.587043074451121 * p[1][i] + 0.114020904255103 * p[2][i];
-    }
-  } else {
-    gray = p[0];
-  }
+  const Plane gray = p.size() == 3 ? gray_plane(p) : p[0];
   const Plane f = local_laplacian_gray(gray, rows, cols, params);
   if (p.size() == 1) return from_double_planes({f}, rows, cols);
   std::vector<Plane> out(3, Plane(gray.size()));

@@ -54,11 +54,7 @@ TEST_P(LocalLaplacianGolden, MatchesTheAuthorsOutputAndGreyResult) {
   EXPECT_GE(db, kGoldenPsnrDb);
   if (c.sidecar.at("npy").is_null()) return;  // not every case kept its grey result
 
-  const std::vector<Plane> p = to_double_planes(input);
-  Plane gray(p[0].size());
-  for (std::size_t i = 0; i < gray.size(); ++i) {
-    gray[i] = 0.298936021293775 * p[0][i] + 0.587043074451121 * p[1][i] + 0.114020904255103 * p[2][i];
-  }
+  const Plane gray = gray_plane(to_double_planes(input));
   const Image f = from_double_planes({local_laplacian_gray(gray, input.rows, input.cols, params_of(c))}, input.rows,
                                      input.cols);
   const Image f_ref = read_image(data_path("conformance/" + c.variant + "/" + c.sidecar.at("npy").get<std::string>()));

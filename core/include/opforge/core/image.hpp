@@ -42,6 +42,14 @@ Image from_double_planes(const std::vector<Plane>& planes, int rows, int cols);
 /// True when every value of `img` is float32(k/255) for an integer k in 0..255.
 bool is_on_8bit_lattice(const Image& img);
 
+/// MATLAB/Octave rgb2gray of float64 RGB planes:
+/// 0.298936021293775·R + 0.587043074451121·G + 0.114020904255103·B.
+Plane gray_plane(const std::vector<Plane>& rgb);
+
+/// The Y of MATLAB rgb2ycbcr of float64 RGB planes in [0,1]:
+/// (16 + 65.481·R + 128.553·G + 24.966·B) / 255.
+Plane luma_plane(const std::vector<Plane>& rgb);
+
 /// MATLAB/Octave rgb2gray weights (0.298936021293775, 0.587043074451121,
 /// 0.114020904255103), applied in double to a CV_64FC3 image; returns CV_64FC1.
 cv::Mat rgb_to_gray(const cv::Mat& rgb64);
