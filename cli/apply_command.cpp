@@ -30,15 +30,6 @@ std::map<std::string, std::string> parse_param_args(const std::vector<std::strin
   return out;
 }
 
-void check_output_extension(const std::filesystem::path& out) {
-  std::string ext = out.extension().string();
-  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (ext != ".png" && ext != ".npy" && ext != ".jpg" && ext != ".jpeg") {
-    throw Error("cannot write '" + out.string() + "': unknown extension '" + ext +
-                "'; valid: .png, .npy, .jpg, .jpeg");
-  }
-}
-
 }  // namespace
 
 int apply_command(const Args& args) {
@@ -71,7 +62,7 @@ int apply_command(const Args& args) {
   const OperatorEntry& op = find_operator(positional[0]);
   const ParamValues values = op.resolve(parse_param_args(params));
   const std::filesystem::path in = positional[1], out = positional[2];
-  check_output_extension(out);
+  require_writable_extension(out);
 
   const Image input = read_image(in);
   const Image result = op.apply(input, values, {.seed = vm["seed"].as<std::uint64_t>()});

@@ -123,18 +123,4 @@ Plane luma_plane(const std::vector<Plane>& rgb) {
   return y;
 }
 
-cv::Mat rgb_to_gray(const cv::Mat& rgb64) {
-  CV_Assert(rgb64.type() == CV_64FC3);
-  cv::Mat gray(rgb64.rows, rgb64.cols, CV_64FC1);
-  for (int y = 0; y < rgb64.rows; ++y) {
-    const double* s = rgb64.ptr<double>(y);
-    double* d = gray.ptr<double>(y);
-    for (int x = 0; x < rgb64.cols; ++x) {
-      d[x] = 0.298936021293775 * s[3 * x] + 0.587043074451121 * s[3 * x + 1] +
-             0.114020904255103 * s[3 * x + 2];
-    }
-  }
-  return gray;
-}
-
 }  // namespace opforge

@@ -100,8 +100,17 @@ cv::Mat quantize_u8(const Image& img) {
   return out;
 }
 
+void require_writable_extension(const fs::path& path) {
+  const std::string ext = lower_extension(path);
+  if (ext != ".png" && ext != ".npy" && ext != ".jpg" && ext != ".jpeg") {
+    throw Error("cannot write '" + path.string() + "': unknown extension '" + ext +
+                "'; valid: .png, .npy, .jpg, .jpeg");
+  }
+}
+
 void write_image(const fs::path& path, const Image& img, const ImageWriteOptions& options) {
   require_image(img, "write '" + path.string() + "'");
+  require_writable_extension(path);
   const std::string ext = lower_extension(path);
   std::vector<std::uint8_t> bytes;
   if (ext == ".png") {
@@ -111,14 +120,11 @@ void write_image(const fs::path& path, const Image& img, const ImageWriteOptions
     bytes = encode_png(img, options.png_depth, options.png_compression);
   } else if (ext == ".npy") {
     bytes = encode_npy(img);
-  } else if (ext == ".jpg" || ext == ".jpeg") {
+  } else {  // .jpg / .jpeg
     if (options.jpeg_quality < 1 || options.jpeg_quality > 100) {
       throw Error("JPEG quality " + std::to_string(options.jpeg_quality) + " is out of range; valid: 1..100");
     }
     bytes = encode_jpeg(quantize_u8(img), options.jpeg_quality);
-  } else {
-    throw Error("cannot write '" + path.string() + "': unknown extension '" + ext +
-                "'; valid: .png, .npy, .jpg, .jpeg");
   }
   write_file_atomic(path, bytes);
 }

@@ -234,23 +234,24 @@ Image gaussian_noise(const Image& input, const GaussianNoiseParams& params, std:
   ParamValues v;
   v.set("sigma", params.sigma);
   validate_params("gaussian_noise", noise_specs(), v);
-  cv::Mat src = to_double_exact(input);
-  if (params.mode == NoiseMode::gray && src.channels() == 3) src = rgb_to_gray(src);
-  const int n = src.cols * src.channels();
+  std::vector<Plane> planes = to_double_planes(input);
+  if (params.mode == NoiseMode::gray && planes.size() == 3) planes = {gray_plane(planes)};
+  const int rows = input.rows, cols = input.cols, channels = static_cast<int>(planes.size());
   const CounterRng rng(seed, kNoiseStream);
   const double sigma = params.sigma / 255.0;
-  Image out(src.rows, src.cols, CV_MAKETYPE(CV_32F, src.channels()));
-  tbb::parallel_for(0, src.rows, [&](int y) {
-    const double* s = src.ptr<double>(y);
-    float* d = out.ptr<float>(y);
-    for (int i = 0; i < n; ++i) {
-      double value = s[i] + sigma * rng.normal(static_cast<std::uint64_t>(y) * n + i);
-      if (params.clip) value = std::clamp(value, 0.0, 1.0);
-      if (params.quantize) value = std::round(value * 255.0) / 255.0;
-      d[i] = static_cast<float>(value);
+  tbb::parallel_for(0, rows, [&](int y) {
+    for (int x = 0; x < cols; ++x) {
+      for (int c = 0; c < channels; ++c) {
+        // Draw index = the value's position in the interleaved image.
+        const std::uint64_t index = (static_cast<std::uint64_t>(y) * cols + x) * channels + c;
+        double& value = planes[c][static_cast<std::size_t>(y) * cols + x];
+        value += sigma * rng.normal(index);
+        if (params.clip) value = std::clamp(value, 0.0, 1.0);
+        if (params.quantize) value = std::round(value * 255.0) / 255.0;
+      }
     }
   });
-  return out;
+  return from_double_planes(planes, rows, cols);
 }
 
 std::vector<std::uint8_t> jpeg_encode(const Image& input, const JpegDegradeParams& params) {

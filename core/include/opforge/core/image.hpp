@@ -50,8 +50,5 @@ Plane gray_plane(const std::vector<Plane>& rgb);
 /// (16 + 65.481·R + 128.553·G + 24.966·B) / 255.
 Plane luma_plane(const std::vector<Plane>& rgb);
 
-/// MATLAB/Octave rgb2gray weights (0.298936021293775, 0.587043074451121,
-/// 0.114020904255103), applied in double to a CV_64FC3 image; returns CV_64FC1.
-cv::Mat rgb_to_gray(const cv::Mat& rgb64);
 
 }  // namespace opforge

@@ -55,6 +55,11 @@ struct ImageWriteOptions {
 void write_image(const std::filesystem::path& path, const Image& img,
                  const ImageWriteOptions& options = {});
 
+/// Throws Error (naming the path and the valid extensions) unless write_image
+/// can write `path`: .png, .npy, .jpg or .jpeg, in any case. Lets callers
+/// refuse a bad output name before doing any work.
+void require_writable_extension(const std::filesystem::path& path);
+
 /// Encoders to an in-memory buffer (same conventions as write_image).
 std::vector<std::uint8_t> encode_png(const Image& img, int depth, int compression = 3);
 std::vector<std::uint8_t> encode_npy(const cv::Mat& m);
