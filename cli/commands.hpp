@@ -15,6 +15,7 @@ using Args = std::vector<std::string>;
 int list_command(const Args& args);
 int apply_command(const Args& args);
 int metrics_command(const Args& args);
+int datagen_command(const Args& args);
 
 /// A usage error (unknown option, missing argument): exit status 2.
 struct UsageError : std::runtime_error {

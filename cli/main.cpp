@@ -24,6 +24,10 @@ constexpr const char* kUsage =
     "  apply OP IN OUT [--param NAME=VALUE]...    run one operator on one image\n"
     "        [--seed N] [--threads N] [--depth 8|16]\n"
     "  metrics A B [--json] [--y-channel] [--shave N]   PSNR, SSIM, max_abs\n"
+    "  datagen RECIPE --out DIR [--shard I/N | --shards N] [--resume] [--threads N] [--strict]\n"
+    "                                             generate a dataset of (input, output) pairs\n"
+    "  datagen merge DIR                          finish a sharded dataset\n"
+    "  datagen preview RECIPE --out SHEET.png     contact sheet of a recipe's first pairs\n"
     "\n"
     "`opforge <command> --help` describes a command.\n";
 
@@ -32,7 +36,7 @@ constexpr const char* kUsage =
 int main(int argc, char** argv) {
   using namespace opforge::cli;
   const std::map<std::string, int (*)(const Args&)> commands = {
-      {"list", list_command}, {"apply", apply_command}, {"metrics", metrics_command}};
+      {"list", list_command}, {"apply", apply_command}, {"metrics", metrics_command}, {"datagen", datagen_command}};
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << kUsage;
     return argc < 2 ? 2 : 0;
@@ -41,7 +45,7 @@ int main(int argc, char** argv) {
   const std::string name = argv[1];
   const auto it = commands.find(name);
   if (it == commands.end()) {
-    std::cerr << "opforge: unknown command '" << name << "'; valid: list, apply, metrics\n";
+    std::cerr << "opforge: unknown command '" << name << "'; valid: list, apply, metrics, datagen\n";
     return 2;
   }
   try {

@@ -42,7 +42,10 @@ void write_file_atomic(const fs::path& path, std::span<const std::uint8_t> bytes
   tmp_name += ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
   const fs::path tmp = dir / tmp_name;
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw Error("cannot write '" + path.string() + "': " + std::strerror(errno));
+  if (!f) {
+    const int open_error = errno;
+    throw WriteError("cannot write '" + path.string() + "': " + std::strerror(open_error), open_error);
+  }
   bool ok = bytes.empty() || std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
   int err = ok ? 0 : errno;
   if (std::fflush(f) != 0 && ok) { ok = false; err = errno; }
@@ -51,7 +54,7 @@ void write_file_atomic(const fs::path& path, std::span<const std::uint8_t> bytes
   if (!ok) {
     std::error_code ignored;
     fs::remove(tmp, ignored);
-    throw Error("cannot write '" + path.string() + "': " + std::strerror(err ? err : EIO));
+    throw WriteError("cannot write '" + path.string() + "': " + std::strerror(err ? err : EIO), err ? err : EIO);
   }
 }
 
@@ -70,9 +73,9 @@ std::string lower_extension(const fs::path& p) {
 
 }  // namespace
 
-Image read_image(const fs::path& path) {
-  const std::vector<std::uint8_t> bytes = read_file(path);
-  const std::string name = path.string();
+Image read_image(const fs::path& path) { return decode_image(read_file(path), path.string()); }
+
+Image decode_image(std::span<const std::uint8_t> bytes, const std::string& name) {
   if (starts_with(bytes, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'})) return decode_png(bytes, name);
   if (starts_with(bytes, {0xFF, 0xD8, 0xFF})) return decode_jpeg(bytes, name);
   if (starts_with(bytes, {0x93, 'N', 'U', 'M', 'P', 'Y'})) {

@@ -314,7 +314,7 @@ OperatorEntry gaussian_noise_entry() {
       .citation = "additive white Gaussian noise as sampled by Q. Fan et al., \"Decouple Learning for Parameterized "
                   "Image Operators\", ECCV 2018 (sigma ~ U[10, 70] on grey images); Philox4x32-10 counter RNG",
       .kind = OperatorKind::degradation,
-      .version = "1",
+      .version = "2",  // 2: gray mode noises the float32 grey reference the pair stores
       .params = noise_specs(),
       .run = [](const Image& img, const ParamValues& p, const RunContext& ctx) {
         return gaussian_noise(img,
@@ -323,6 +323,11 @@ OperatorEntry gaussian_noise_entry() {
                                .quantize = p.choice("quantize") == "true",
                                .mode = p.choice("mode") == "gray" ? NoiseMode::gray : NoiseMode::rgb},
                               ctx.seed);
+      },
+      // gray mode: the pair's reference is the grey image the noise was added to.
+      .prepare = [](const Image& img, const ParamValues& p) {
+        if (p.choice("mode") != "gray" || img.channels() == 1) return img;
+        return from_double_planes({gray_plane(to_double_planes(img))}, img.rows, img.cols);
       },
   };
 }
@@ -341,6 +346,17 @@ OperatorEntry jpeg_degrade_entry() {
         return jpeg_degrade(img, {.quality = static_cast<int>(p.integer("quality")),
                                   .chroma_420 = p.choice("subsampling") == "420",
                                   .mode = mode == "gray" ? JpegMode::gray : mode == "y" ? JpegMode::y : JpegMode::rgb});
+      },
+      // gray/y modes: the pair's reference is the 8-bit grey/Y image the encoder saw.
+      .prepare = [](const Image& img, const ParamValues& p) {
+        const std::string& mode = p.choice("mode");
+        if (mode == "rgb" || img.channels() == 1) return img;
+        const cv::Mat u8 = jpeg_source(img, mode == "gray" ? JpegMode::gray : JpegMode::y);
+        Image grey(u8.rows, u8.cols, CV_32FC1);
+        for (int y = 0; y < u8.rows; ++y) {
+          for (int x = 0; x < u8.cols; ++x) grey.at<float>(y, x) = static_cast<float>(u8.at<std::uint8_t>(y, x) / 255.0);
+        }
+        return grey;
       },
   };
 }

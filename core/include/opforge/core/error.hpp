@@ -15,4 +15,15 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
+/// Writing a file failed (disk full, quota, permissions, I/O error). Datagen
+/// treats it as fatal: carrying on would fail every later pair the same way.
+class WriteError : public Error {
+ public:
+  WriteError(const std::string& message, int error_number) : Error(message), error_number_(error_number) {}
+  int error_number() const { return error_number_; }
+
+ private:
+  int error_number_;
+};
+
 }  // namespace opforge

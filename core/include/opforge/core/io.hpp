@@ -36,6 +36,9 @@ void write_file_atomic(const std::filesystem::path& path, std::span<const std::u
 /// CMYK, other dtypes — throws Error with a one-line explanation.
 Image read_image(const std::filesystem::path& path);
 
+/// read_image on bytes already in memory (content sniffed the same way).
+Image decode_image(std::span<const std::uint8_t> bytes, const std::string& name);
+
 /// Decoders on an in-memory buffer; `name` is used in error messages.
 Image decode_png(std::span<const std::uint8_t> bytes, const std::string& name);
 Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string& name);

@@ -1,0 +1,613 @@
+#include "opforge/datagen/generate.hpp"
+
+#include <fcntl.h>
+#include <tbb/global_control.h>
+#include <tbb/parallel_pipeline.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "opforge/core/error.hpp"
+#include "opforge/core/io.hpp"
+#include "opforge/core/sha256.hpp"
+#include "opforge/core/version.hpp"
+#include "webdataset.hpp"
+
+namespace opforge::datagen {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kStateDir = ".opforge";
+
+std::string shard_tag(const ShardSpec& s) { return "shard-" + std::to_string(s.index) + "-of-" + std::to_string(s.count); }
+fs::path rows_journal(const fs::path& dir, const ShardSpec& s) { return dir / kStateDir / (shard_tag(s) + ".rows.jsonl"); }
+fs::path failures_journal(const fs::path& dir, const ShardSpec& s) {
+  return dir / kStateDir / (shard_tag(s) + ".failures.jsonl");
+}
+fs::path done_marker(const fs::path& dir, const ShardSpec& s) { return dir / kStateDir / (shard_tag(s) + ".done"); }
+
+void write_text(const fs::path& path, const std::string& text) {
+  write_file_atomic(path, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+}
+
+std::string read_text(const fs::path& path) {
+  const auto bytes = read_file(path, true);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) break;  // a torn last line (killed mid-append) is not a row
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
+
+void make_directories(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw WriteError("cannot create directory '" + dir.string() + "': " + ec.message(), ec.value());
+}
+
+// Appends whole lines to a journal; a failed write is fatal (WriteError).
+class Journal {
+ public:
+  explicit Journal(fs::path path) : path_(std::move(path)) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail(errno);
+  }
+  ~Journal() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  void append(const std::string& line) {
+    const std::string text = line + "\n";
+    std::size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail(n < 0 ? errno : ENOSPC);
+      done += static_cast<std::size_t>(n);
+    }
+  }
+
+ private:
+  [[noreturn]] void fail(int error) {
+    throw WriteError("cannot write '" + path_.string() + "': " + std::strerror(error), error);
+  }
+  fs::path path_;
+  int fd_ = -1;
+};
+
+// The state every shard of one dataset must agree on.
+json state_of(const Recipe& recipe, const std::vector<SourceImage>& sources, const ShardSpec& shard) {
+  Sha256 names;
+  for (const auto& s : sources) {
+    names.update(s.name);
+    names.update(std::string_view("\n", 1));
+  }
+  return json{{"recipe_sha256", recipe.sha256},
+              {"sources", sources.size()},
+              {"sources_sha256", names.finish_hex()},
+              {"shards", shard.count}};
+}
+
+void check_or_write_state(const fs::path& dir, const Recipe& recipe, const json& state, bool resume) {
+  const fs::path state_file = dir / kStateDir / "state.json";
+  std::error_code ec;
+  if (fs::exists(state_file, ec)) {
+    json existing;
+    try {
+      existing = json::parse(read_text(state_file));
+    } catch (const json::exception&) {
+      throw Error("'" + state_file.string() + "' is corrupt; remove '" + dir.string() + "' and start again");
+    }
+    if (existing.value("recipe_sha256", "") != state["recipe_sha256"]) {
+      throw Error("'" + dir.string() + "' was generated from a different recipe (or a changed one); use a new --out");
+    }
+    if (existing.value("sources_sha256", "") != state["sources_sha256"]) {
+      throw Error("the source images differ from those '" + dir.string() + "' was started with (" +
+                  std::to_string(existing.value("sources", 0)) + " then, " + std::to_string(state["sources"].get<int>()) +
+                  " now); use a new --out");
+    }
+    if (existing.value("shards", 0) != state["shards"]) {
+      throw Error("'" + dir.string() + "' is split into " + std::to_string(existing.value("shards", 0)) +
+                  " shards; run every shard with the same count (got " + std::to_string(state["shards"].get<int>()) + ")");
+    }
+    return;
+  }
+  if (!resume && fs::exists(dir, ec) && !fs::is_empty(dir, ec)) {
+    bool only_state = true;
+    for (const auto& e : fs::directory_iterator(dir, ec)) only_state = only_state && e.path().filename() == kStateDir;
+    if (!only_state) {
+      throw Error("'" + dir.string() + "' is not empty and holds no opforge dataset; choose an empty or new directory");
+    }
+  }
+  make_directories(dir / kStateDir);
+  write_text(state_file, state.dump(2) + "\n");
+  write_text(dir / kStateDir / "recipe.yaml", recipe.text);
+}
+
+std::string bucket_of(std::size_t source_index) {
+  std::string s = std::to_string(source_index / 1000);
+  return std::string(s.size() < 3 ? 3 - s.size() : 0, '0') + s;
+}
+
+json param_json(const OperatorEntry& entry, const ParamValues& values) {
+  json out = json::object();
+  for (const auto& spec : entry.params) {
+    if (!values.contains(spec.name)) continue;
+    if (spec.type == ParamType::integer) {
+      out[spec.name] = values.integer(spec.name);
+    } else if (spec.type == ParamType::real) {
+      out[spec.name] = values.number(spec.name);
+    } else {
+      out[spec.name] = values.choice(spec.name);
+    }
+  }
+  return out;
+}
+
+std::vector<std::uint8_t> encode(const Image& img, OutputFormat format) {
+  switch (format) {
+    case OutputFormat::png8: return encode_png(img, 8);
+    case OutputFormat::png16: return encode_png(img, 16);
+    case OutputFormat::npy: return encode_npy(img);
+  }
+  return {};
+}
+
+// A source decoded once, on first use, for all of its pairs.
+struct SourceSlot {
+  std::mutex mutex;
+  bool loaded = false;
+  Image image;
+  std::string sha256;
+  std::string error;
+};
+
+void load_source(SourceSlot& slot, const Recipe& recipe, const SourceImage& source) {
+  std::lock_guard lock(slot.mutex);
+  if (slot.loaded) return;
+  slot.loaded = true;
+  try {
+    const std::vector<std::uint8_t> bytes = read_file(source.path);
+    slot.sha256 = sha256_hex(bytes);
+    slot.image = preprocess_source(recipe, decode_image(bytes, source.path.string()));
+  } catch (const WriteError&) {
+    throw;
+  } catch (const Error& e) {
+    slot.error = e.what();
+  } catch (const cv::Exception& e) {
+    slot.error = "cannot read '" + source.path.string() + "': " + e.what();
+  } catch (const std::bad_alloc&) {
+    slot.error = "out of memory decoding '" + source.path.string() + "'";
+  }
+}
+
+struct Task {
+  std::size_t source_index = 0;
+  int pair_index = 0;
+  std::shared_ptr<SourceSlot> slot;
+};
+
+struct Outcome {
+  std::string row = {};      // journal line on success
+  std::string failure = {};  // failure line otherwise
+};
+
+class Progress {
+ public:
+  Progress(std::size_t total, bool enabled)
+      : total_(total), enabled_(enabled), tty_(::isatty(STDERR_FILENO) == 1), start_(clock::now()), last_(start_) {}
+  void update(std::size_t done, std::size_t failed, bool force = false) {
+    if (!enabled_) return;
+    const auto now = clock::now();
+    const double since_last = std::chrono::duration<double>(now - last_).count();
+    if (!force && since_last < (tty_ ? 0.25 : 10.0)) return;
+    last_ = now;
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
+    const double eta = rate > 0 ? static_cast<double>(total_ - std::min(done, total_)) / rate : 0;
+    char eta_text[32];
+    std::snprintf(eta_text, sizeof eta_text, "%d:%02d", static_cast<int>(eta) / 60, static_cast<int>(eta) % 60);
+    char line[256];
+    if (tty_) {
+      const int width = 30;
+      const int filled = total_ ? static_cast<int>(width * static_cast<double>(done) / static_cast<double>(total_)) : width;
+      std::string bar(static_cast<std::size_t>(filled), '#');
+      bar.resize(width, '.');
+      std::snprintf(line, sizeof line, "\r[%s] %zu/%zu pairs, %zu failed, %.2f pairs/s, ETA %s ", bar.c_str(), done,
+                    total_, failed, rate, eta_text);
+    } else {
+      std::snprintf(line, sizeof line, "datagen: %zu/%zu pairs, %zu failed, %.2f pairs/s, ETA %s\n", done, total_,
+                    failed, rate, eta_text);
+    }
+    std::cerr << line << std::flush;
+  }
+  void finish() {
+    if (enabled_ && tty_) std::cerr << "\n";
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  std::size_t total_;
+  bool enabled_, tty_;
+  clock::time_point start_, last_;
+};
+
+// Verifies a journal row: parseable, and both files hash as recorded.
+bool row_is_complete(const fs::path& dir, const std::string& line, std::string& key) {
+  try {
+    const json row = json::parse(line);
+    key = row.at("key").get<std::string>();
+    for (const char* which : {"input", "output"}) {
+      const fs::path file = dir / row.at(std::string(which) + "_file_name").get<std::string>();
+      std::error_code ec;
+      if (!fs::is_regular_file(file, ec)) return false;
+      if (sha256_file_hex(file) != row.at(std::string(which) + "_sha256").get<std::string>()) return false;
+    }
+    return true;
+  } catch (const json::exception&) {
+    return false;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+json failure_row(const std::string& key, const SourceImage& source, std::size_t source_index, int pair_index,
+                 const std::string& stage, const std::string& error) {
+  return json{{"key", key},         {"source", source.name}, {"source_index", source_index},
+              {"pair_index", pair_index}, {"stage", stage}, {"error", error}};
+}
+
+Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, const Task& task, const fs::path& dir) {
+  const SourceImage& source = sources[task.source_index];
+  const std::string key = pair_key(task.source_index, sources.size(), task.pair_index, recipe.pairs_per_source);
+  std::string stage = "source";
+  try {
+    load_source(*task.slot, recipe, source);
+    if (!task.slot->error.empty()) {
+      return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, task.slot->error).dump()};
+    }
+    stage = "operator";
+    const PairImages pair = make_pair(recipe, source, task.source_index, sources.size(), task.pair_index, task.slot->image);
+    const OperatorEntry& op = *pair.plan.op->entry;
+    const PairPlan& plan = pair.plan;
+    const auto& crop = pair.crop;
+    const Image& input = pair.input;
+    const Image& output = pair.output;
+
+    stage = "write";
+    const std::vector<std::uint8_t> input_bytes = encode(input, recipe.format);
+    const std::vector<std::uint8_t> output_bytes = encode(output, recipe.format);
+    const std::string ext(file_extension(recipe.format));
+    const std::string bucket = bucket_of(task.source_index);
+    const std::string input_name = "input/" + bucket + "/" + key + ext;
+    const std::string output_name = "output/" + bucket + "/" + key + ext;
+    make_directories(dir / "input" / bucket);
+    make_directories(dir / "output" / bucket);
+    write_file_atomic(dir / input_name, input_bytes);
+    write_file_atomic(dir / output_name, output_bytes);
+
+    json row = {{"key", key},
+                {"input_file_name", input_name},
+                {"output_file_name", output_name},
+                {"operator", op.name},
+                {"operator_version", op.version},
+                {"kind", std::string(to_string(op.kind))},
+                {"params", param_json(op, plan.values)},
+                {"seed", plan.seed},
+                {"source", source.name},
+                {"source_sha256", task.slot->sha256},
+                {"source_index", task.source_index},
+                {"pair_index", task.pair_index},
+                {"crop", crop ? json::array({crop->x, crop->y, crop->width, crop->height}) : json(nullptr)},
+                {"input_sha256", sha256_hex(input_bytes)},
+                {"output_sha256", sha256_hex(output_bytes)},
+                {"format", std::string(to_string(recipe.format))},
+                {"recipe", recipe.name},
+                {"opforge_version", std::string(opforge_version())}};
+    return {.row = row.dump()};
+  } catch (const WriteError&) {
+    throw;  // the disk is full or unwritable: stop, --resume continues
+  } catch (const Error& e) {
+    return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, e.what()).dump()};
+  } catch (const cv::Exception& e) {
+    return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, e.what()).dump()};
+  } catch (const std::bad_alloc&) {
+    return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, "out of memory").dump()};
+  }
+}
+
+// Reads the committed journals of every shard and writes the dataset's
+// top-level files; metadata.jsonl last.
+RunSummary finalize(const fs::path& dir) {
+  const fs::path state_file = dir / kStateDir / "state.json";
+  std::error_code ec;
+  if (!fs::exists(state_file, ec)) throw Error("'" + dir.string() + "' holds no opforge datagen run (no " + state_file.string() + ")");
+  json state;
+  try {
+    state = json::parse(read_text(state_file));
+  } catch (const json::exception&) {
+    throw Error("'" + state_file.string() + "' is corrupt");
+  }
+  const int count = state.value("shards", 0);
+  const Recipe recipe = parse_recipe(read_text(dir / kStateDir / "recipe.yaml"), dir / kStateDir / "recipe.yaml");
+
+  std::vector<std::string> missing;
+  for (int i = 0; i < count; ++i) {
+    if (!fs::exists(done_marker(dir, {i, count}), ec)) missing.push_back(std::to_string(i));
+  }
+  if (!missing.empty()) {
+    std::string list;
+    for (const auto& m : missing) list += (list.empty() ? "" : ", ") + m;
+    throw Error("shard(s) " + list + " of " + std::to_string(count) + " have not finished (no commit marker in " +
+                (dir / kStateDir).string() + "); run them, with --resume if they were interrupted, then merge again");
+  }
+
+  std::map<std::string, json> rows;
+  std::vector<json> failures;
+  for (int i = 0; i < count; ++i) {
+    const ShardSpec shard{i, count};
+    for (const std::string& line : lines_of(read_text(rows_journal(dir, shard)))) {
+      std::string key;
+      if (!row_is_complete(dir, line, key)) {
+        throw Error("pair " + (key.empty() ? std::string("row") : key) + " of shard " + std::to_string(i) +
+                    " is damaged (a file is missing or does not match its sha256); rerun that shard with --resume");
+      }
+      rows[key] = json::parse(line);
+    }
+    for (const std::string& line : lines_of(read_text(failures_journal(dir, shard)))) failures.push_back(json::parse(line));
+  }
+  std::sort(failures.begin(), failures.end(), [](const json& a, const json& b) {
+    return std::pair(a["source_index"].get<std::size_t>(), a["pair_index"].get<int>()) <
+           std::pair(b["source_index"].get<std::size_t>(), b["pair_index"].get<int>());
+  });
+
+  // Files that no row references: temporaries of killed runs, pairs redone.
+  std::set<std::string> referenced;
+  for (const auto& [key, row] : rows) {
+    referenced.insert(row["input_file_name"].get<std::string>());
+    referenced.insert(row["output_file_name"].get<std::string>());
+  }
+  for (const char* sub : {"input", "output"}) {
+    if (!fs::exists(dir / sub, ec)) continue;
+    std::vector<fs::path> stray;
+    for (const auto& e : fs::recursive_directory_iterator(dir / sub)) {
+      if (e.is_regular_file() && !referenced.count(e.path().lexically_relative(dir).generic_string())) {
+        stray.push_back(e.path());
+      }
+    }
+    for (const auto& p : stray) fs::remove(p, ec);
+  }
+
+  std::vector<json> ordered;
+  ordered.reserve(rows.size());
+  for (auto& [key, row] : rows) ordered.push_back(std::move(row));
+  json webdataset = nullptr;
+  if (recipe.webdataset_shard_pairs) {
+    const std::string pattern = write_webdataset(dir, recipe.name, ordered, *recipe.webdataset_shard_pairs);
+    webdataset = {{"pattern", pattern},
+                  {"shard_pairs", *recipe.webdataset_shard_pairs},
+                  {"shards", ordered.empty() ? 0 : (ordered.size() + *recipe.webdataset_shard_pairs - 1) /
+                                                      static_cast<std::size_t>(*recipe.webdataset_shard_pairs)}};
+  }
+
+  std::string failures_text;
+  for (const auto& f : failures) failures_text += f.dump() + "\n";
+  std::string metadata_text;
+  for (const auto& r : ordered) metadata_text += r.dump() + "\n";
+  const json summary = {{"name", recipe.name},
+                        {"recipe_sha256", recipe.sha256},
+                        {"seed", recipe.seed},
+                        {"sources", state.value("sources", 0)},
+                        {"pairs_per_source", recipe.pairs_per_source},
+                        {"pairs", ordered.size()},
+                        {"failed", failures.size()},
+                        {"format", std::string(to_string(recipe.format))},
+                        {"webdataset", webdataset},
+                        {"opforge_version", std::string(opforge_version())}};
+  write_text(dir / "recipe.yaml", recipe.text);
+  write_text(dir / "failures.jsonl", failures_text);
+  write_text(dir / "dataset.json", summary.dump(2) + "\n");
+  write_text(dir / "metadata.jsonl", metadata_text);
+
+  RunSummary out;
+  out.planned = static_cast<std::size_t>(state.value("sources", 0)) * static_cast<std::size_t>(recipe.pairs_per_source);
+  out.reused = ordered.size();
+  out.failed = failures.size();
+  out.finalized = true;
+  return out;
+}
+
+}  // namespace
+
+ShardSpec parse_shard(const std::string& text) {
+  const auto slash = text.find('/');
+  double i = -1, n = -1;
+  if (slash == std::string::npos || !parse_number(text.substr(0, slash), i) || !parse_number(text.substr(slash + 1), n) ||
+      i != std::floor(i) || n != std::floor(n) || n < 1 || n > 100000 || i < 0 || i >= n) {
+    throw Error("--shard '" + text + "' is invalid; valid: I/N with 0 <= I < N <= 100000 (e.g. 0/4)");
+  }
+  return {static_cast<int>(i), static_cast<int>(n)};
+}
+
+ShardSpec shard_from_environment(int count, const std::function<const char*(const char*)>& getenv_fn) {
+  if (count < 1 || count > 100000) throw Error("--shards " + std::to_string(count) + " is invalid; valid: 1..100000");
+  const auto number = [&](const char* name, long long& out) {
+    const char* v = getenv_fn(name);
+    double d;
+    if (!v || !parse_number(v, d) || d != std::floor(d)) return false;
+    out = static_cast<long long>(d);
+    return true;
+  };
+  long long id, index;
+  if (number("SLURM_ARRAY_TASK_ID", id)) {
+    long long min = 0, max = 0, step = 1, tasks = 0;
+    if (!number("SLURM_ARRAY_TASK_MIN", min) || !number("SLURM_ARRAY_TASK_MAX", max)) {
+      throw Error("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_MIN/MAX are not; pass --shard I/N");
+    }
+    if (!number("SLURM_ARRAY_TASK_STEP", step) || step < 1) step = 1;
+    if (!number("SLURM_ARRAY_TASK_COUNT", tasks)) tasks = (max - min) / step + 1;
+    // The rank of this ID among min, min+step, …, max: the array may be sparse (1-7:2).
+    if (tasks != (max - min) / step + 1 || (id - min) % step != 0) {
+      throw Error("the Slurm array's IDs (" + std::to_string(min) + ".." + std::to_string(max) + ", " +
+                  std::to_string(tasks) + " tasks) are not evenly spaced; pass --shard I/N explicitly");
+    }
+    const long long rank = (id - min) / step;
+    if (tasks != count) {
+      throw Error("--shards " + std::to_string(count) + " does not match the Slurm array's " + std::to_string(tasks) +
+                  " tasks");
+    }
+    return {static_cast<int>(rank), count};
+  }
+  if (number("JOB_COMPLETION_INDEX", index)) {
+    if (index < 0 || index >= count) {
+      throw Error("JOB_COMPLETION_INDEX " + std::to_string(index) + " is out of range for --shards " +
+                  std::to_string(count) + "; valid: 0.." + std::to_string(count - 1));
+    }
+    return {static_cast<int>(index), count};
+  }
+  throw Error("--shards " + std::to_string(count) +
+              " needs the shard index from SLURM_ARRAY_TASK_ID (Slurm arrays) or JOB_COMPLETION_INDEX (Kubernetes "
+              "Indexed Jobs); neither is set, so pass --shard I/N");
+}
+
+RunSummary generate(const Recipe& recipe, const RunOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  const fs::path& dir = options.out_dir;
+  const ShardSpec shard = options.shard;
+  if (options.threads < 0 || options.threads > 1024) {
+    throw Error("--threads " + std::to_string(options.threads) + " is out of range; valid: 1..1024");
+  }
+  const std::vector<SourceImage> sources = options.sources
+                                               ? list_sources({*options.sources}, fs::current_path())
+                                               : list_sources(recipe.sources, recipe.base_dir);
+  check_or_write_state(dir, recipe, state_of(recipe, sources, shard), options.resume);
+
+  const fs::path journal_path = rows_journal(dir, shard);
+  std::error_code ec;
+  if (!options.resume && fs::exists(journal_path, ec)) {
+    throw Error("'" + dir.string() + "' already holds pairs of shard " + std::to_string(shard.index) + "/" +
+                std::to_string(shard.count) + "; pass --resume to continue it, or use a new --out");
+  }
+  // From here on the dataset is incomplete until it is finalized again.
+  fs::remove(dir / "metadata.jsonl", ec);
+  fs::remove(done_marker(dir, shard), ec);
+
+  // Pairs whose journal row is intact and whose files still hash as recorded.
+  std::set<std::string> done;
+  std::string kept;
+  if (options.resume && fs::exists(journal_path, ec)) {
+    for (const std::string& line : lines_of(read_text(journal_path))) {
+      std::string key;
+      if (row_is_complete(dir, line, key) && done.insert(key).second) kept += line + "\n";
+    }
+  }
+  write_text(journal_path, kept);
+  write_text(failures_journal(dir, shard), "");
+
+  std::vector<std::size_t> owned;
+  for (std::size_t s = static_cast<std::size_t>(shard.index); s < sources.size(); s += static_cast<std::size_t>(shard.count)) {
+    owned.push_back(s);
+  }
+  RunSummary summary;
+  summary.planned = owned.size() * static_cast<std::size_t>(recipe.pairs_per_source);
+  summary.reused = done.size();
+
+  Journal rows(journal_path), failures(failures_journal(dir, shard));
+  std::optional<tbb::global_control> limit;
+  if (options.threads > 0) limit.emplace(tbb::global_control::max_allowed_parallelism, options.threads);
+  const int workers = options.threads > 0 ? options.threads
+                                          : static_cast<int>(tbb::global_control::active_value(
+                                                tbb::global_control::max_allowed_parallelism));
+  Progress progress(summary.planned, options.progress);
+
+  std::size_t next_source = 0;
+  int next_pair = 0;
+  std::shared_ptr<SourceSlot> slot;
+  tbb::parallel_pipeline(
+      static_cast<std::size_t>(2 * std::max(workers, 1)),
+      tbb::make_filter<void, Task>(tbb::filter_mode::serial_in_order,
+                                   [&](tbb::flow_control& fc) -> Task {
+                                     while (next_source < owned.size()) {
+                                       const std::size_t s = owned[next_source];
+                                       if (next_pair == 0) slot = std::make_shared<SourceSlot>();
+                                       const int p = next_pair;
+                                       if (++next_pair == recipe.pairs_per_source) {
+                                         next_pair = 0;
+                                         ++next_source;
+                                       }
+                                       if (done.count(pair_key(s, sources.size(), p, recipe.pairs_per_source))) continue;
+                                       return Task{s, p, slot};
+                                     }
+                                     slot.reset();
+                                     fc.stop();
+                                     return {};
+                                   }) &
+          tbb::make_filter<Task, Outcome>(tbb::filter_mode::parallel,
+                                          [&](const Task& task) { return process(recipe, sources, task, dir); }) &
+          tbb::make_filter<Outcome, void>(tbb::filter_mode::serial_in_order, [&](const Outcome& outcome) {
+            if (!outcome.row.empty()) {
+              rows.append(outcome.row);
+              ++summary.written;
+            } else {
+              failures.append(outcome.failure);
+              ++summary.failed;
+            }
+            progress.update(summary.reused + summary.written + summary.failed, summary.failed);
+          }));
+  progress.update(summary.reused + summary.written + summary.failed, summary.failed, true);
+  progress.finish();
+
+  const json marker = {{"shard", shard.index}, {"shards", shard.count}, {"pairs", summary.reused + summary.written},
+                       {"failed", summary.failed}};
+  write_text(done_marker(dir, shard), marker.dump() + "\n");
+  if (shard.count == 1) summary.finalized = finalize(dir).finalized;
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return summary;
+}
+
+RunSummary merge(const fs::path& out_dir) {
+  const auto start = std::chrono::steady_clock::now();
+  RunSummary summary = finalize(out_dir);
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return summary;
+}
+
+std::string summary_line(const std::string& name, const RunSummary& s, const fs::path& out_dir, const ShardSpec& shard) {
+  char line[512];
+  const double rate = s.seconds > 0 ? static_cast<double>(s.written) / s.seconds : 0;
+  std::snprintf(line, sizeof line, "%s%s: %zu pairs written, %zu already complete, %zu failed in %.1f s (%.2f pairs/s) -> %s%s",
+                name.c_str(),
+                shard.count > 1 ? (" shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count)).c_str()
+                                : "",
+                s.written, s.reused, s.failed, s.seconds, rate, out_dir.string().c_str(),
+                s.finalized ? "" : " (merge when every shard is done: opforge datagen merge DIR)");
+  return line;
+}
+
+}  // namespace opforge::datagen

@@ -1,0 +1,125 @@
+#include "webdataset.hpp"
+
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+#include "opforge/core/error.hpp"
+#include "opforge/core/io.hpp"
+
+namespace opforge::datagen {
+namespace fs = std::filesystem;
+
+namespace {
+
+// A file written under a hidden temporary name and renamed on commit().
+class AtomicStream {
+ public:
+  explicit AtomicStream(fs::path path) : path_(std::move(path)) {
+    std::string name = ".";
+    name += path_.filename().string();
+    name += ".tmp-";
+    name += std::to_string(::getpid());
+    tmp_ = path_.parent_path() / name;
+    file_ = std::fopen(tmp_.c_str(), "wb");
+    if (!file_) fail(errno);
+  }
+  ~AtomicStream() {
+    if (file_) std::fclose(file_);
+    if (!committed_) {
+      std::error_code ignored;
+      fs::remove(tmp_, ignored);
+    }
+  }
+  void write(const void* data, std::size_t size) {
+    if (size > 0 && std::fwrite(data, 1, size, file_) != size) fail(errno);
+  }
+  void commit() {
+    if (std::fflush(file_) != 0) fail(errno);
+    std::FILE* f = file_;
+    file_ = nullptr;
+    if (std::fclose(f) != 0) fail(errno);
+    if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail(errno);
+    committed_ = true;
+  }
+
+ private:
+  [[noreturn]] void fail(int error) {
+    error = error ? error : EIO;
+    throw WriteError("cannot write '" + path_.string() + "': " + std::strerror(error), error);
+  }
+  fs::path path_, tmp_;
+  std::FILE* file_ = nullptr;
+  bool committed_ = false;
+};
+
+void octal(char* field, std::size_t width, std::uint64_t value) {
+  // width − 1 octal digits and a NUL, zero-padded (ustar numeric fields).
+  std::snprintf(field, width, "%0*llo", static_cast<int>(width - 1), static_cast<unsigned long long>(value));
+}
+
+void write_member(AtomicStream& out, const std::string& name, const std::vector<std::uint8_t>& content) {
+  if (name.size() > 99) throw Error("WebDataset member name '" + name + "' is longer than 99 bytes");
+  std::array<char, 512> header{};
+  std::memcpy(header.data(), name.data(), name.size());
+  octal(&header[100], 8, 0644);           // mode
+  octal(&header[108], 8, 0);              // uid
+  octal(&header[116], 8, 0);              // gid
+  octal(&header[124], 12, content.size());
+  octal(&header[136], 12, 0);             // mtime: fixed, for reproducible shards
+  std::memset(&header[148], ' ', 8);      // checksum field counts as spaces
+  header[156] = '0';                      // regular file
+  std::memcpy(&header[257], "ustar", 6);  // magic "ustar\0"
+  std::memcpy(&header[263], "00", 2);     // version
+  unsigned sum = 0;
+  for (char c : header) sum += static_cast<unsigned char>(c);
+  std::snprintf(&header[148], 8, "%06o", sum);  // six digits, NUL, then the space already there
+  out.write(header.data(), header.size());
+  out.write(content.data(), content.size());
+  static const std::array<char, 512> zeros{};
+  const std::size_t pad = (512 - content.size() % 512) % 512;
+  out.write(zeros.data(), pad);
+}
+
+std::string index_text(std::size_t i) {
+  std::string s = std::to_string(i);
+  return std::string(s.size() < 6 ? 6 - s.size() : 0, '0') + s;
+}
+
+std::string member_extension(const std::string& file_name) { return fs::path(file_name).extension().string(); }
+
+}  // namespace
+
+std::string write_webdataset(const fs::path& dir, const std::string& name, const std::vector<nlohmann::json>& rows,
+                             int shard_pairs) {
+  const fs::path wds = dir / "webdataset";
+  std::error_code ec;
+  fs::remove_all(wds, ec);
+  fs::create_directories(wds, ec);
+  if (ec) throw WriteError("cannot create '" + wds.string() + "': " + ec.message(), ec.value());
+  const std::size_t per = static_cast<std::size_t>(shard_pairs);
+  const std::size_t shards = rows.empty() ? 0 : (rows.size() + per - 1) / per;
+  for (std::size_t s = 0; s < shards; ++s) {
+    AtomicStream out(wds / (name + "-" + index_text(s) + ".tar"));
+    for (std::size_t i = s * per; i < std::min(rows.size(), (s + 1) * per); ++i) {
+      const nlohmann::json& row = rows[i];
+      const std::string key = row["key"];
+      const std::string in_name = row["input_file_name"], out_name = row["output_file_name"];
+      write_member(out, key + ".input" + member_extension(in_name), read_file(dir / in_name, true));
+      write_member(out, key + ".output" + member_extension(out_name), read_file(dir / out_name, true));
+      const std::string json = row.dump();
+      write_member(out, key + ".json", std::vector<std::uint8_t>(json.begin(), json.end()));
+    }
+    static const std::array<char, 1024> end_of_archive{};
+    out.write(end_of_archive.data(), end_of_archive.size());
+    out.commit();
+  }
+  if (shards == 0) return "";
+  return "webdataset/" + name + "-{" + index_text(0) + ".." + index_text(shards - 1) + "}.tar";
+}
+
+}  // namespace opforge::datagen
