@@ -3,6 +3,7 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <opencv2/imgproc.hpp>
 
 #include "opforge/core/error.hpp"
@@ -65,13 +66,19 @@ Image contact_sheet(const Recipe& recipe, const PreviewOptions& options) {
       cell.input = thumbnail(pair.input, h);
       cell.output = thumbnail(pair.output, h);
       cell.lines.push_back(pair.plan.key + "  " + pair.plan.op->entry->name);
-      for (const auto& [name, value] : pair.plan.values.all()) cell.lines.push_back("  " + name + " = " + format_value(value));
+      // The parameters the recipe sets or samples; the rest are defaults.
+      for (const auto& [name, distribution] : pair.plan.op->params) {
+        const ParamValue& value = pair.plan.values.all().at(name);
+        char text[64];
+        if (const double* v = std::get_if<double>(&value)) std::snprintf(text, sizeof text, "%.4g", *v);
+        cell.lines.push_back("  " + name + " = " + (std::holds_alternative<double>(value) ? text : std::get<std::string>(value)));
+      }
     } catch (const Error& e) {
       cell.lines.push_back(pair_key(s, sources.size(), p, recipe.pairs_per_source) + "  FAILED");
       const std::string what = e.what();
       for (std::size_t k = 0; k < what.size(); k += 48) cell.lines.push_back("  " + what.substr(k, 48));
     }
-    cell.lines.push_back("  " + sources[s].name);
+    cell.lines.push_back("  " + fs::path(sources[s].name).filename().string());
   });
 
   int image_width = 0;

@@ -48,7 +48,7 @@ struct RunOptions {
   ShardSpec shard;
   bool resume = false;
   int threads = 0;                       ///< 0: all cores
-  std::optional<SourceSpec> sources;     ///< --sources: replaces the recipe's sources
+  std::optional<SourceSpec> sources = std::nullopt;  ///< --sources: replaces the recipe's sources
   bool progress = true;                  ///< progress bar (TTY) or periodic lines on stderr
 };
 

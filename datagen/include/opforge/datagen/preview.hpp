@@ -12,7 +12,7 @@ namespace opforge::datagen {
 struct PreviewOptions {
   int pairs = 12;                     ///< how many pairs (1..200)
   int thumbnail_height = 160;         ///< pixels (32..1024)
-  std::optional<SourceSpec> sources;  ///< --sources: replaces the recipe's sources
+  std::optional<SourceSpec> sources = std::nullopt;  ///< --sources: replaces the recipe's sources
 };
 
 /// One row per pair: input, output, then the key, operator, parameters and

@@ -1,0 +1,174 @@
+// `opforge datagen` as a process: killed with SIGKILL at random points and
+// resumed, stopped by a full disk (RLIMIT_FSIZE) and resumed, the summary
+// line, --strict and one-line errors.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fcntl.h>
+#include <random>
+#include <thread>
+
+#include "datagen_fixtures.hpp"
+#include "opforge/core/io.hpp"
+
+namespace opforge {
+namespace {
+namespace fs = std::filesystem;
+
+struct Child {
+  pid_t pid = -1;
+};
+
+// Starts the CLI with stdout/stderr to files in `dir`; `file_size_limit` > 0
+// sets RLIMIT_FSIZE (writes past it fail with EFBIG, as on a full disk).
+Child start(const std::vector<std::string>& args, const fs::path& dir, rlim_t file_size_limit = 0) {
+  const std::string out = (dir / "stdout.txt").string(), err = (dir / "stderr.txt").string();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(o, 1);
+    ::dup2(e, 2);
+    if (file_size_limit > 0) {
+      const rlimit limit{file_size_limit, file_size_limit};
+      ::setrlimit(RLIMIT_FSIZE, &limit);
+      ::signal(SIGXFSZ, SIG_IGN);  // get EFBIG instead of being killed
+    }
+    std::vector<char*> argv;
+    std::string exe = OPFORGE_CLI;
+    argv.push_back(exe.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(exe.c_str(), argv.data());
+    ::_exit(127);
+  }
+  return {pid};
+}
+
+int wait_for(const Child& c) {
+  int status = 0;
+  ::waitpid(c.pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+std::string text_of(const fs::path& p) {
+  const auto bytes = read_file(p, true);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+std::string kill_recipe() {
+  // ~100 pairs of cheap-to-moderate operators: long enough to be killed mid-run.
+  return "name: killme\nseed: 99\nsources: sources\npreprocess:\n  crop: 64\npairs_per_source: 16\n"
+         "operators:\n"
+         "  - name: l0_smooth\n    params:\n      lambda: {log_uniform: [0.002, 0.2]}\n"
+         "  - name: rolling_guidance\n    params:\n      sigma_s: {uniform: [1, 5]}\n"
+         "  - name: gaussian_noise\n    params:\n      sigma: {uniform: [10, 70]}\n"
+         "output:\n  format: png8\n  webdataset:\n    shard_pairs: 10\n";
+}
+
+TEST(DatagenProcess, KilledAtRandomPointsThenResumedEqualsUninterrupted) {
+  const fs::path dir = test::scratch_dir("datagen-sigkill");
+  test::write_sources(dir, 6, 96);
+  test::write_text_file(dir / "recipe.yaml", kill_recipe());
+  const std::string recipe = (dir / "recipe.yaml").string();
+
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(wait_for(start({"datagen", recipe, "--out", (dir / "reference").string(), "-q"}, dir)), 0)
+      << text_of(dir / "stderr.txt");
+  const double full_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+
+  std::mt19937 random(12345);
+  std::uniform_real_distribution<double> fraction(0.05, 0.6);
+  const std::string out = (dir / "killed").string();
+  int killed = 0;
+  for (int round = 0; round < 6; ++round) {
+    std::vector<std::string> args = {"datagen", recipe, "--out", out, "-q"};
+    if (round > 0) args.push_back("--resume");
+    const Child c = start(args, dir);
+    std::this_thread::sleep_for(std::chrono::microseconds(static_cast<long>(1000 * full_ms * fraction(random))));
+    ::kill(c.pid, SIGKILL);
+    const int status = wait_for(c);
+    killed += status == -SIGKILL;
+    // Killed, or finished just before the signal: either way no metadata.jsonl unless complete.
+    if (status == -SIGKILL) {
+      EXPECT_FALSE(fs::exists(fs::path(out) / "metadata.jsonl")) << "a killed run left metadata.jsonl";
+    }
+  }
+  EXPECT_GE(killed, 3) << "the runs finished before the kills; the uninterrupted run took " << full_ms << " ms";
+  ASSERT_EQ(wait_for(start({"datagen", recipe, "--out", out, "--resume", "-q"}, dir)), 0) << text_of(dir / "stderr.txt");
+  EXPECT_EQ(test::tree_difference(test::dataset_tree(dir / "reference"), test::dataset_tree(out)), "");
+}
+
+TEST(DatagenProcess, DiskFullStopsCleanlyAndResumeCompletes) {
+  const fs::path dir = test::scratch_dir("datagen-diskfull");
+  // Four small sources and one large one: its npy files exceed the limit.
+  test::write_sources(dir, 4, 40);
+  write_image(dir / "sources" / "img2.png", test::synthetic_image(200, 200, 3));
+  test::write_text_file(dir / "recipe.yaml",
+                        "name: full\nseed: 3\nsources: sources\npairs_per_source: 3\n"
+                        "operators:\n  - name: gaussian_noise\n    params:\n      sigma: {uniform: [5, 50]}\n"
+                        "output:\n  format: npy\n");
+  const std::string recipe = (dir / "recipe.yaml").string();
+  ASSERT_EQ(wait_for(start({"datagen", recipe, "--out", (dir / "reference").string(), "-q"}, dir)), 0);
+
+  const std::string out = (dir / "full").string();
+  const int status = wait_for(start({"datagen", recipe, "--out", out, "-q", "--threads", "1"}, dir, 200 * 1024));
+  const std::string err = text_of(dir / "stderr.txt");
+  EXPECT_EQ(status, 2) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_NE(err.find("File too large"), std::string::npos) << err;
+  EXPECT_NE(err.find("--resume"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(fs::path(out) / "metadata.jsonl"));
+  // Nothing under a final name is partial: every visible file decodes completely.
+  int visible = 0;
+  for (const auto& e : fs::recursive_directory_iterator(out)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_regular_file() || name[0] == '.' || e.path().string().find("/.opforge/") != std::string::npos) continue;
+    EXPECT_NO_THROW(read_image(e.path())) << e.path();
+    ++visible;
+  }
+  EXPECT_GE(visible, 2);  // the pairs before the large source were kept
+
+  ASSERT_EQ(wait_for(start({"datagen", recipe, "--out", out, "--resume", "-q"}, dir)), 0) << text_of(dir / "stderr.txt");
+  EXPECT_EQ(test::tree_difference(test::dataset_tree(dir / "reference"), test::dataset_tree(out)), "");
+}
+
+TEST(DatagenProcess, SummaryStrictAndOneLineErrors) {
+  const fs::path dir = test::scratch_dir("datagen-cli");
+  test::write_sources(dir, 2);
+  test::write_text_file(dir / "sources" / "broken.png", "not a png");
+  test::write_text_file(dir / "recipe.yaml", test::mixture_recipe(2));
+  const std::string recipe = (dir / "recipe.yaml").string();
+
+  ASSERT_EQ(wait_for(start({"datagen", recipe, "--out", (dir / "a").string(), "-q"}, dir)), 0);
+  const std::string summary = text_of(dir / "stdout.txt");
+  EXPECT_NE(summary.find("mix: 4 pairs written, 0 already complete, 2 failed in"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("pairs/s"), std::string::npos) << summary;
+  EXPECT_EQ(wait_for(start({"datagen", recipe, "--out", (dir / "b").string(), "-q", "--strict"}, dir)), 2);
+
+  const auto expect_one_line = [&](const std::vector<std::string>& args, const std::string& fragment) {
+    const int status = wait_for(start(args, dir));
+    const std::string err = text_of(dir / "stderr.txt");
+    EXPECT_EQ(status, 2) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    EXPECT_NE(err.find(fragment), std::string::npos) << "'" << fragment << "' not in: " << err;
+  };
+  test::write_text_file(dir / "typo.yaml", "name: x\nseed: 1\nsources: sources\noperators:\n  - name: l0_smooth\n"
+                                            "    params:\n      lamda: 0.1\n");
+  expect_one_line({"datagen", (dir / "typo.yaml").string(), "--out", (dir / "c").string()}, "typo.yaml:7:");
+  expect_one_line({"datagen", (dir / "missing.yaml").string(), "--out", (dir / "c").string()}, "missing.yaml");
+  expect_one_line({"datagen", recipe, "--out", (dir / "c").string(), "--shard", "3/3"}, "0 <= I < N");
+  expect_one_line({"datagen", recipe, "--out", (dir / "c").string(), "--shards", "4"}, "SLURM_ARRAY_TASK_ID");
+  expect_one_line({"datagen", recipe, "--out", (dir / "a").string()}, "--resume");
+  expect_one_line({"datagen", "merge", (dir / "nothing").string()}, "no opforge datagen run");
+  EXPECT_FALSE(fs::exists(dir / "c" / "metadata.jsonl"));
+}
+
+}  // namespace
+}  // namespace opforge
