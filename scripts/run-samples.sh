@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
-# `make run` until datagen lands: applies each operator to the sample images
-# shipped in tests/data/, writes the results to out/, and prints each run's
-# time and, where the authors' reference output exists, the PSNR against it.
+# `make run`: the main job on the sample images shipped in tests/data/.
+#  1. generates the demo dataset of manifests/demo.yaml into out/demo/ and
+#     prints its summary, then writes its contact sheet;
+#  2. applies each operator to the conformance inputs and the 1 MP sample,
+#     printing each run's time and, where the authors' reference output
+#     exists, the PSNR against it (results in out/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 opforge="$build/cli/opforge"
 data=tests/data
 mkdir -p out
+
+echo "== datagen: manifests/demo.yaml -> out/demo"
+rm -rf out/demo
+"$opforge" datagen manifests/demo.yaml --out out/demo
+"$opforge" datagen preview manifests/demo.yaml --out out/demo-contact-sheet.png --pairs 12
+echo "dataset: out/demo (metadata.jsonl, failures.jsonl, dataset.json, input/, output/, webdataset/)"
+echo
+
+echo "== operators on the sample images, against the authors' reference outputs"
 
 printf '%-28s %-20s %-30s %8s  %s\n' "input" "operator" "parameters" "seconds" "PSNR vs the authors' code"
 run_case() {  # input operator reference-png-or-empty NAME=VALUE...
