@@ -114,7 +114,7 @@ json state_of(const Recipe& recipe, const std::vector<SourceImage>& sources, con
               {"shards", shard.count}};
 }
 
-void check_or_write_state(const fs::path& dir, const Recipe& recipe, const json& state, bool resume) {
+void check_or_write_state(const fs::path& dir, const Recipe& recipe, const json& state) {
   const fs::path state_file = dir / kStateDir / "state.json";
   std::error_code ec;
   if (fs::exists(state_file, ec)) {
@@ -138,7 +138,7 @@ void check_or_write_state(const fs::path& dir, const Recipe& recipe, const json&
     }
     return;
   }
-  if (!resume && fs::exists(dir, ec) && !fs::is_empty(dir, ec)) {
+  if (fs::exists(dir, ec) && !fs::is_empty(dir, ec)) {
     bool only_state = true;
     for (const auto& e : fs::directory_iterator(dir, ec)) only_state = only_state && e.path().filename() == kStateDir;
     if (!only_state) {
@@ -506,7 +506,7 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
   const std::vector<SourceImage> sources = options.sources
                                                ? list_sources({*options.sources}, fs::current_path())
                                                : list_sources(recipe.sources, recipe.base_dir);
-  check_or_write_state(dir, recipe, state_of(recipe, sources, shard), options.resume);
+  check_or_write_state(dir, recipe, state_of(recipe, sources, shard));
 
   const fs::path journal_path = rows_journal(dir, shard);
   std::error_code ec;
@@ -530,12 +530,15 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
   write_text(journal_path, kept);
   write_text(failures_journal(dir, shard), "");
 
-  std::vector<std::size_t> owned;
-  for (std::size_t s = static_cast<std::size_t>(shard.index); s < sources.size(); s += static_cast<std::size_t>(shard.count)) {
-    owned.push_back(s);
-  }
+  // Shard I owns a contiguous run of pairs in key order: balanced to one pair
+  // whatever the number of sources, and each source is decoded by at most
+  // two shards.
+  const std::uint64_t pairs = static_cast<std::uint64_t>(recipe.pairs_per_source);
+  const std::uint64_t total = sources.size() * pairs;
+  const std::uint64_t first = total * static_cast<std::uint64_t>(shard.index) / static_cast<std::uint64_t>(shard.count);
+  const std::uint64_t last = total * static_cast<std::uint64_t>(shard.index + 1) / static_cast<std::uint64_t>(shard.count);
   RunSummary summary;
-  summary.planned = owned.size() * static_cast<std::size_t>(recipe.pairs_per_source);
+  summary.planned = static_cast<std::size_t>(last - first);
   summary.reused = done.size();
 
   Journal rows(journal_path), failures(failures_journal(dir, shard));
@@ -546,22 +549,22 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
                                                 tbb::global_control::max_allowed_parallelism));
   Progress progress(summary.planned, options.progress);
 
-  std::size_t next_source = 0;
-  int next_pair = 0;
+  std::uint64_t next = first;
   std::shared_ptr<SourceSlot> slot;
+  std::size_t slot_source = SIZE_MAX;
   tbb::parallel_pipeline(
       static_cast<std::size_t>(2 * std::max(workers, 1)),
       tbb::make_filter<void, Task>(tbb::filter_mode::serial_in_order,
                                    [&](tbb::flow_control& fc) -> Task {
-                                     while (next_source < owned.size()) {
-                                       const std::size_t s = owned[next_source];
-                                       if (next_pair == 0) slot = std::make_shared<SourceSlot>();
-                                       const int p = next_pair;
-                                       if (++next_pair == recipe.pairs_per_source) {
-                                         next_pair = 0;
-                                         ++next_source;
-                                       }
+                                     while (next < last) {
+                                       const auto s = static_cast<std::size_t>(next / pairs);
+                                       const auto p = static_cast<int>(next % pairs);
+                                       ++next;
                                        if (done.count(pair_key(s, sources.size(), p, recipe.pairs_per_source))) continue;
+                                       if (s != slot_source) {
+                                         slot = std::make_shared<SourceSlot>();  // the previous source's memory goes with its last pair
+                                         slot_source = s;
+                                       }
                                        return Task{s, p, slot};
                                      }
                                      slot.reset();

@@ -221,6 +221,7 @@ TEST(Generate, RefusesForeignDirectoriesAndChangedRecipes) {
   fs::create_directories(f.dir / "busy");
   test::write_text_file(f.dir / "busy" / "mine.txt", "user data");
   EXPECT_THROW(run(f, "busy", 1), Error);
+  EXPECT_THROW(run(f, "busy", 1, {}, true), Error);  // --resume does not adopt foreign directories either
   EXPECT_TRUE(fs::exists(f.dir / "busy" / "mine.txt"));
   run(f, "out", 2);
   test::write_text_file(f.dir / "recipe.yaml", test::mixture_recipe(5));

@@ -28,6 +28,7 @@
 
 namespace opforge::datagen {
 
+/// Shard I of N owns pairs floor(I*T/N) .. floor((I+1)*T/N) - 1 of the T pairs in key order.
 struct ShardSpec {
   int index = 0;  ///< 0-based
   int count = 1;
