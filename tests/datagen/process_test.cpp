@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -180,6 +181,14 @@ TEST(DatagenProcess, SummaryStrictAndOneLineErrors) {
   expect_one_line({"datagen", recipe, "--out", (dir / "c").string(), "--shards", "4"}, "SLURM_ARRAY_TASK_ID");
   expect_one_line({"datagen", recipe, "--out", (dir / "a").string()}, "--resume");
   expect_one_line({"datagen", "merge", (dir / "nothing").string()}, "no opforge datagen run");
+  // A second process on a shard that is running is refused, not interleaved.
+  {
+    const int lock = ::open((dir / "a" / ".opforge" / "shard-0-of-1.lock").c_str(), O_RDWR);
+    ASSERT_GE(lock, 0);
+    ASSERT_EQ(::flock(lock, LOCK_EX | LOCK_NB), 0);
+    expect_one_line({"datagen", recipe, "--out", (dir / "a").string(), "--resume"}, "another process");
+    ::close(lock);
+  }
   EXPECT_FALSE(fs::exists(dir / "c" / "metadata.jsonl"));
 }
 
