@@ -29,8 +29,9 @@ int list_command(const Args& args) {
   for (const auto& e : all_operators()) {
     std::cout << e.name << "  (" << to_string(e.kind) << ", v" << e.version << ")  " << e.summary << "\n";
     for (const auto& s : e.params) {
-      std::cout << "    " << std::left << std::setw(14) << s.name << std::setw(10) << to_string(s.type)
-                << "default " << std::setw(10) << s.default_text() << "valid " << s.range_text() << "  ("
+      // Fixed columns, each followed by at least one space however long the value.
+      std::cout << "    " << std::left << std::setw(15) << s.name + " " << std::setw(9) << std::string(to_string(s.type)) + " "
+                << "default " << std::setw(13) << s.default_text() + " " << "valid " << s.range_text() << "  ("
                 << to_string(s.scale) << ")\n";
     }
   }
