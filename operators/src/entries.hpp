@@ -11,6 +11,7 @@ OperatorEntry wls_smooth_entry();
 OperatorEntry rtv_smooth_entry();
 OperatorEntry rolling_guidance_entry();
 OperatorEntry local_laplacian_entry();
+OperatorEntry style_transfer_entry();
 OperatorEntry weighted_median_entry();
 OperatorEntry resize_bicubic_entry();
 OperatorEntry sr_bicubic_entry();

@@ -4,6 +4,7 @@
 
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 
@@ -183,22 +184,26 @@ LocalLaplacianParams validated(const LocalLaplacianParams& p) {
 
 }  // namespace
 
-Plane local_laplacian_gray(const Plane& gray, int rows, int cols, const LocalLaplacianParams& params) {
-  const LocalLaplacianParams p = validated(params);
+namespace {
+
+// The fast LLF of llf.m / llf_general.m: N reference levels, each remapped
+// image's Laplacian pyramid blended in with linear interpolation weights.
+// `add_to_own_pyramid`: llf.m adds the result to g's own pyramid (detail);
+// llf_general.m starts from zero.
+Plane fast_llf(const Plane& gray, int rows, int cols, const std::function<double(double)>& remap_fn, int n,
+               bool add_to_own_pyramid) {
   const int levels = static_cast<int>(std::ceil(std::log(std::min(rows, cols)) - std::log(2.0))) + 2;
   const Level g{rows, cols, gray};
   const Pyramid gauss = gaussian_pyramid(g, levels);
-  // detail adds to g's own Laplacian pyramid; the general variants start at 0.
-  Pyramid out = p.remap == LlfRemap::detail ? laplacian_pyramid(g, levels) : gauss;
-  if (p.remap != LlfRemap::detail) {
+  Pyramid out = add_to_own_pyramid ? laplacian_pyramid(g, levels) : gauss;
+  if (!add_to_own_pyramid) {
     for (auto& level : out) std::fill(level.v.begin(), level.v.end(), 0.0);
   }
-  const int n = p.samples;
   const double step = 1.0 / (n - 1);
   Level remapped{rows, cols, Plane(gray.size())};
   for (int j = 0; j < n; ++j) {
     const double ref = j + 1 == n ? 1.0 : j * step;  // linspace(0, 1, N)
-    tbb::parallel_for(std::size_t{0}, gray.size(), [&](std::size_t i) { remapped.v[i] = remap(gray[i] - ref, p); });
+    tbb::parallel_for(std::size_t{0}, gray.size(), [&](std::size_t i) { remapped.v[i] = remap_fn(gray[i] - ref); });
     const Pyramid t = laplacian_pyramid(remapped, levels);
     for (int l = 0; l + 1 < levels; ++l) {
       const Plane& gl = gauss[l].v;
@@ -212,6 +217,24 @@ Plane local_laplacian_gray(const Plane& gray, int rows, int cols, const LocalLap
   }
   out.back() = gauss.back();
   return reconstruct(out).v;
+}
+
+}  // namespace
+
+Plane local_laplacian_gray(const Plane& gray, int rows, int cols, const LocalLaplacianParams& params) {
+  const LocalLaplacianParams p = validated(params);
+  return fast_llf(gray, rows, cols, [&p](double d) { return remap(d, p); }, p.samples, p.remap == LlfRemap::detail);
+}
+
+Plane local_laplacian_remap_gray(const Plane& gray, int rows, int cols, const std::function<double(double)>& remap_fn,
+                                 int samples) {
+  if (samples < 2 || samples > 256) {
+    throw Error("local_laplacian: 'samples' = " + std::to_string(samples) + " is out of range; valid: 2..256");
+  }
+  if (rows < 1 || cols < 1 || gray.size() != static_cast<std::size_t>(rows) * cols) {
+    throw Error("local_laplacian: the plane does not hold rows x cols values");
+  }
+  return fast_llf(gray, rows, cols, remap_fn, samples, false);
 }
 
 Image local_laplacian(const Image& input, const LocalLaplacianParams& params) {

@@ -20,6 +20,7 @@ const std::vector<OperatorEntry>& all_operators() {
       rolling_guidance_entry(),
       weighted_median_entry(),
       local_laplacian_entry(),
+      style_transfer_entry(),
       dehaze_dark_channel_entry(),
       dehaze_nonlocal_entry(),
       resize_bicubic_entry(),

@@ -110,7 +110,7 @@ TEST(CliBadInput, EachCaseGivesOneLineExitTwoAndNoOutput) {
   expect_bad_input("4-channel image", {"apply", "l0_smooth", (dir / "rgba.png").string(), out}, dir,
                    {"rgba.png", "4 channels", "grey (1) or RGB (3)"});
   expect_bad_input("unknown operator", {"apply", "l0_smoothing", kInput.string(), out}, dir,
-                   {"unknown operator 'l0_smoothing'", "valid: l0_smooth, wls_smooth, rtv_smooth, rolling_guidance, weighted_median, local_laplacian, dehaze_dark_channel, dehaze_nonlocal, resize_bicubic, sr_bicubic"});
+                   {"unknown operator 'l0_smoothing'", "valid: l0_smooth, wls_smooth, rtv_smooth, rolling_guidance, weighted_median, local_laplacian, style_transfer, dehaze_dark_channel, dehaze_nonlocal, resize_bicubic, sr_bicubic"});
   expect_bad_input("unknown parameter", {"apply", "l0_smooth", kInput.string(), out, "--param", "lamda=0.1"}, dir,
                    {"unknown parameter 'lamda'", "valid: lambda, kappa"});
   expect_bad_input("lambda=-1", {"apply", "l0_smooth", kInput.string(), out, "--param", "lambda=-1"}, dir,
@@ -125,6 +125,12 @@ TEST(CliBadInput, EachCaseGivesOneLineExitTwoAndNoOutput) {
                    {"'solver' = 'lu'", "valid: pcg | direct"});
   expect_bad_input("rtv iterations=2.5", {"apply", "rtv_smooth", kInput.string(), out, "--param", "iterations=2.5"},
                    dir, {"'iterations' = 2.5", "not an integer", "valid: 1..10"});
+  expect_bad_input("style_transfer without a style", {"apply", "style_transfer", kInput.string(), out}, dir,
+                   {"'style' is required", "the model image's path"});
+  expect_bad_input("style_transfer with a missing style", {"apply", "style_transfer", kInput.string(), out, "--param",
+                   "style=" + (dir / "no-style.png").string()}, dir, {"no-style.png"});
+  expect_bad_input("style_transfer iterations=0", {"apply", "style_transfer", kInput.string(), out, "--param",
+                   "iterations=0"}, dir, {"'iterations' = 0", "valid: 1..10"});
   expect_bad_input("wls alpha=0", {"apply", "wls_smooth", kInput.string(), out, "--param", "alpha=0"}, dir,
                    {"'alpha' = 0", "valid: (0, 3]"});
   expect_bad_input("scale=0", {"apply", "resize_bicubic", kInput.string(), out, "--param", "scale=0"}, dir,

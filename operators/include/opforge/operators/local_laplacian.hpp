@@ -15,6 +15,8 @@
 //         toy (the authors' remapping_function.m), or
 //         paris (Paris 2011: σ_r, α, β).
 
+#include <functional>
+
 #include "opforge/core/image.hpp"
 
 namespace opforge {
@@ -33,6 +35,11 @@ struct LocalLaplacianParams {
 
 /// F(g) of a grey image (rows×cols plane), the 1-channel filter result.
 Plane local_laplacian_gray(const Plane& gray, int rows, int cols, const LocalLaplacianParams& params = {});
+
+/// F(g) for an arbitrary remapping function r(d) (llf_general.m: the
+/// pyramid starts from zero), with N = `samples` reference levels in [0, 1].
+Plane local_laplacian_remap_gray(const Plane& gray, int rows, int cols, const std::function<double(double)>& remap,
+                                 int samples);
 
 /// The colour (or grey) operator.
 Image local_laplacian(const Image& input, const LocalLaplacianParams& params = {});

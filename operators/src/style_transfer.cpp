@@ -1,0 +1,177 @@
+#include "opforge/operators/style_transfer.hpp"
+
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "entries.hpp"
+#include "opforge/core/error.hpp"
+#include "opforge/core/io.hpp"
+#include "opforge/operators/local_laplacian.hpp"
+
+namespace opforge {
+namespace {
+
+constexpr int kValueBins = 256;
+constexpr int kModelBins = 65536;
+
+// Normalised cumulative histogram of `values` on [lo, hi] with `bins` bins.
+std::vector<double> cumulative_histogram(const Plane& values, double lo, double hi, int bins) {
+  std::vector<double> cdf(static_cast<std::size_t>(bins), 0.0);
+  const double scale = hi > lo ? bins / (hi - lo) : 0.0;
+  for (double v : values) {
+    const int b = std::clamp(static_cast<int>(std::floor((v - lo) * scale)), 0, bins - 1);
+    cdf[static_cast<std::size_t>(b)] += 1;
+  }
+  double total = 0;
+  for (double& c : cdf) {
+    total += c;
+    c = total;
+  }
+  for (double& c : cdf) c /= total;
+  return cdf;
+}
+
+// The matching function, tabulated per input bin: the model quantile at the
+// middle of the bin's probability mass (the bin centre of the first model bin
+// whose cdf reaches it).
+std::vector<double> matching_table(const Plane& values, const Plane& model, double lo, double hi) {
+  const std::vector<double> cdf_v = cumulative_histogram(values, lo, hi, kValueBins);
+  const std::vector<double> cdf_m = cumulative_histogram(model, lo, hi, kModelBins);
+  std::vector<double> table(kValueBins);
+  for (int b = 0; b < kValueBins; ++b) {
+    const double p = 0.5 * ((b > 0 ? cdf_v[b - 1] : 0.0) + cdf_v[b]);
+    const auto k = std::lower_bound(cdf_m.begin(), cdf_m.end(), p) - cdf_m.begin();
+    const double bin = static_cast<double>(std::min<std::ptrdiff_t>(k, kModelBins - 1));
+    table[b] = lo + (hi - lo) * (bin + 0.5) / kModelBins;
+  }
+  return table;
+}
+
+Plane gradient_magnitude(const Plane& img, int rows, int cols) {
+  Plane out(img.size());
+  for (int y = 0; y < rows; ++y) {
+    for (int x = 0; x < cols; ++x) {
+      const std::size_t i = static_cast<std::size_t>(y) * cols + x;
+      const double gx = x + 1 < cols ? img[i + 1] - img[i] : 0.0;
+      const double gy = y + 1 < rows ? img[i + cols] - img[i] : 0.0;
+      out[i] = std::sqrt(gx * gx + gy * gy);
+    }
+  }
+  return out;
+}
+
+double max_of(const Plane& p) { return *std::max_element(p.begin(), p.end()); }
+
+// r(d) = sign(d)·f(|d|) from the gradient-magnitude matching, as a 256-entry
+// table over |d| ∈ [0, 1] (llf_discrete.m) interpolated linearly.
+std::vector<double> gradient_remap_table(const Plane& img, const Plane& model, int rows, int cols, int model_rows,
+                                         int model_cols) {
+  const Plane gi = gradient_magnitude(img, rows, cols);
+  const Plane gm = gradient_magnitude(model, model_rows, model_cols);
+  const double top = std::max({max_of(gi), max_of(gm), 1e-12});
+  const std::vector<double> match = matching_table(gi, gm, 0.0, top);
+  const double bin_width = top / kValueBins;
+  // f at bin centres, f(0) = 0, and slope 1 past the last centre.
+  const auto f = [&](double a) {
+    const double t = a / bin_width - 0.5;
+    if (t <= 0) return match[0] * std::max(a, 0.0) / (0.5 * bin_width);
+    if (t >= kValueBins - 1) return match[kValueBins - 1] + (a - (kValueBins - 0.5) * bin_width);
+    const int b = static_cast<int>(t);
+    return match[b] + (match[b + 1] - match[b]) * (t - b);
+  };
+  std::vector<double> table(256);
+  for (int k = 0; k < 256; ++k) table[k] = f(k / 255.0);
+  return table;
+}
+
+double table_remap(const std::vector<double>& table, double d) {
+  const double a = std::min(std::abs(d), 1.0) * 255.0;
+  const int k = std::min(static_cast<int>(a), 254);
+  const double v = table[k] + (table[k + 1] - table[k]) * (a - k);
+  return d < 0 ? -v : v;
+}
+
+void check(const StyleTransferParams& p) {
+  if (p.iterations < 1 || p.iterations > 10) {
+    throw Error("style_transfer: parameter 'iterations' = " + std::to_string(p.iterations) + " is out of range; valid: 1..10");
+  }
+  if (p.samples < 2 || p.samples > 256) {
+    throw Error("style_transfer: parameter 'samples' = " + std::to_string(p.samples) + " is out of range; valid: 2..256");
+  }
+}
+
+Plane grey_of(const Image& img) {
+  const std::vector<Plane> p = to_double_planes(img);
+  return p.size() == 3 ? gray_plane(p) : p[0];
+}
+
+}  // namespace
+
+Plane match_histogram(const Plane& values, const Plane& model, double lo, double hi) {
+  if (values.empty() || model.empty()) throw Error("match_histogram: empty input");
+  const std::vector<double> table = matching_table(values, model, lo, hi);
+  const double scale = hi > lo ? kValueBins / (hi - lo) : 0.0;
+  Plane out(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    out[i] = table[static_cast<std::size_t>(std::clamp(static_cast<int>(std::floor((values[i] - lo) * scale)), 0, kValueBins - 1))];
+  }
+  return out;
+}
+
+Image style_transfer(const Image& input, const Image& style, const StyleTransferParams& params) {
+  require_image(input, "style_transfer");
+  require_image(style, "style_transfer (style image)");
+  check(params);
+  const int rows = input.rows, cols = input.cols;
+  const Plane model = grey_of(style);
+  Plane img = match_histogram(grey_of(input), model, 0.0, 1.0);
+  for (int it = 0; it < params.iterations; ++it) {
+    const std::vector<double> table = gradient_remap_table(img, model, rows, cols, style.rows, style.cols);
+    img = local_laplacian_remap_gray(img, rows, cols, [&table](double d) { return table_remap(table, d); }, params.samples);
+    const auto [lo, hi] = std::minmax_element(img.begin(), img.end());
+    const double low = *lo, range = *hi - *lo;
+    // A flat result (a constant input) has no range to stretch: stretching
+    // its rounding noise would invent an image.
+    if (range > 1e-9) {
+      for (double& v : img) v = (v - low) / range;
+    }
+    img = match_histogram(img, model, 0.0, 1.0);
+  }
+  const Image grey = from_double_planes({img}, rows, cols);
+  if (input.channels() == 1) return grey;
+  Image out;
+  cv::Mat planes[] = {grey, grey, grey};
+  cv::merge(planes, 3, out);
+  return out;
+}
+
+OperatorEntry style_transfer_entry() {
+  return {
+      .name = "style_transfer",
+      .summary = "photographic style transfer: intensity and gradient histograms of a model image, by local Laplacian "
+                 "filtering (grey result)",
+      .citation = "M. Aubry, S. Paris, S. W. Hasinoff, J. Kautz, F. Durand, \"Fast Local Laplacian Filters: Theory and "
+                  "Applications\", ACM TOG 33(5), 2014 (style_transfer.m, llf_discrete.m); the \"Photographic style\" "
+                  "operator of Q. Chen et al., ICCV 2017 and \"Stylization\" of Q. Fan et al., ECCV 2018",
+      .kind = OperatorKind::filter,
+      .version = "1",
+      .params = {text_param("style", "", "the model image's path (PNG, JPEG or .npy)",
+                            "the model M whose intensity and gradient histograms are transferred (required)"),
+                 integer_param("iterations", 3, 1, 10, "gradient-histogram transfers (Fan et al.: 3)"),
+                 integer_param("samples", 20, 2, 256, "LLF reference levels N (Fan et al.: 20)")},
+      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
+        const std::string& path = p.choice("style");
+        if (path.empty()) {
+          throw Error("style_transfer: parameter 'style' is required; valid: the model image's path (PNG, JPEG or .npy)");
+        }
+        return style_transfer(img, read_image(path),
+                              {.iterations = static_cast<int>(p.integer("iterations")),
+                               .samples = static_cast<int>(p.integer("samples"))});
+      },
+  };
+}
+
+}  // namespace opforge
