@@ -3,7 +3,6 @@
 
 #include "opforge/operators/rolling_guidance.hpp"
 
-#include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
@@ -28,8 +27,12 @@ const std::vector<ParamSpec>& rgf_specs() {
   return specs;
 }
 
-// MATLAB round: half away from zero (inputs here are ≥ 0).
-double matlab_round(double v) { return std::round(v); }
+// MATLAB round for v ≥ 0 (half away from zero), inline: v − floor(v) is
+// exact, so this equals std::round without a libm call per pixel.
+inline double matlab_round(double v) {
+  const double r = std::floor(v);
+  return v - r >= 0.5 ? r + 1 : r;
+}
 
 // The grid holds (value, weight) pairs, cell (y, x, z) at 2·((y·gw + x)·gd + z).
 // Blurring with the 3×3×3 kernel exp(−(i²+j²+k²)/2) is three 1-D passes of
@@ -87,9 +90,10 @@ void blur_depth(std::vector<double>& g, std::size_t columns, int depth) {
   });
 }
 
-// One bilateral-grid step with a reusable grid buffer.
-Plane bilateral_grid_step(const Plane& data, const Plane& edge, int rows, int cols, double sigma_s, double sigma_r,
-                          std::vector<double>& grid) {
+// The whole grid at once: bilateralFilter.m transcribed (the reference the
+// streaming version below is tested against, bit for bit).
+Plane full_grid_step(const Plane& data, const Plane& edge, int rows, int cols, double sigma_s, double sigma_r,
+                     std::vector<double>& grid) {
   const auto [lo_it, hi_it] = std::minmax_element(edge.begin(), edge.end());
   const double e0 = *lo_it, delta = *hi_it - *lo_it;
   const int gh = static_cast<int>(std::floor((rows - 1) / sigma_s)) + 1 + 2 * kPadding;
@@ -142,12 +146,223 @@ Plane bilateral_grid_step(const Plane& data, const Plane& edge, int rows, int co
   return out;
 }
 
+
+// The streaming grid. A grid row gy (one y cell: a gw×gd "slab") depends on
+// the pixels that splat into rows gy−1..gy+1 only, and a pixel row slices
+// two adjacent grid rows. So the grid is built, blurred and sliced slab by
+// slab in a few cache-sized buffers instead of a whole grid (tens of MB at
+// 1 MP) being streamed through memory six times. The arithmetic is the full
+// grid's, operation for operation: results are bit-identical.
+struct GridShape {
+  int gh = 0, gw = 0, gd = 0;
+  double e0 = 0, sigma_s = 1, sigma_r = 1;
+  std::size_t slab() const { return 2 * static_cast<std::size_t>(gw) * gd; }
+};
+
+GridShape grid_shape(const Plane& edge, int rows, int cols, double sigma_s, double sigma_r) {
+  const auto [lo_it, hi_it] = std::minmax_element(edge.begin(), edge.end());
+  GridShape g;
+  g.e0 = *lo_it;
+  g.sigma_s = sigma_s;
+  g.sigma_r = sigma_r;
+  g.gh = static_cast<int>(std::floor((rows - 1) / sigma_s)) + 1 + 2 * kPadding;
+  g.gw = static_cast<int>(std::floor((cols - 1) / sigma_s)) + 1 + 2 * kPadding;
+  g.gd = static_cast<int>(std::floor((*hi_it - *lo_it) / sigma_r)) + 1 + 2 * kPadding;
+  return g;
+}
+
+// Slices pixel rows [y_begin, y_end) of `out`, splatting, blurring and
+// normalising the grid rows they need. Each grid row keeps the window of z
+// cells that can be non-zero (the range its pixels splat to, ±1 for the z
+// blur, over the three rows the y blur mixes); cells outside stay exactly 0
+// in the whole-grid computation, so skipping them changes no result.
+void stream_band(const Plane& data, const Plane& edge, int rows, int cols, const GridShape& g, int y_begin, int y_end,
+                 Plane& out) {
+  const double side = std::exp(-0.5);
+  const std::size_t slab = g.slab();
+  const int gd = g.gd, gw = g.gw, gh = g.gh;
+  const std::size_t block = 2 * static_cast<std::size_t>(gd);
+  // First pixel row of each grid row (rows splat to round(y/σs) + padding).
+  std::vector<int> row_begin(static_cast<std::size_t>(gh) + 1, rows);
+  for (int y = rows - 1; y >= 0; --y) row_begin[static_cast<std::size_t>(matlab_round(y / g.sigma_s)) + kPadding] = y;
+  for (int r = gh - 1; r >= 0; --r) row_begin[r] = std::min(row_begin[r], row_begin[r + 1]);
+  // Per column: the splat cell, and the slice's lower cell and weights.
+  std::vector<int> cell_x(static_cast<std::size_t>(cols)), x0s(static_cast<std::size_t>(cols));
+  std::vector<double> fxs(static_cast<std::size_t>(cols));
+  for (int x = 0; x < cols; ++x) {
+    cell_x[x] = static_cast<int>(matlab_round(x / g.sigma_s)) + kPadding;
+    const double gx = x / g.sigma_s + kPadding;
+    x0s[x] = std::min(static_cast<int>(gx), gw - 2);
+    fxs[x] = gx - x0s[x];
+  }
+  const auto slice_row = [&](int y) { return std::min(static_cast<int>(y / g.sigma_s + kPadding), gh - 2); };
+  const int first = slice_row(y_begin), last = slice_row(y_end - 1) + 1;
+  // (E − e0)/σr of the pixel rows this band splats, computed once for the
+  // splat (rounded) and the slice (floor and fraction).
+  const int q_row0 = row_begin[std::max(first - 1, 0)], q_row1 = row_begin[std::min(last + 2, gh)];
+  std::vector<double> quotient(static_cast<std::size_t>(q_row1 - q_row0) * cols);
+  for (int y = q_row0; y < q_row1; ++y) {
+    const double* e = edge.data() + static_cast<std::size_t>(y) * cols;
+    double* q = quotient.data() + static_cast<std::size_t>(y - q_row0) * cols;
+    for (int x = 0; x < cols; ++x) q[x] = (e[x] - g.e0) / g.sigma_r;
+  }
+
+  struct Window {
+    int lo = 0, hi = -1;  // z cells [lo, hi]; empty when hi < lo
+  };
+  // Rings: raw splatted rows r−1, r, r+1 and normalised rows r−1, r.
+  std::vector<double> raw(3 * slab, 0.0), fin(2 * slab), save(block), prev(block);
+  int raw_row[3] = {-1, -1, -1};
+  Window raw_window[3], fin_window[2];
+  const auto raw_slab = [&](int r, Window& window) -> const double* {
+    const int k = r % 3;
+    double* s = raw.data() + static_cast<std::size_t>(k) * slab;
+    if (raw_row[k] != r) {
+      Window& w = raw_window[k];
+      if (w.hi >= w.lo) {  // clear what the slot's previous row used
+        for (int x = 0; x < gw; ++x) std::fill(s + x * block + 2 * w.lo, s + x * block + 2 * w.hi + 2, 0.0);
+      }
+      raw_row[k] = r;
+      w = {gd, -1};
+      // Column-major pixel order, as bilateralFilter.m accumulates.
+      for (int x = 0; x < cols; ++x) {
+        double* column = s + static_cast<std::size_t>(cell_x[x]) * block;
+        for (int y = row_begin[r]; y < row_begin[r + 1]; ++y) {
+          const std::size_t i = static_cast<std::size_t>(y) * cols + x;
+          const int z = static_cast<int>(matlab_round(quotient[static_cast<std::size_t>(y - q_row0) * cols + x])) + kPadding;
+          column[2 * z] += data[i];
+          column[2 * z + 1] += 1.0;
+          w.lo = std::min(w.lo, z);
+          w.hi = std::max(w.hi, z);
+        }
+      }
+    }
+    window.lo = std::min(window.lo, raw_window[k].lo);
+    window.hi = std::max(window.hi, raw_window[k].hi);
+    return s;
+  };
+  const auto build_final = [&](int r) {
+    double* f = fin.data() + static_cast<std::size_t>(r % 2) * slab;
+    Window w{gd, -1};
+    const double* cur = raw_slab(r, w);
+    const double* up = r > 0 ? raw_slab(r - 1, w) : nullptr;
+    const double* down = r + 1 < gh ? raw_slab(r + 1, w) : nullptr;
+    Window& fw = fin_window[r % 2];
+    fw = w.hi >= w.lo ? Window{std::max(w.lo - 1, 0), std::min(w.hi + 1, gd - 1)} : Window{};
+    if (fw.hi < fw.lo) return;
+    const std::size_t e0 = 2 * static_cast<std::size_t>(fw.lo), e1 = 2 * static_cast<std::size_t>(fw.hi) + 2;
+    for (int k = 0; k < gw; ++k) {  // along y; one loop per case so each vectorizes
+      const std::size_t o = k * block;
+      if (up && down) {
+        for (std::size_t e = o + e0; e < o + e1; ++e) f[e] = (cur[e] + side * up[e]) + side * down[e];
+      } else if (up) {
+        for (std::size_t e = o + e0; e < o + e1; ++e) f[e] = cur[e] + side * up[e];
+      } else if (down) {
+        for (std::size_t e = o + e0; e < o + e1; ++e) f[e] = cur[e] + side * down[e];
+      } else {
+        std::copy(cur + o + e0, cur + o + e1, f + o + e0);
+      }
+    }
+    for (int k = 0; k < gw; ++k) {  // along x, from the previous block's original values
+      double* c = f + k * block;
+      const double* next = k + 1 < gw ? c + block : nullptr;
+      for (std::size_t e = e0; e < e1; ++e) {
+        save[e] = c[e];
+        double v = c[e];
+        if (k > 0) v += side * prev[e];
+        if (next) v += side * next[e];
+        c[e] = v;
+      }
+      std::swap(save, prev);
+    }
+    for (int k = 0; k < gw; ++k) {  // along z; the cells beside the window are 0
+      double* line = f + k * block;
+      double prev_v = 0, prev_w = 0;
+      for (int z = fw.lo; z <= fw.hi; ++z) {
+        const double v = line[2 * z], wt = line[2 * z + 1];
+        double sv = v, sw = wt;
+        if (z > fw.lo) {
+          sv += side * prev_v;
+          sw += side * prev_w;
+        }
+        if (z < fw.hi) {
+          sv += side * line[2 * z + 2];
+          sw += side * line[2 * z + 3];
+        }
+        line[2 * z] = sv;
+        line[2 * z + 1] = sw;
+        prev_v = v;
+        prev_w = wt;
+      }
+      for (int z = fw.lo; z <= fw.hi; ++z) line[2 * z] = line[2 * z + 1] == 0 ? 0.0 : line[2 * z] / line[2 * z + 1];
+    }
+  };
+
+  int y = y_begin;
+  for (int r = first; r <= last; ++r) {
+    build_final(r);
+    if (r == first) continue;
+    // Pixel rows whose lower grid row is r − 1 now have both of theirs.
+    const double* f0 = fin.data() + static_cast<std::size_t>((r - 1) % 2) * slab;
+    const double* f1 = fin.data() + static_cast<std::size_t>(r % 2) * slab;
+    for (; y < y_end && slice_row(y) == r - 1; ++y) {
+      const double gy = y / g.sigma_s + kPadding;
+      const double fy = gy - (r - 1);
+      const double wy[2] = {1 - fy, fy};
+      const double* q = quotient.data() + static_cast<std::size_t>(y - q_row0) * cols;
+      for (int x = 0; x < cols; ++x) {
+        const std::size_t i = static_cast<std::size_t>(y) * cols + x;
+        const double gz = q[x] + kPadding;
+        const int x0 = x0s[x], z0 = std::min(static_cast<int>(gz), gd - 2);
+        const double fx = fxs[x], fz = gz - z0;
+        const double wx[2] = {1 - fx, fx}, wz[2] = {1 - fz, fz};
+        const std::size_t base = static_cast<std::size_t>(x0) * block + 2 * static_cast<std::size_t>(z0);
+        double v = 0;
+        for (int dy = 0; dy < 2; ++dy) {
+          const double* f = (dy ? f1 : f0) + base;
+          for (int dx = 0; dx < 2; ++dx) {
+            const double wyx = wy[dy] * wx[dx];
+            v += wyx * wz[0] * f[dx * block];
+            v += wyx * wz[1] * f[dx * block + 2];
+          }
+        }
+        out[i] = std::isnan(v) ? data[i] : v;
+      }
+    }
+  }
+}
+
+// Pixel-row bands of one step; a band recomputes at most three grid rows of
+// its neighbour, and the split depends only on the image and σs (not on the
+// thread count), though any split gives the same result.
+std::vector<std::pair<int, int>> bands_of(int rows, double sigma_s) {
+  const int grid_rows = static_cast<int>(rows / sigma_s) + 1;
+  const int bands = std::clamp(grid_rows / 32, 1, 8);
+  std::vector<std::pair<int, int>> out;
+  for (int b = 0; b < bands; ++b) out.emplace_back(rows * b / bands, rows * (b + 1) / bands);
+  return out;
+}
+
 }  // namespace
 
 Plane bilateral_grid_filter(const Plane& data, const Plane& edge, int rows, int cols, double sigma_s, double sigma_r) {
-  std::vector<double> grid;
-  return bilateral_grid_step(data, edge, rows, cols, sigma_s, sigma_r, grid);
+  const GridShape g = grid_shape(edge, rows, cols, sigma_s, sigma_r);
+  Plane out(data.size());
+  const auto bands = bands_of(rows, sigma_s);
+  tbb::parallel_for(std::size_t{0}, bands.size(), [&](std::size_t b) {
+    stream_band(data, edge, rows, cols, g, bands[b].first, bands[b].second, out);
+  });
+  return out;
 }
+
+namespace reference {
+
+Plane bilateral_grid_filter(const Plane& data, const Plane& edge, int rows, int cols, double sigma_s, double sigma_r) {
+  std::vector<double> grid;
+  return full_grid_step(data, edge, rows, cols, sigma_s, sigma_r, grid);
+}
+
+}  // namespace reference
 
 Image rolling_guidance(const Image& input, const RollingGuidanceParams& params) {
   require_image(input, "rolling_guidance");
@@ -158,15 +373,20 @@ Image rolling_guidance(const Image& input, const RollingGuidanceParams& params) 
   validate_params("rolling_guidance", rgf_specs(), v);
   const int rows = input.rows, cols = input.cols;
   const std::vector<Plane> source = to_double_planes(input);
-  std::vector<Plane> guide(source.size(), Plane(source[0].size(), 0.0));  // J⁰ = 0
-  // Grids are tens of MB at 1 MP: reuse one per worker thread (page faults
-  // of fresh allocations cost more than the filtering on a VM).
-  tbb::enumerable_thread_specific<std::vector<double>> grids;
-  tbb::parallel_for(0, static_cast<int>(source.size()), [&](int c) {
-    std::vector<double>& grid = grids.local();
+  // Channels are independent: each rolls on its own, its bands in parallel
+  // (nested), so no channel waits for another between steps.
+  std::vector<Plane> guide(source.size());
+  const auto bands = bands_of(rows, params.sigma_s);
+  tbb::parallel_for(std::size_t{0}, source.size(), [&](std::size_t c) {
+    Plane current(source[c].size(), 0.0), next(source[c].size());  // J⁰ = 0
     for (int t = 0; t < params.iterations; ++t) {
-      guide[c] = bilateral_grid_step(source[c], guide[c], rows, cols, params.sigma_s, params.sigma_r, grid);
+      const GridShape shape = grid_shape(current, rows, cols, params.sigma_s, params.sigma_r);
+      tbb::parallel_for(std::size_t{0}, bands.size(), [&](std::size_t b) {
+        stream_band(source[c], current, rows, cols, shape, bands[b].first, bands[b].second, next);
+      });
+      std::swap(current, next);
     }
+    guide[c] = std::move(current);
   });
   return from_double_planes(guide, rows, cols);
 }

@@ -81,3 +81,28 @@ TEST(RollingGuidance, RejectsOutOfRangeParameters) {
 
 }  // namespace
 }  // namespace opforge
+
+namespace opforge {
+namespace {
+
+// The streaming grid against the whole-grid transcription of bilateralFilter.m:
+// the same operations in the same order, so the same bits.
+TEST(BilateralGrid, StreamingEqualsTheWholeGridBitForBit) {
+  struct Case {
+    int rows, cols;
+    double sigma_s, sigma_r;
+  };
+  for (const Case c : {Case{256, 256, 3, 0.05}, Case{257, 190, 1, 0.1}, Case{300, 41, 10, 0.05}, Case{1, 50, 2, 0.2},
+                       Case{97, 1, 0.5, 0.02}, Case{640, 77, 2.5, 1.0}}) {
+    SCOPED_TRACE(std::to_string(c.rows) + "x" + std::to_string(c.cols) + " sigma_s " + std::to_string(c.sigma_s));
+    const Image img = test::synthetic_image(c.rows, c.cols, 2);
+    const std::vector<Plane> p = to_double_planes(img);
+    const Plane fast = bilateral_grid_filter(p[0], p[1], c.rows, c.cols, c.sigma_s, c.sigma_r);
+    const Plane slow = reference::bilateral_grid_filter(p[0], p[1], c.rows, c.cols, c.sigma_s, c.sigma_r);
+    ASSERT_EQ(fast.size(), slow.size());
+    for (std::size_t i = 0; i < fast.size(); ++i) ASSERT_EQ(fast[i], slow[i]) << "pixel " << i;
+  }
+}
+
+}  // namespace
+}  // namespace opforge

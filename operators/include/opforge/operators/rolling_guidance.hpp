@@ -26,6 +26,13 @@ struct RollingGuidanceParams {
 Image rolling_guidance(const Image& input, const RollingGuidanceParams& params = {});
 
 /// One bilateral-grid step: data D filtered with edges E (both rows×cols).
+/// Built, blurred and sliced one grid row at a time in cache-sized buffers.
 Plane bilateral_grid_filter(const Plane& data, const Plane& edge, int rows, int cols, double sigma_s, double sigma_r);
+
+namespace reference {
+/// The same step on a whole grid, as bilateralFilter.m does it: the plain
+/// version the streaming one is tested against (bit-identical).
+Plane bilateral_grid_filter(const Plane& data, const Plane& edge, int rows, int cols, double sigma_s, double sigma_r);
+}  // namespace reference
 
 }  // namespace opforge
