@@ -3,10 +3,12 @@
 
 #include "opforge/operators/rolling_guidance.hpp"
 
+#include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "entries.hpp"
 #include "opforge/core/error.hpp"
@@ -159,25 +161,62 @@ struct GridShape {
   std::size_t slab() const { return 2 * static_cast<std::size_t>(gw) * gd; }
 };
 
-GridShape grid_shape(const Plane& edge, int rows, int cols, double sigma_s, double sigma_r) {
-  const auto [lo_it, hi_it] = std::minmax_element(edge.begin(), edge.end());
+GridShape grid_shape(double e_min, double e_max, int rows, int cols, double sigma_s, double sigma_r) {
   GridShape g;
-  g.e0 = *lo_it;
+  g.e0 = e_min;
   g.sigma_s = sigma_s;
   g.sigma_r = sigma_r;
   g.gh = static_cast<int>(std::floor((rows - 1) / sigma_s)) + 1 + 2 * kPadding;
   g.gw = static_cast<int>(std::floor((cols - 1) / sigma_s)) + 1 + 2 * kPadding;
-  g.gd = static_cast<int>(std::floor((*hi_it - *lo_it) / sigma_r)) + 1 + 2 * kPadding;
+  g.gd = static_cast<int>(std::floor((e_max - e_min) / sigma_r)) + 1 + 2 * kPadding;
   return g;
 }
+
+// Cells [lo, hi] of a grid row's z axis; empty when hi < lo.
+struct Window {
+  int lo = 0, hi = -1;
+};
+
+// Buffers of one band's run, kept per worker thread across bands and steps
+// (fresh allocations would be zeroed and page-faulted every time). The raw
+// ring must be all zero on entry: it remembers what its rows dirtied.
+struct BandWorkspace {
+  int gw = 0, gd = 0;
+  std::vector<double> raw, fin, blurred, save, prev, quotient;
+  Window raw_window[3];
+
+  void prepare(int grid_w, int grid_d) {
+    const std::size_t block = 2 * static_cast<std::size_t>(grid_d), slab = block * grid_w;
+    if (grid_w != gw || grid_d != gd) {
+      gw = grid_w;
+      gd = grid_d;
+      raw.assign(3 * slab, 0.0);
+      fin.resize(slab);
+      blurred.resize(slab);
+      save.resize(block);
+      prev.resize(block);
+      for (Window& w : raw_window) w = {};
+      return;
+    }
+    for (int k = 0; k < 3; ++k) {  // clear what the last band left
+      Window& w = raw_window[k];
+      double* s = raw.data() + static_cast<std::size_t>(k) * slab;
+      if (w.hi >= w.lo) {
+        for (int x = 0; x < gw; ++x) std::fill(s + x * block + 2 * w.lo, s + x * block + 2 * w.hi + 2, 0.0);
+      }
+      w = {};
+    }
+  }
+};
 
 // Slices pixel rows [y_begin, y_end) of `out`, splatting, blurring and
 // normalising the grid rows they need. Each grid row keeps the window of z
 // cells that can be non-zero (the range its pixels splat to, ±1 for the z
 // blur, over the three rows the y blur mixes); cells outside stay exactly 0
 // in the whole-grid computation, so skipping them changes no result.
-void stream_band(const Plane& data, const Plane& edge, int rows, int cols, const GridShape& g, int y_begin, int y_end,
-                 Plane& out) {
+// Returns the minimum and maximum value written (the next step's range).
+std::pair<double, double> stream_band(const Plane& data, const Plane& edge, int rows, int cols, const GridShape& g,
+                                      int y_begin, int y_end, Plane& out, BandWorkspace& ws) {
   const double side = std::exp(-0.5);
   const std::size_t slab = g.slab();
   const int gd = g.gd, gw = g.gw, gh = g.gh;
@@ -200,20 +239,20 @@ void stream_band(const Plane& data, const Plane& edge, int rows, int cols, const
   // (E − e0)/σr of the pixel rows this band splats, computed once for the
   // splat (rounded) and the slice (floor and fraction).
   const int q_row0 = row_begin[std::max(first - 1, 0)], q_row1 = row_begin[std::min(last + 2, gh)];
-  std::vector<double> quotient(static_cast<std::size_t>(q_row1 - q_row0) * cols);
+  ws.prepare(gw, gd);
+  std::vector<double>& quotient = ws.quotient;
+  quotient.resize(static_cast<std::size_t>(q_row1 - q_row0) * cols);
   for (int y = q_row0; y < q_row1; ++y) {
     const double* e = edge.data() + static_cast<std::size_t>(y) * cols;
     double* q = quotient.data() + static_cast<std::size_t>(y - q_row0) * cols;
     for (int x = 0; x < cols; ++x) q[x] = (e[x] - g.e0) / g.sigma_r;
   }
 
-  struct Window {
-    int lo = 0, hi = -1;  // z cells [lo, hi]; empty when hi < lo
-  };
-  // Rings: raw splatted rows r−1, r, r+1 and normalised rows r−1, r.
-  std::vector<double> raw(3 * slab, 0.0), fin(2 * slab), save(block), prev(block);
+  // Rings: raw splatted rows r−1, r, r+1 and normalised (value-only) rows r−1, r.
+  std::vector<double>&raw = ws.raw, &fin = ws.fin, &save = ws.save, &prev = ws.prev;
   int raw_row[3] = {-1, -1, -1};
-  Window raw_window[3], fin_window[2];
+  Window* raw_window = ws.raw_window;
+  Window fin_window[2];
   const auto raw_slab = [&](int r, Window& window) -> const double* {
     const int k = r % 3;
     double* s = raw.data() + static_cast<std::size_t>(k) * slab;
@@ -241,8 +280,12 @@ void stream_band(const Plane& data, const Plane& edge, int rows, int cols, const
     window.hi = std::max(window.hi, raw_window[k].hi);
     return s;
   };
+  // Blurs grid row r into `blurred` (value, weight pairs), then normalises
+  // it into the compact value slab the slice reads.
+  std::vector<double>& blurred = ws.blurred;
   const auto build_final = [&](int r) {
-    double* f = fin.data() + static_cast<std::size_t>(r % 2) * slab;
+    double* f = blurred.data();
+    double* values = fin.data() + static_cast<std::size_t>(r % 2) * (slab / 2);
     Window w{gd, -1};
     const double* cur = raw_slab(r, w);
     const double* up = r > 0 ? raw_slab(r - 1, w) : nullptr;
@@ -275,36 +318,32 @@ void stream_band(const Plane& data, const Plane& edge, int rows, int cols, const
       }
       std::swap(save, prev);
     }
-    for (int k = 0; k < gw; ++k) {  // along z; the cells beside the window are 0
-      double* line = f + k * block;
-      double prev_v = 0, prev_w = 0;
+    for (int k = 0; k < gw; ++k) {  // along z (the cells beside the window are 0), then normalise
+      const double* line = f + k * block;
+      double* out_line = values + static_cast<std::size_t>(k) * gd;
       for (int z = fw.lo; z <= fw.hi; ++z) {
-        const double v = line[2 * z], wt = line[2 * z + 1];
-        double sv = v, sw = wt;
+        double sv = line[2 * z], sw = line[2 * z + 1];
         if (z > fw.lo) {
-          sv += side * prev_v;
-          sw += side * prev_w;
+          sv += side * line[2 * z - 2];
+          sw += side * line[2 * z - 1];
         }
         if (z < fw.hi) {
           sv += side * line[2 * z + 2];
           sw += side * line[2 * z + 3];
         }
-        line[2 * z] = sv;
-        line[2 * z + 1] = sw;
-        prev_v = v;
-        prev_w = wt;
+        out_line[z] = sw == 0 ? 0.0 : sv / sw;
       }
-      for (int z = fw.lo; z <= fw.hi; ++z) line[2 * z] = line[2 * z + 1] == 0 ? 0.0 : line[2 * z] / line[2 * z + 1];
     }
   };
 
   int y = y_begin;
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   for (int r = first; r <= last; ++r) {
     build_final(r);
     if (r == first) continue;
     // Pixel rows whose lower grid row is r − 1 now have both of theirs.
-    const double* f0 = fin.data() + static_cast<std::size_t>((r - 1) % 2) * slab;
-    const double* f1 = fin.data() + static_cast<std::size_t>(r % 2) * slab;
+    const double* f0 = fin.data() + static_cast<std::size_t>((r - 1) % 2) * (slab / 2);
+    const double* f1 = fin.data() + static_cast<std::size_t>(r % 2) * (slab / 2);
     for (; y < y_end && slice_row(y) == r - 1; ++y) {
       const double gy = y / g.sigma_s + kPadding;
       const double fy = gy - (r - 1);
@@ -316,20 +355,23 @@ void stream_band(const Plane& data, const Plane& edge, int rows, int cols, const
         const int x0 = x0s[x], z0 = std::min(static_cast<int>(gz), gd - 2);
         const double fx = fxs[x], fz = gz - z0;
         const double wx[2] = {1 - fx, fx}, wz[2] = {1 - fz, fz};
-        const std::size_t base = static_cast<std::size_t>(x0) * block + 2 * static_cast<std::size_t>(z0);
+        const std::size_t base = static_cast<std::size_t>(x0) * gd + static_cast<std::size_t>(z0);
         double v = 0;
         for (int dy = 0; dy < 2; ++dy) {
           const double* f = (dy ? f1 : f0) + base;
           for (int dx = 0; dx < 2; ++dx) {
             const double wyx = wy[dy] * wx[dx];
-            v += wyx * wz[0] * f[dx * block];
-            v += wyx * wz[1] * f[dx * block + 2];
+            v += wyx * wz[0] * f[dx * gd];
+            v += wyx * wz[1] * f[dx * gd + 1];
           }
         }
         out[i] = std::isnan(v) ? data[i] : v;
+        lo = std::min(lo, out[i]);
+        hi = std::max(hi, out[i]);
       }
     }
   }
+  return {lo, hi};
 }
 
 // Pixel-row bands of one step; a band recomputes at most three grid rows of
@@ -346,11 +388,13 @@ std::vector<std::pair<int, int>> bands_of(int rows, double sigma_s) {
 }  // namespace
 
 Plane bilateral_grid_filter(const Plane& data, const Plane& edge, int rows, int cols, double sigma_s, double sigma_r) {
-  const GridShape g = grid_shape(edge, rows, cols, sigma_s, sigma_r);
+  const auto [lo, hi] = std::minmax_element(edge.begin(), edge.end());
+  const GridShape g = grid_shape(*lo, *hi, rows, cols, sigma_s, sigma_r);
   Plane out(data.size());
   const auto bands = bands_of(rows, sigma_s);
+  tbb::enumerable_thread_specific<BandWorkspace> workspaces;
   tbb::parallel_for(std::size_t{0}, bands.size(), [&](std::size_t b) {
-    stream_band(data, edge, rows, cols, g, bands[b].first, bands[b].second, out);
+    stream_band(data, edge, rows, cols, g, bands[b].first, bands[b].second, out, workspaces.local());
   });
   return out;
 }
@@ -377,14 +421,24 @@ Image rolling_guidance(const Image& input, const RollingGuidanceParams& params) 
   // (nested), so no channel waits for another between steps.
   std::vector<Plane> guide(source.size());
   const auto bands = bands_of(rows, params.sigma_s);
+  tbb::enumerable_thread_specific<BandWorkspace> workspaces;
   tbb::parallel_for(std::size_t{0}, source.size(), [&](std::size_t c) {
     Plane current(source[c].size(), 0.0), next(source[c].size());  // J⁰ = 0
+    double lo = 0, hi = 0;
+    std::vector<std::pair<double, double>> ranges(bands.size());
     for (int t = 0; t < params.iterations; ++t) {
-      const GridShape shape = grid_shape(current, rows, cols, params.sigma_s, params.sigma_r);
+      const GridShape shape = grid_shape(lo, hi, rows, cols, params.sigma_s, params.sigma_r);
       tbb::parallel_for(std::size_t{0}, bands.size(), [&](std::size_t b) {
-        stream_band(source[c], current, rows, cols, shape, bands[b].first, bands[b].second, next);
+        ranges[b] = stream_band(source[c], current, rows, cols, shape, bands[b].first, bands[b].second, next,
+                                workspaces.local());
       });
       std::swap(current, next);
+      lo = ranges[0].first;
+      hi = ranges[0].second;
+      for (const auto& [l, h] : ranges) {
+        lo = std::min(lo, l);
+        hi = std::max(hi, h);
+      }
     }
     guide[c] = std::move(current);
   });
