@@ -1,6 +1,10 @@
 #include "opforge/core/image.hpp"
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <string>
 
@@ -39,13 +43,19 @@ int lattice_code(float x) {
 
 bool is_on_8bit_lattice(const Image& img) {
   const int n = img.cols * img.channels();
-  for (int y = 0; y < img.rows; ++y) {
-    const float* row = img.ptr<float>(y);
-    for (int i = 0; i < n; ++i) {
-      if (lattice_code(row[i]) < 0) return false;
+  std::atomic<bool> on_lattice{true};
+  tbb::parallel_for(tbb::blocked_range<int>(0, img.rows, 64), [&](const tbb::blocked_range<int>& rows) {
+    for (int y = rows.begin(); y < rows.end() && on_lattice.load(std::memory_order_relaxed); ++y) {
+      const float* row = img.ptr<float>(y);
+      for (int i = 0; i < n; ++i) {
+        if (lattice_code(row[i]) < 0) {
+          on_lattice = false;
+          return;
+        }
+      }
     }
-  }
-  return true;
+  });
+  return on_lattice;
 }
 
 namespace {
@@ -66,29 +76,33 @@ std::vector<Plane> to_double_planes(const Image& img) {
   const bool lattice = is_on_8bit_lattice(img);
   const int c = img.channels();
   std::vector<Plane> planes(c, Plane(static_cast<std::size_t>(img.rows) * img.cols));
-  for (int y = 0; y < img.rows; ++y) {
-    const float* src = img.ptr<float>(y);
-    const std::size_t row = static_cast<std::size_t>(y) * img.cols;
-    for (int x = 0; x < img.cols; ++x) {
-      for (int k = 0; k < c; ++k) {
-        const float v = src[x * c + k];
-        planes[k][row + x] = lattice ? exact[lattice_code(v)] : static_cast<double>(v);
+  tbb::parallel_for(tbb::blocked_range<int>(0, img.rows, 64), [&](const tbb::blocked_range<int>& rows) {
+    for (int y = rows.begin(); y < rows.end(); ++y) {
+      const float* src = img.ptr<float>(y);
+      const std::size_t row = static_cast<std::size_t>(y) * img.cols;
+      for (int x = 0; x < img.cols; ++x) {
+        for (int k = 0; k < c; ++k) {
+          const float v = src[x * c + k];
+          planes[k][row + x] = lattice ? exact[lattice_code(v)] : static_cast<double>(v);
+        }
       }
     }
-  }
+  });
   return planes;
 }
 
 Image from_double_planes(const std::vector<Plane>& planes, int rows, int cols) {
   const int c = static_cast<int>(planes.size());
   Image out(rows, cols, CV_MAKETYPE(CV_32F, c));
-  for (int y = 0; y < rows; ++y) {
-    float* d = out.ptr<float>(y);
-    const std::size_t row = static_cast<std::size_t>(y) * cols;
-    for (int x = 0; x < cols; ++x) {
-      for (int k = 0; k < c; ++k) d[x * c + k] = static_cast<float>(planes[k][row + x]);
+  tbb::parallel_for(tbb::blocked_range<int>(0, rows, 64), [&](const tbb::blocked_range<int>& range) {
+    for (int y = range.begin(); y < range.end(); ++y) {
+      float* d = out.ptr<float>(y);
+      const std::size_t row = static_cast<std::size_t>(y) * cols;
+      for (int x = 0; x < cols; ++x) {
+        for (int k = 0; k < c; ++k) d[x * c + k] = static_cast<float>(planes[k][row + x]);
+      }
     }
-  }
+  });
   return out;
 }
 
