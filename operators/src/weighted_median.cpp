@@ -2,11 +2,13 @@
 
 #include "opforge/operators/weighted_median.hpp"
 
+#include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <tbb/parallel_sort.h>
 
 #include <algorithm>
 #include <cmath>
-#include <map>
+#include <cstdint>
 #include <opencv2/core.hpp>
 
 #include "entries.hpp"
@@ -37,13 +39,14 @@ struct Quantised {
   std::vector<double> value;    // per group
 };
 
-int count_groups(const std::vector<double>& sorted, double e) {
+// Groups depend only on the distinct values: count them on those.
+int count_groups(const std::vector<double>& distinct, double e) {
   int groups = 0;
   double first = 0;
-  for (std::size_t i = 0; i < sorted.size(); ++i) {
-    if (i == 0 || sorted[i] > first + e) {
+  for (std::size_t i = 0; i < distinct.size(); ++i) {
+    if (i == 0 || distinct[i] > first + e) {
       ++groups;
-      first = sorted[i];
+      first = distinct[i];
     }
   }
   return groups;
@@ -51,30 +54,43 @@ int count_groups(const std::vector<double>& sorted, double e) {
 
 Quantised quantise(const Plane& v, int levels) {
   std::vector<double> sorted(v);
-  std::sort(sorted.begin(), sorted.end());
+  tbb::parallel_sort(sorted.begin(), sorted.end());
+  // Distinct values and how many pixels hold each (8-bit images have ≤ 256).
+  std::vector<double> distinct;
+  std::vector<std::size_t> first_index;  // position of each distinct value in `sorted`
+  for (std::size_t i = 0; i < sorted.size(); ++i) {
+    if (i == 0 || sorted[i] != sorted[i - 1]) {
+      distinct.push_back(sorted[i]);
+      first_index.push_back(i);
+    }
+  }
+  first_index.push_back(sorted.size());
   const double range = sorted.back() - sorted.front();
   double lo = 0, hi = 2.0 * range / levels;
   while (hi - lo >= 1e-5) {
     const double mid = 0.5 * (lo + hi);
-    if (count_groups(sorted, mid) <= levels) hi = mid; else lo = mid;
+    if (count_groups(distinct, mid) <= levels) hi = mid; else lo = mid;
   }
-  const double e = count_groups(sorted, lo) <= levels ? lo : hi;
+  const double e = count_groups(distinct, lo) <= levels ? lo : hi;
   // Greedy groups over the sorted values; representative = lower median.
   std::vector<double> starts, reps;
-  std::size_t begin = 0;
-  for (std::size_t i = 1; i <= sorted.size(); ++i) {
-    if (i == sorted.size() || sorted[i] > sorted[begin] + e) {
-      starts.push_back(sorted[begin]);
-      reps.push_back(sorted[begin + (i - 1 - begin) / 2]);
-      begin = i;
+  std::size_t begin = 0;  // in `distinct`
+  for (std::size_t d = 1; d <= distinct.size(); ++d) {
+    if (d == distinct.size() || distinct[d] > distinct[begin] + e) {
+      const std::size_t a = first_index[begin], b = first_index[d];  // the group's pixels in `sorted`
+      starts.push_back(distinct[begin]);
+      reps.push_back(sorted[a + (b - 1 - a) / 2]);
+      begin = d;
     }
   }
   Quantised q;
   q.value = reps;
   q.index.resize(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    q.index[i] = static_cast<int>(std::upper_bound(starts.begin(), starts.end(), v[i]) - starts.begin()) - 1;
-  }
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, v.size(), 4096), [&](const tbb::blocked_range<std::size_t>& range) {
+    for (std::size_t i = range.begin(); i < range.end(); ++i) {
+      q.index[i] = static_cast<int>(std::upper_bound(starts.begin(), starts.end(), v[i]) - starts.begin()) - 1;
+    }
+  });
   return q;
 }
 
@@ -123,18 +139,25 @@ FeatureMap feature_map(const std::vector<Plane>& image, const WeightedMedianPara
   }
   // Colour guide: 6 bits a channel, distinct triples in lexicographic order,
   // k-means from OpenCV's default RNG state (as in a fresh process).
-  std::map<std::array<int, 3>, int> distinct;
-  std::vector<std::array<int, 3>> triple(n);
+  // A triple's code (c0 << 12 | c1 << 6 | c2) orders codes lexicographically.
+  constexpr int kCodes = 1 << 18;
+  std::vector<int> index_of(kCodes, -1);
+  std::vector<int> code(n);
   for (std::size_t i = 0; i < n; ++i) {
-    triple[i] = {f[0][i] >> 2, f[1][i] >> 2, f[2][i] >> 2};
-    distinct.emplace(triple[i], 0);
+    code[i] = ((f[0][i] >> 2) << 12) | ((f[1][i] >> 2) << 6) | (f[2][i] >> 2);
+    index_of[code[i]] = 0;
   }
-  cv::Mat samples(static_cast<int>(distinct.size()), 3, CV_32F);
-  int row = 0;
-  for (auto& [t, index] : distinct) {
-    index = row;
-    for (int c = 0; c < 3; ++c) samples.at<float>(row, c) = static_cast<float>(t[c]);
-    ++row;
+  int distinct = 0;
+  for (int c = 0; c < kCodes; ++c) {
+    if (index_of[c] == 0) index_of[c] = ++distinct;  // 1-based while marking
+  }
+  cv::Mat samples(distinct, 3, CV_32F);
+  for (int c = 0; c < kCodes; ++c) {
+    if (index_of[c] <= 0) continue;
+    const int row = --index_of[c];
+    samples.at<float>(row, 0) = static_cast<float>(c >> 12);
+    samples.at<float>(row, 1) = static_cast<float>((c >> 6) & 63);
+    samples.at<float>(row, 2) = static_cast<float>(c & 63);
   }
   const int k = std::min({p.levels_feature, 256, samples.rows});
   cv::Mat labels, centres;
@@ -148,7 +171,7 @@ FeatureMap feature_map(const std::vector<Plane>& image, const WeightedMedianPara
                cv::KMEANS_PP_CENTERS, centres);
   }
   m.count = k;
-  for (std::size_t i = 0; i < n; ++i) m.label[i] = labels.at<int>(distinct.at(triple[i]));
+  for (std::size_t i = 0; i < n; ++i) m.label[i] = labels.at<int>(index_of[code[i]]);
   m.weight.resize(static_cast<std::size_t>(k) * k);
   const float s = static_cast<float>(sigma / 4.0);
   for (int a = 0; a < k; ++a) {
@@ -164,9 +187,140 @@ FeatureMap feature_map(const std::vector<Plane>& image, const WeightedMedianPara
   return m;
 }
 
-}  // namespace
+// One channel by direct evaluation of every window: the plain reference.
+Plane median_direct(const Quantised& q, const FeatureMap& features, int rows, int cols, int r) {
+  const int groups = static_cast<int>(q.value.size());
+  Plane out(q.index.size());
+  tbb::parallel_for(0, rows, [&](int y) {
+    std::vector<double> hist(groups);
+    for (int x = 0; x < cols; ++x) {
+      std::fill(hist.begin(), hist.end(), 0.0);
+      const float* w = features.weight.data() +
+                       static_cast<std::size_t>(features.label[static_cast<std::size_t>(y) * cols + x]) * features.count;
+      double total = 0;
+      for (int yy = std::max(0, y - r); yy <= std::min(rows - 1, y + r); ++yy) {
+        for (int xx = std::max(0, x - r); xx <= std::min(cols - 1, x + r); ++xx) {
+          const std::size_t i = static_cast<std::size_t>(yy) * cols + xx;
+          const double wq = w[features.label[i]];
+          hist[q.index[i]] += wq;
+          total += wq;
+        }
+      }
+      // Lower weighted median: the first level whose cumulative weight
+      // reaches the weight above it.
+      double below = 0;
+      int g = 0;
+      for (; g < groups; ++g) {
+        below += hist[g];
+        if (below >= total - below) break;
+      }
+      out[static_cast<std::size_t>(y) * cols + x] = q.value[std::min(g, groups - 1)];
+    }
+  });
+  return out;
+}
 
-Image weighted_median(const Image& input, const WeightedMedianParams& params) {
+// One channel with Zhang et al.'s joint histogram and median tracking: each
+// row slides a window whose pixels are counted per (feature label, level);
+// for each label the count at or below the current median level is kept, so
+// a pixel's weighted balance is a sum over the labels present in its window,
+// and the median moves a level at a time from the previous pixel's. Counts
+// are integers, so nothing drifts; only the order of the weighted sums
+// differs from the direct evaluation, which can flip exact ties.
+Plane median_tracking(const Quantised& q, const FeatureMap& features, int rows, int cols, int r) {
+  const int groups = static_cast<int>(q.value.size());
+  const int labels = features.count;
+  Plane out(q.index.size());
+  // (label << 16 | level) per pixel: one load per window update.
+  std::vector<std::uint32_t> packed(q.index.size());
+  tbb::parallel_for(std::size_t{0}, packed.size(), [&](std::size_t i) {
+    packed[i] = static_cast<std::uint32_t>(features.label[i]) << 16 | static_cast<std::uint32_t>(q.index[i]);
+  });
+  tbb::parallel_for(tbb::blocked_range<int>(0, rows, 4), [&](const tbb::blocked_range<int>& row_range) {
+    std::vector<int> joint(static_cast<std::size_t>(labels) * groups, 0);  // label-major counts
+    std::vector<int> total(labels, 0), at_or_below(labels, 0);
+    std::vector<int> active, position(labels, -1);  // labels present in the window
+    // The window rows transposed, so a column's pixels are contiguous (rows
+    // of a power-of-two width would otherwise fight over the same L1 sets).
+    std::vector<std::uint32_t> columns(static_cast<std::size_t>(2 * r + 1) * cols);
+    for (int y = row_range.begin(); y < row_range.end(); ++y) {
+      const int y0 = std::max(0, y - r), y1 = std::min(rows - 1, y + r), height = y1 - y0 + 1;
+      for (int k = 0; k < height; ++k) {
+        const std::uint32_t* src = packed.data() + static_cast<std::size_t>(y0 + k) * cols;
+        for (int x = 0; x < cols; ++x) columns[static_cast<std::size_t>(x) * height + k] = src[x];
+      }
+      int median = 0;
+      const auto add_column = [&](int x, int sign) {
+        const std::uint32_t* column = columns.data() + static_cast<std::size_t>(x) * height;
+        for (int k = 0; k < height; ++k) {
+          const int f = static_cast<int>(column[k] >> 16), g = static_cast<int>(column[k] & 0xffffu);
+          joint[static_cast<std::size_t>(f) * groups + g] += sign;
+          total[f] += sign;
+          if (g <= median) at_or_below[f] += sign;
+          if (sign > 0 && total[f] == 1) {
+            position[f] = static_cast<int>(active.size());
+            active.push_back(f);
+          } else if (sign < 0 && total[f] == 0) {
+            const int last = active.back();
+            active[position[f]] = last;
+            position[last] = position[f];
+            active.pop_back();
+            position[f] = -1;
+          }
+        }
+      };
+      for (int x = 0; x <= std::min(cols - 1, r); ++x) add_column(x, +1);
+      for (int x = 0; x < cols; ++x) {
+        if (x > 0) {
+          if (x - r - 1 >= 0) add_column(x - r - 1, -1);
+          if (x + r < cols) add_column(x + r, +1);
+        }
+        const float* w = features.weight.data() +
+                         static_cast<std::size_t>(features.label[static_cast<std::size_t>(y) * cols + x]) * labels;
+        double all = 0, below = 0;
+        for (int f : active) {
+          all += static_cast<double>(w[f]) * total[f];
+          below += static_cast<double>(w[f]) * at_or_below[f];
+        }
+        // The lowest level whose cumulative weight reaches the rest.
+        if (below >= all - below) {
+          while (median > 0) {
+            double lower = 0;  // cumulative weight through median − 1
+            for (int f : active) {
+              lower += static_cast<double>(w[f]) * (at_or_below[f] - joint[static_cast<std::size_t>(f) * groups + median]);
+            }
+            if (!(lower >= all - lower)) break;
+            for (int f : active) at_or_below[f] -= joint[static_cast<std::size_t>(f) * groups + median];
+            --median;
+            below = lower;
+          }
+        } else {
+          while (median + 1 < groups && !(below >= all - below)) {
+            ++median;
+            below = 0;
+            for (int f : active) {
+              at_or_below[f] += joint[static_cast<std::size_t>(f) * groups + median];
+              below += static_cast<double>(w[f]) * at_or_below[f];
+            }
+          }
+        }
+        out[static_cast<std::size_t>(y) * cols + x] = q.value[median];
+      }
+      // Empty the window for the next row (only the labels present).
+      for (int f : active) {
+        std::fill(joint.begin() + static_cast<std::ptrdiff_t>(f) * groups,
+                  joint.begin() + static_cast<std::ptrdiff_t>(f + 1) * groups, 0);
+        total[f] = at_or_below[f] = 0;
+        position[f] = -1;
+      }
+      active.clear();
+    }
+  });
+  return out;
+}
+
+Image weighted_median_with(const Image& input, const WeightedMedianParams& params,
+                           Plane (*median)(const Quantised&, const FeatureMap&, int, int, int)) {
   require_image(input, "weighted_median");
   ParamValues v;
   v.set("radius", params.radius);
@@ -179,41 +333,26 @@ Image weighted_median(const Image& input, const WeightedMedianParams& params) {
   std::vector<Plane> image = to_double_planes(input);
   const FeatureMap features = feature_map(image, params);
   for (int it = 0; it < params.iterations; ++it) {
-    for (auto& channel : image) {
-      const Quantised q = quantise(channel, params.levels_input);
-      const int groups = static_cast<int>(q.value.size());
-      Plane out(channel.size());
-      tbb::parallel_for(0, rows, [&](int y) {
-        std::vector<double> hist(groups);
-        for (int x = 0; x < cols; ++x) {
-          std::fill(hist.begin(), hist.end(), 0.0);
-          const float* w = features.weight.data() +
-                           static_cast<std::size_t>(features.label[static_cast<std::size_t>(y) * cols + x]) * features.count;
-          double total = 0;
-          for (int yy = std::max(0, y - r); yy <= std::min(rows - 1, y + r); ++yy) {
-            for (int xx = std::max(0, x - r); xx <= std::min(cols - 1, x + r); ++xx) {
-              const std::size_t i = static_cast<std::size_t>(yy) * cols + xx;
-              const double wq = w[features.label[i]];
-              hist[q.index[i]] += wq;
-              total += wq;
-            }
-          }
-          // Lower weighted median: the first level whose cumulative weight
-          // reaches the weight above it.
-          double below = 0;
-          int g = 0;
-          for (; g < groups; ++g) {
-            below += hist[g];
-            if (below >= total - below) break;
-          }
-          out[static_cast<std::size_t>(y) * cols + x] = q.value[std::min(g, groups - 1)];
-        }
-      });
-      channel = std::move(out);
-    }
+    std::vector<Quantised> levels(image.size());
+    tbb::parallel_for(std::size_t{0}, image.size(), [&](std::size_t c) { levels[c] = quantise(image[c], params.levels_input); });
+    for (std::size_t c = 0; c < image.size(); ++c) image[c] = median(levels[c], features, rows, cols, r);
   }
   return from_double_planes(image, rows, cols);
 }
+
+}  // namespace
+
+Image weighted_median(const Image& input, const WeightedMedianParams& params) {
+  return weighted_median_with(input, params, median_tracking);
+}
+
+namespace reference {
+
+Image weighted_median(const Image& input, const WeightedMedianParams& params) {
+  return weighted_median_with(input, params, median_direct);
+}
+
+}  // namespace reference
 
 OperatorEntry weighted_median_entry() {
   return {

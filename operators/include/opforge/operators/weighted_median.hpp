@@ -14,7 +14,12 @@
 //   255/range (σ = 25.5 becomes ≈ 6500: nearly an unweighted median). Kept.
 // guide = self_u8: the 8-bit image as guide, σ as given.
 //
-// This implementation evaluates each window directly (exact; O(r²) a pixel).
+// The filter slides a joint (feature label × level) histogram along each row
+// and tracks the median level from pixel to pixel (the paper's joint
+// histogram and median tracking): O(r) window updates plus a sum over the
+// labels present, per pixel. reference::weighted_median evaluates every
+// window directly (O(r²) a pixel); the two differ only where the weighted
+// sums tie exactly and their summation order decides.
 
 #include "opforge/core/image.hpp"
 
@@ -32,5 +37,10 @@ struct WeightedMedianParams {
 };
 
 Image weighted_median(const Image& input, const WeightedMedianParams& params = {});
+
+namespace reference {
+/// Every window evaluated directly: the plain version the fast one is tested against.
+Image weighted_median(const Image& input, const WeightedMedianParams& params = {});
+}  // namespace reference
 
 }  // namespace opforge
