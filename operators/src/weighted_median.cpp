@@ -118,11 +118,13 @@ FeatureMap feature_map(const std::vector<Plane>& image, const WeightedMedianPara
     const double range = hi - lo;
     if (range > 0) sigma = sigma * 255.0 / range;
     for (int c = 0; c < channels; ++c) {
-      for (std::size_t i = 0; i < n; ++i) f[c][i] = range > 0 ? to_u8((image[c][i] - lo) * 255.0 / range) : 0;
+      tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) {
+        f[c][i] = range > 0 ? to_u8((image[c][i] - lo) * 255.0 / range) : 0;
+      });
     }
   } else {
     for (int c = 0; c < channels; ++c) {
-      for (std::size_t i = 0; i < n; ++i) f[c][i] = to_u8(image[c][i] * 255.0);
+      tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) { f[c][i] = to_u8(image[c][i] * 255.0); });
     }
   }
   FeatureMap m;
@@ -253,7 +255,8 @@ Plane median_tracking(const Quantised& q, const FeatureMap& features, int rows, 
       const auto add_column = [&](int x, int sign) {
         const std::uint32_t* column = columns.data() + static_cast<std::size_t>(x) * height;
         for (int k = 0; k < height; ++k) {
-          const int f = static_cast<int>(column[k] >> 16), g = static_cast<int>(column[k] & 0xffffu);
+          const std::uint32_t v = column[k];
+          const int f = static_cast<int>(v >> 16), g = static_cast<int>(v & 0xffffu);
           joint[static_cast<std::size_t>(f) * groups + g] += sign;
           total[f] += sign;
           if (g <= median) at_or_below[f] += sign;
