@@ -312,7 +312,7 @@ Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, c
   try {
     load_source(*task.slot, recipe, source);
     if (!task.slot->error.empty()) {
-      return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, task.slot->error).dump()};
+      return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, task.slot->error).dump(-1, ' ', false, json::error_handler_t::replace)};
     }
     stage = "operator";
     const PairImages pair = make_pair(recipe, source, task.source_index, sources.size(), task.pair_index, task.slot->image);
@@ -352,15 +352,15 @@ Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, c
                 {"format", std::string(to_string(recipe.format))},
                 {"recipe", recipe.name},
                 {"opforge_version", std::string(opforge_version())}};
-    return {.row = row.dump()};
+    return {.row = row.dump(-1, ' ', false, json::error_handler_t::replace)};
   } catch (const WriteError&) {
     throw;  // the disk is full or unwritable: stop, --resume continues
   } catch (const Error& e) {
-    return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, e.what()).dump()};
+    return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, e.what()).dump(-1, ' ', false, json::error_handler_t::replace)};
   } catch (const cv::Exception& e) {
-    return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, e.what()).dump()};
+    return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, e.what()).dump(-1, ' ', false, json::error_handler_t::replace)};
   } catch (const std::bad_alloc&) {
-    return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, "out of memory").dump()};
+    return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, "out of memory").dump(-1, ' ', false, json::error_handler_t::replace)};
   }
 }
 

@@ -102,7 +102,13 @@ void list_file(const SourceSpec& spec, const fs::path& base, std::vector<std::pa
   if (!in) throw Error("source list '" + file.string() + "' cannot be read");
   const fs::path list_dir = fs::path(spec.path).parent_path();
   std::string line;
+  int number = 0;
   while (std::getline(in, line)) {
+    ++number;
+    if (line.find('\0') != std::string::npos) {
+      throw Error("source list '" + file.string() + "' line " + std::to_string(number) +
+                  " is not text; valid: one image path per line");
+    }
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
     const auto start = line.find_first_not_of(" \t");
     if (start == std::string::npos || line[start] == '#') continue;

@@ -330,8 +330,16 @@ SourceSpec source_spec_from_argument(const std::string& argument) {
   std::error_code ec;
   if (fs::is_directory(argument, ec)) return {.kind = SourceSpec::Kind::directory, .path = argument};
   if (argument.find_first_of("*?[") != std::string::npos) return {.kind = SourceSpec::Kind::glob, .path = argument};
-  if (fs::is_regular_file(argument, ec)) return {.kind = SourceSpec::Kind::list, .path = argument};
-  throw Error("--sources '" + argument + "' is neither a directory, a list file nor a glob pattern");
+  if (fs::is_regular_file(argument, ec)) {
+    std::string ext = fs::path(argument).extension().string();
+    for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    // One image is a one-image source set (a glob without wildcards).
+    if (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".npy") {
+      return {.kind = SourceSpec::Kind::glob, .path = argument};
+    }
+    return {.kind = SourceSpec::Kind::list, .path = argument};
+  }
+  throw Error("--sources '" + argument + "' is neither a directory, an image, a list file nor a glob pattern");
 }
 
 ParamValue draw(const Distribution& d, const ParamSpec& spec, const CounterRng& rng, std::uint64_t pair_index) {

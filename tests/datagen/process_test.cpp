@@ -181,6 +181,24 @@ TEST(DatagenProcess, SummaryStrictAndOneLineErrors) {
   expect_one_line({"datagen", recipe, "--out", (dir / "c").string(), "--shards", "4"}, "SLURM_ARRAY_TASK_ID");
   expect_one_line({"datagen", recipe, "--out", (dir / "a").string()}, "--resume");
   expect_one_line({"datagen", "merge", (dir / "nothing").string()}, "no opforge datagen run");
+  expect_one_line({"datagen", "preview", recipe, "--out", (dir / "sheet.png").string(), "--pairs", "0"}, "1..200");
+  expect_one_line({"datagen", "preview", recipe, "--out", (dir / "sheet.tif").string()}, ".png");
+  ASSERT_EQ(wait_for(start({"datagen", "preview", recipe, "--out", (dir / "sheet.png").string(), "--pairs", "3"}, dir)), 0)
+      << text_of(dir / "stderr.txt");
+  EXPECT_GT(read_image(dir / "sheet.png").rows, 3 * 100);
+  // --sources replaces the recipe's sources (relative to the working directory).
+  ASSERT_EQ(wait_for(start({"datagen", recipe, "--out", (dir / "other").string(), "-q", "--sources",
+                            (dir / "sources" / "img1.png").string()}, dir)), 0);  // one image is a source set
+  const std::string one_image = text_of(dir / "other" / "metadata.jsonl");
+  EXPECT_EQ(std::count(one_image.begin(), one_image.end(), '\n'), 2);
+  ASSERT_EQ(wait_for(start({"datagen", recipe, "--out", (dir / "other2").string(), "-q", "--sources",
+                            (dir / "sources" / "img*.png").string()}, dir)), 0) << text_of(dir / "stderr.txt");
+  EXPECT_NE(text_of(dir / "other2" / "metadata.jsonl").find("img1.png"), std::string::npos);
+  EXPECT_EQ(text_of(dir / "other2" / "metadata.jsonl").find("broken.png"), std::string::npos);
+  // A binary file given as a list of sources is refused in one line, not misread.
+  test::write_text_file(dir / "binary.lst", std::string("a\0b\n", 4));
+  expect_one_line({"datagen", recipe, "--out", (dir / "other3").string(), "--sources", (dir / "binary.lst").string()},
+                  "is not text");
   // A second process on a shard that is running is refused, not interleaved.
   {
     const int lock = ::open((dir / "a" / ".opforge" / "shard-0-of-1.lock").c_str(), O_RDWR);
