@@ -34,28 +34,45 @@ std::vector<std::uint8_t> read_file(const fs::path& path, bool allow_empty) {
 }
 
 void write_file_atomic(const fs::path& path, std::span<const std::uint8_t> bytes) {
+  AtomicFileWriter file(path);
+  file.write(bytes.data(), bytes.size());
+  file.commit();
+}
+
+AtomicFileWriter::AtomicFileWriter(fs::path path) : path_(std::move(path)) {
   static std::atomic<unsigned> counter{0};
-  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  // Hidden, distinctively suffixed name in the same directory (rename stays atomic).
-  std::string tmp_name = ".";
-  tmp_name += path.filename().string();
-  tmp_name += ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
-  const fs::path tmp = dir / tmp_name;
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) {
-    const int open_error = errno;
-    throw WriteError("cannot write '" + path.string() + "': " + std::strerror(open_error), open_error);
-  }
-  bool ok = bytes.empty() || std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  int err = ok ? 0 : errno;
-  if (std::fflush(f) != 0 && ok) { ok = false; err = errno; }
-  if (std::fclose(f) != 0 && ok) { ok = false; err = errno; }
-  if (ok && std::rename(tmp.c_str(), path.c_str()) != 0) { ok = false; err = errno; }
-  if (!ok) {
+  std::string name = ".";
+  name += path_.filename().string();
+  name += ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
+  tmp_ = (path_.has_parent_path() ? path_.parent_path() : fs::path(".")) / name;
+  file_ = std::fopen(tmp_.c_str(), "wb");
+  if (!file_) fail(errno);
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (file_) std::fclose(file_);
+  if (!committed_) {
     std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw WriteError("cannot write '" + path.string() + "': " + std::strerror(err ? err : EIO), err ? err : EIO);
+    fs::remove(tmp_, ignored);
   }
+}
+
+void AtomicFileWriter::write(const void* data, std::size_t size) {
+  if (size > 0 && std::fwrite(data, 1, size, file_) != size) fail(errno);
+}
+
+void AtomicFileWriter::commit() {
+  if (std::fflush(file_) != 0) fail(errno);
+  std::FILE* f = file_;
+  file_ = nullptr;
+  if (std::fclose(f) != 0) fail(errno);
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail(errno);
+  committed_ = true;
+}
+
+void AtomicFileWriter::fail(int error) {
+  error = error ? error : EIO;
+  throw WriteError("cannot write '" + path_.string() + "': " + std::strerror(error), error);
 }
 
 namespace {

@@ -52,17 +52,24 @@ std::string read_text(const fs::path& path) {
   return std::string(bytes.begin(), bytes.end());
 }
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    const std::size_t end = text.find('\n', start);
-    if (end == std::string::npos) break;  // a torn last line (killed mid-append) is not a row
-    lines.push_back(text.substr(start, end - start));
-    start = end + 1;
+// Calls fn(line, offset) for each complete line of a journal, streaming; a
+// torn last line (killed mid-append, no newline) is not a row.
+template <typename Fn>
+void for_each_line(const fs::path& path, Fn&& fn) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot read '" + path.string() + "'");
+  std::string line;
+  std::uint64_t offset = 0;
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // no newline after it
+    fn(line, offset);
+    offset += line.size() + 1;
   }
-  return lines;
 }
+
+// Rows and failures are JSON on one line; a path with bytes that are not
+// UTF-8 is written with U+FFFD rather than failing the run.
+std::string dump_line(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 void make_directories(const fs::path& dir) {
   std::error_code ec;
@@ -312,7 +319,7 @@ Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, c
   try {
     load_source(*task.slot, recipe, source);
     if (!task.slot->error.empty()) {
-      return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, task.slot->error).dump(-1, ' ', false, json::error_handler_t::replace)};
+      return {.failure = dump_line(failure_row(key, source, task.source_index, task.pair_index, stage, task.slot->error))};
     }
     stage = "operator";
     const PairImages pair = make_pair(recipe, source, task.source_index, sources.size(), task.pair_index, task.slot->image);
@@ -352,17 +359,26 @@ Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, c
                 {"format", std::string(to_string(recipe.format))},
                 {"recipe", recipe.name},
                 {"opforge_version", std::string(opforge_version())}};
-    return {.row = row.dump(-1, ' ', false, json::error_handler_t::replace)};
+    return {.row = dump_line(row)};
   } catch (const WriteError&) {
     throw;  // the disk is full or unwritable: stop, --resume continues
   } catch (const Error& e) {
-    return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, e.what()).dump(-1, ' ', false, json::error_handler_t::replace)};
+    return {.failure = dump_line(failure_row(key, source, task.source_index, task.pair_index, stage, e.what()))};
   } catch (const cv::Exception& e) {
-    return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, e.what()).dump(-1, ' ', false, json::error_handler_t::replace)};
+    return {.failure = dump_line(failure_row(key, source, task.source_index, task.pair_index, stage, e.what()))};
   } catch (const std::bad_alloc&) {
-    return {.failure = failure_row(key, source, task.source_index, task.pair_index, stage, "out of memory").dump(-1, ' ', false, json::error_handler_t::replace)};
+    return {.failure = dump_line(failure_row(key, source, task.source_index, task.pair_index, stage, "out of memory"))};
   }
 }
+
+// Where one row sits: streamed back in key order when the dataset is
+// written, so finalizing needs memory for keys, not for rows.
+struct RowRef {
+  std::string key;
+  int shard = 0;
+  std::uint64_t offset = 0;
+  std::uint32_t length = 0;
+};
 
 // Reads the committed journals of every shard and writes the dataset's
 // top-level files; metadata.jsonl last. `verify` re-hashes every pair's files
@@ -392,78 +408,97 @@ RunSummary finalize(const fs::path& dir, bool verify) {
                 (dir / kStateDir).string() + "); run them, with --resume if they were interrupted, then merge again");
   }
 
-  std::map<std::string, json> rows;
+  std::vector<RowRef> refs;
   std::vector<json> failures;
   for (int i = 0; i < count; ++i) {
     const ShardSpec shard{i, count};
-    for (const std::string& line : lines_of(read_text(rows_journal(dir, shard)))) {
+    for_each_line(rows_journal(dir, shard), [&](const std::string& line, std::uint64_t offset) {
       std::string key;
       if (verify && !row_is_complete(dir, line, key)) {
         throw Error("pair " + (key.empty() ? std::string("row") : key) + " of shard " + std::to_string(i) +
                     " is damaged (a file is missing or does not match its sha256); rerun that shard with --resume");
       }
-      json row = json::parse(line);
-      key = row.at("key").get<std::string>();
-      rows.emplace(key, std::move(row));
-    }
-    for (const std::string& line : lines_of(read_text(failures_journal(dir, shard)))) failures.push_back(json::parse(line));
+      if (!verify) key = json::parse(line).at("key").get<std::string>();
+      refs.push_back({std::move(key), i, offset, static_cast<std::uint32_t>(line.size())});
+    });
+    for_each_line(failures_journal(dir, shard),
+                  [&](const std::string& line, std::uint64_t) { failures.push_back(json::parse(line)); });
   }
+  std::sort(refs.begin(), refs.end(), [](const RowRef& a, const RowRef& b) { return a.key < b.key; });
+  refs.erase(std::unique(refs.begin(), refs.end(), [](const RowRef& a, const RowRef& b) { return a.key == b.key; }),
+             refs.end());
   std::sort(failures.begin(), failures.end(), [](const json& a, const json& b) {
     return std::pair(a["source_index"].get<std::size_t>(), a["pair_index"].get<int>()) <
            std::pair(b["source_index"].get<std::size_t>(), b["pair_index"].get<int>());
   });
 
+  // Rows come back from the journals one at a time.
+  std::vector<std::ifstream> journals;
+  for (int i = 0; i < count; ++i) journals.emplace_back(rows_journal(dir, {i, count}), std::ios::binary);
+  const auto line_of = [&](const RowRef& ref) {
+    std::string line(ref.length, '\0');
+    std::ifstream& in = journals[static_cast<std::size_t>(ref.shard)];
+    in.seekg(static_cast<std::streamoff>(ref.offset));
+    if (!in.read(line.data(), ref.length)) throw Error("cannot read back row " + ref.key + " from its journal");
+    return line;
+  };
+
   // Files that no row references: temporaries of killed runs, pairs redone.
-  std::set<std::string> referenced;
-  for (const auto& [key, row] : rows) {
-    referenced.insert(row["input_file_name"].get<std::string>());
-    referenced.insert(row["output_file_name"].get<std::string>());
-  }
+  // A referenced file is input|output/BUCKET/KEY.EXT with KEY a row's key.
+  const std::string ext(file_extension(recipe.format));
+  const auto referenced = [&](const fs::path& file) {
+    const std::string stem = file.stem().string();
+    const auto it = std::lower_bound(refs.begin(), refs.end(), stem,
+                                     [](const RowRef& r, const std::string& k) { return r.key < k; });
+    if (it == refs.end() || it->key != stem || file.extension().string() != ext) return false;
+    const std::size_t source_index = std::stoul(stem.substr(0, stem.find('_')));
+    return file.parent_path().filename().string() == bucket_of(source_index);
+  };
   for (const char* sub : {"input", "output"}) {
     if (!fs::exists(dir / sub, ec)) continue;
     std::vector<fs::path> stray;
     for (const auto& e : fs::recursive_directory_iterator(dir / sub)) {
-      if (e.is_regular_file() && !referenced.count(e.path().lexically_relative(dir).generic_string())) {
-        stray.push_back(e.path());
-      }
+      if (e.is_regular_file() && !referenced(e.path())) stray.push_back(e.path());
     }
     for (const auto& p : stray) fs::remove(p, ec);
   }
 
-  std::vector<json> ordered;
-  ordered.reserve(rows.size());
-  for (auto& [key, row] : rows) ordered.push_back(std::move(row));
   json webdataset = nullptr;
   if (recipe.webdataset_shard_pairs) {
-    const std::string pattern = write_webdataset(dir, recipe.name, ordered, *recipe.webdataset_shard_pairs);
+    const int per = *recipe.webdataset_shard_pairs;
+    const std::string pattern = write_webdataset(
+        dir, recipe.name, refs.size(), [&](std::size_t i) { return json::parse(line_of(refs[i])); }, per);
     webdataset = {{"pattern", pattern},
-                  {"shard_pairs", *recipe.webdataset_shard_pairs},
-                  {"shards", ordered.empty() ? 0 : (ordered.size() + *recipe.webdataset_shard_pairs - 1) /
-                                                      static_cast<std::size_t>(*recipe.webdataset_shard_pairs)}};
+                  {"shard_pairs", per},
+                  {"shards", refs.empty() ? 0 : (refs.size() + per - 1) / static_cast<std::size_t>(per)}};
   }
 
-  std::string failures_text;
-  for (const auto& f : failures) failures_text += f.dump() + "\n";
-  std::string metadata_text;
-  for (const auto& r : ordered) metadata_text += r.dump() + "\n";
   const json summary = {{"name", recipe.name},
                         {"recipe_sha256", recipe.sha256},
                         {"seed", recipe.seed},
                         {"sources", state.value("sources", 0)},
                         {"pairs_per_source", recipe.pairs_per_source},
-                        {"pairs", ordered.size()},
+                        {"pairs", refs.size()},
                         {"failed", failures.size()},
                         {"format", std::string(to_string(recipe.format))},
                         {"webdataset", webdataset},
                         {"opforge_version", std::string(opforge_version())}};
   write_text(dir / "recipe.yaml", recipe.text);
-  write_text(dir / "failures.jsonl", failures_text);
+  {
+    AtomicFileWriter out(dir / "failures.jsonl");
+    for (const auto& f : failures) out.write(dump_line(f) + "\n");
+    out.commit();
+  }
   write_text(dir / "dataset.json", summary.dump(2) + "\n");
-  write_text(dir / "metadata.jsonl", metadata_text);
+  {
+    AtomicFileWriter out(dir / "metadata.jsonl");
+    for (const RowRef& ref : refs) out.write(line_of(ref) + "\n");
+    out.commit();
+  }
 
   RunSummary out;
   out.planned = static_cast<std::size_t>(state.value("sources", 0)) * static_cast<std::size_t>(recipe.pairs_per_source);
-  out.reused = ordered.size();
+  out.reused = refs.size();
   out.failed = failures.size();
   out.finalized = true;
   return out;
@@ -549,14 +584,16 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
 
   // Pairs whose journal row is intact and whose files still hash as recorded.
   std::set<std::string> done;
-  std::string kept;
-  if (options.resume && fs::exists(journal_path, ec)) {
-    for (const std::string& line : lines_of(read_text(journal_path))) {
-      std::string key;
-      if (row_is_complete(dir, line, key) && done.insert(key).second) kept += line + "\n";
+  {
+    AtomicFileWriter kept(journal_path);
+    if (options.resume && fs::exists(journal_path, ec)) {
+      for_each_line(journal_path, [&](const std::string& line, std::uint64_t) {
+        std::string key;
+        if (row_is_complete(dir, line, key) && done.insert(key).second) kept.write(line + "\n");
+      });
     }
+    kept.commit();
   }
-  write_text(journal_path, kept);
   write_text(failures_journal(dir, shard), "");
 
   // Shard I owns a contiguous run of pairs in key order: balanced to one pair

@@ -1,12 +1,8 @@
 #include "webdataset.hpp"
 
-#include <unistd.h>
-
 #include <array>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <memory>
 
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
@@ -16,53 +12,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A file written under a hidden temporary name and renamed on commit().
-class AtomicStream {
- public:
-  explicit AtomicStream(fs::path path) : path_(std::move(path)) {
-    std::string name = ".";
-    name += path_.filename().string();
-    name += ".tmp-";
-    name += std::to_string(::getpid());
-    tmp_ = path_.parent_path() / name;
-    file_ = std::fopen(tmp_.c_str(), "wb");
-    if (!file_) fail(errno);
-  }
-  ~AtomicStream() {
-    if (file_) std::fclose(file_);
-    if (!committed_) {
-      std::error_code ignored;
-      fs::remove(tmp_, ignored);
-    }
-  }
-  void write(const void* data, std::size_t size) {
-    if (size > 0 && std::fwrite(data, 1, size, file_) != size) fail(errno);
-  }
-  void commit() {
-    if (std::fflush(file_) != 0) fail(errno);
-    std::FILE* f = file_;
-    file_ = nullptr;
-    if (std::fclose(f) != 0) fail(errno);
-    if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail(errno);
-    committed_ = true;
-  }
-
- private:
-  [[noreturn]] void fail(int error) {
-    error = error ? error : EIO;
-    throw WriteError("cannot write '" + path_.string() + "': " + std::strerror(error), error);
-  }
-  fs::path path_, tmp_;
-  std::FILE* file_ = nullptr;
-  bool committed_ = false;
-};
-
 void octal(char* field, std::size_t width, std::uint64_t value) {
   // width − 1 octal digits and a NUL, zero-padded (ustar numeric fields).
   std::snprintf(field, width, "%0*llo", static_cast<int>(width - 1), static_cast<unsigned long long>(value));
 }
 
-void write_member(AtomicStream& out, const std::string& name, const std::vector<std::uint8_t>& content) {
+void write_member(AtomicFileWriter& out, const std::string& name, const std::vector<std::uint8_t>& content) {
   if (name.size() > 99) throw Error("WebDataset member name '" + name + "' is longer than 99 bytes");
   std::array<char, 512> header{};
   std::memcpy(header.data(), name.data(), name.size());
@@ -94,24 +49,24 @@ std::string member_extension(const std::string& file_name) { return fs::path(fil
 
 }  // namespace
 
-std::string write_webdataset(const fs::path& dir, const std::string& name, const std::vector<nlohmann::json>& rows,
-                             int shard_pairs) {
+std::string write_webdataset(const fs::path& dir, const std::string& name, std::size_t count,
+                             const std::function<nlohmann::json(std::size_t)>& row_at, int shard_pairs) {
   const fs::path wds = dir / "webdataset";
   std::error_code ec;
   fs::remove_all(wds, ec);
   fs::create_directories(wds, ec);
   if (ec) throw WriteError("cannot create '" + wds.string() + "': " + ec.message(), ec.value());
   const std::size_t per = static_cast<std::size_t>(shard_pairs);
-  const std::size_t shards = rows.empty() ? 0 : (rows.size() + per - 1) / per;
+  const std::size_t shards = count == 0 ? 0 : (count + per - 1) / per;
   for (std::size_t s = 0; s < shards; ++s) {
-    AtomicStream out(wds / (name + "-" + index_text(s) + ".tar"));
-    for (std::size_t i = s * per; i < std::min(rows.size(), (s + 1) * per); ++i) {
-      const nlohmann::json& row = rows[i];
+    AtomicFileWriter out(wds / (name + "-" + index_text(s) + ".tar"));
+    for (std::size_t i = s * per; i < std::min(count, (s + 1) * per); ++i) {
+      const nlohmann::json row = row_at(i);
       const std::string key = row["key"];
       const std::string in_name = row["input_file_name"], out_name = row["output_file_name"];
       write_member(out, key + ".input" + member_extension(in_name), read_file(dir / in_name, true));
       write_member(out, key + ".output" + member_extension(out_name), read_file(dir / out_name, true));
-      const std::string json = row.dump();
+      const std::string json = row.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       write_member(out, key + ".json", std::vector<std::uint8_t>(json.begin(), json.end()));
     }
     static const std::array<char, 1024> end_of_archive{};

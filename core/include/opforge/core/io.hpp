@@ -9,9 +9,11 @@
 // full disk never leaves a file under the final name that looks complete.
 
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "opforge/core/image.hpp"
@@ -26,6 +28,28 @@ std::vector<std::uint8_t> read_file(const std::filesystem::path& path, bool allo
 /// naming the path and the OS reason (e.g. "No space left on device"); the
 /// temporary file is removed on failure.
 void write_file_atomic(const std::filesystem::path& path, std::span<const std::uint8_t> bytes);
+
+/// A file written piece by piece under a hidden temporary name in its
+/// directory and renamed into place by commit(); destroyed uncommitted, it
+/// removes the temporary. For outputs too large to assemble in memory
+/// (dataset manifests, tar shards). Failed writes throw WriteError.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(std::filesystem::path path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  void write(const void* data, std::size_t size);
+  void write(std::string_view text) { write(text.data(), text.size()); }
+  void commit();
+
+ private:
+  [[noreturn]] void fail(int error);
+  std::filesystem::path path_, tmp_;
+  std::FILE* file_ = nullptr;
+  bool committed_ = false;
+};
 
 /// Reads an image as float32 grey or RGB in [0,1]:
 ///  - PNG: 1/2/4/8/16-bit grey, RGB or palette (k/255 or k/65535);
