@@ -1,0 +1,97 @@
+#pragma once
+// The dataset directory's run state (.opforge/): per-shard journals, commit
+// markers and locks, the state every shard must agree on, and finalizing a
+// dataset from its journals. Internal to datagen; generate.cpp runs the
+// pipeline on top of it.
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "opforge/core/error.hpp"
+#include "opforge/datagen/generate.hpp"
+
+namespace opforge::datagen {
+
+inline constexpr const char* kStateDir = ".opforge";
+
+std::filesystem::path rows_journal(const std::filesystem::path& dir, const ShardSpec& s);
+std::filesystem::path failures_journal(const std::filesystem::path& dir, const ShardSpec& s);
+std::filesystem::path done_marker(const std::filesystem::path& dir, const ShardSpec& s);
+std::filesystem::path shard_lock(const std::filesystem::path& dir, const ShardSpec& s);
+
+void write_text(const std::filesystem::path& path, const std::string& text);
+std::string read_text(const std::filesystem::path& path);
+/// create_directories, or WriteError.
+void make_directories(const std::filesystem::path& dir);
+
+/// Calls fn(line, offset) for each complete line of a journal, streaming; a
+/// torn last line (killed mid-append, no newline) is not a row.
+template <typename Fn>
+void for_each_line(const std::filesystem::path& path, Fn&& fn) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot read '" + path.string() + "'");
+  std::string line;
+  std::uint64_t offset = 0;
+  while (std::getline(in, line)) {
+    if (in.eof()) break;  // no newline after it
+    fn(line, offset);
+    offset += line.size() + 1;
+  }
+}
+
+/// Rows and failures are JSON on one line; a path with bytes that are not
+/// UTF-8 is written with U+FFFD rather than failing the run.
+std::string dump_line(const nlohmann::json& j);
+
+/// Appends whole lines to a journal; a failed write is fatal (WriteError).
+class Journal {
+ public:
+  explicit Journal(std::filesystem::path path);
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+  void append(const std::string& line);
+
+ private:
+  [[noreturn]] void fail(int error);
+  std::filesystem::path path_;
+  int fd_ = -1;
+};
+
+/// An exclusive lock on a shard for the life of its run, so two processes
+/// given the same shard (a duplicated array task, a manual rerun while the
+/// first still runs) cannot interleave their journals. Throws Error naming
+/// `what` when another process holds it.
+class ShardLock {
+ public:
+  ShardLock(const std::filesystem::path& path, const std::string& what);
+  ~ShardLock();
+  ShardLock(const ShardLock&) = delete;
+  ShardLock& operator=(const ShardLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+/// The state every shard of one dataset must agree on.
+nlohmann::json state_of(const Recipe& recipe, const std::vector<SourceImage>& sources, const ShardSpec& shard);
+/// Checks DIR's state against `state` (same recipe, sources, shard count), or
+/// claims an empty or new DIR for it. Throws Error otherwise.
+void check_or_write_state(const std::filesystem::path& dir, const Recipe& recipe, const nlohmann::json& state);
+
+/// "000": the directory of source index / 1000.
+std::string bucket_of(std::size_t source_index);
+
+/// A journal row is complete when it parses and both its files hash as recorded.
+bool row_is_complete(const std::filesystem::path& dir, const std::string& line, std::string& key);
+
+/// Reads every shard's journal and writes metadata.jsonl (last),
+/// failures.jsonl, dataset.json, recipe.yaml and the WebDataset shards.
+/// `verify` re-hashes every pair's files.
+RunSummary finalize(const std::filesystem::path& dir, bool verify);
+
+}  // namespace opforge::datagen
