@@ -7,6 +7,7 @@
 #include "opforge/core/io.hpp"
 #include "opforge/datagen/generate.hpp"
 #include "opforge/datagen/preview.hpp"
+#include "opforge/datagen/plan.hpp"
 #include "opforge/datagen/recipe.hpp"
 
 namespace opforge::cli {
@@ -86,9 +87,6 @@ int datagen_command(const Args& args) {
   }
   if (!vm.count("out")) throw UsageError("--out DIR is required");
   if (vm.count("shard") && vm.count("shards")) throw UsageError("give --shard I/N or --shards N, not both");
-  if (options.threads < 0 || options.threads > 1024) {
-    throw UsageError("--threads " + std::to_string(options.threads) + " is out of range; valid: 1..1024 (0: all cores)");
-  }
   options.out_dir = vm["out"].as<std::string>();
   if (vm.count("shard")) options.shard = parse_shard(vm["shard"].as<std::string>());
   if (vm.count("shards")) options.shard = shard_from_environment(vm["shards"].as<int>(), [](const char* n) { return std::getenv(n); });

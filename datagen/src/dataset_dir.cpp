@@ -128,10 +128,7 @@ void check_or_write_state(const fs::path& dir, const Recipe& recipe, const json&
   write_text(dir / kStateDir / "recipe.yaml", recipe.text);
 }
 
-std::string bucket_of(std::size_t source_index) {
-  std::string s = std::to_string(source_index / 1000);
-  return std::string(s.size() < 3 ? 3 - s.size() : 0, '0') + s;
-}
+std::string bucket_of(std::size_t source_index) { return zero_padded(source_index / 1000, 3); }
 
 bool row_is_complete(const fs::path& dir, const std::string& line, std::string& key) {
   try {

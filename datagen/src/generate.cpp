@@ -147,20 +147,15 @@ Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, c
     stage = "operator";
     const PairImages pair = make_pair(recipe, source, task.source_index, sources.size(), task.pair_index, task.slot->image);
     const OperatorEntry& op = *pair.plan.op->entry;
-    const PairPlan& plan = pair.plan;
     const auto& crop = pair.crop;
-    const Image& input = pair.input;
-    const Image& output = pair.output;
 
     stage = "write";
-    const std::vector<std::uint8_t> input_bytes = encode(input, recipe.format);
-    const std::vector<std::uint8_t> output_bytes = encode(output, recipe.format);
+    const std::vector<std::uint8_t> input_bytes = encode(pair.input, recipe.format);
+    const std::vector<std::uint8_t> output_bytes = encode(pair.output, recipe.format);
     const std::string ext(file_extension(recipe.format));
     const std::string bucket = bucket_of(task.source_index);
     const std::string input_name = "input/" + bucket + "/" + key + ext;
     const std::string output_name = "output/" + bucket + "/" + key + ext;
-    make_directories(dir / "input" / bucket);
-    make_directories(dir / "output" / bucket);
     write_file_atomic(dir / input_name, input_bytes);
     write_file_atomic(dir / output_name, output_bytes);
 
@@ -170,8 +165,8 @@ Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, c
                 {"operator", op.name},
                 {"operator_version", op.version},
                 {"kind", std::string(to_string(op.kind))},
-                {"params", param_json(op, plan.values)},
-                {"seed", plan.seed},
+                {"params", param_json(op, pair.plan.values)},
+                {"seed", pair.plan.seed},
                 {"source", source.name},
                 {"source_sha256", task.slot->sha256},
                 {"source_index", task.source_index},
@@ -252,7 +247,7 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
   const fs::path& dir = options.out_dir;
   const ShardSpec shard = options.shard;
   if (options.threads < 0 || options.threads > 1024) {
-    throw Error("--threads " + std::to_string(options.threads) + " is out of range; valid: 1..1024");
+    throw Error("--threads " + std::to_string(options.threads) + " is out of range; valid: 1..1024 (0: all cores)");
   }
   const std::vector<SourceImage> sources = options.sources
                                                ? list_sources({*options.sources}, fs::current_path())
@@ -320,6 +315,9 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
                                        if (s != slot_source) {
                                          slot = std::make_shared<SourceSlot>();  // the previous source's memory goes with its last pair
                                          slot_source = s;
+                                         // Once per source, not per pair: where its pairs' files go.
+                                         make_directories(dir / "input" / bucket_of(s));
+                                         make_directories(dir / "output" / bucket_of(s));
                                        }
                                        return Task{s, p, slot};
                                      }
@@ -358,14 +356,16 @@ RunSummary merge(const fs::path& out_dir) {
 }
 
 std::string summary_line(const std::string& name, const RunSummary& s, const fs::path& out_dir, const ShardSpec& shard) {
-  char line[512];
+  // Only the numbers go through a fixed buffer; names and paths may be long.
+  char counts[160];
   const double rate = s.seconds > 0 ? static_cast<double>(s.written) / s.seconds : 0;
-  std::snprintf(line, sizeof line, "%s%s: %zu pairs written, %zu already complete, %zu failed in %.1f s (%.2f pairs/s) -> %s%s",
-                name.c_str(),
-                shard.count > 1 ? (" shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count)).c_str()
-                                : "",
-                s.written, s.reused, s.failed, s.seconds, rate, out_dir.string().c_str(),
-                s.finalized ? "" : " (merge when every shard is done: opforge datagen merge DIR)");
+  std::snprintf(counts, sizeof counts, ": %zu pairs written, %zu already complete, %zu failed in %.1f s (%.2f pairs/s) -> ",
+                s.written, s.reused, s.failed, s.seconds, rate);
+  std::string line = name;
+  if (shard.count > 1) line += " shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count);
+  line += counts;
+  line += out_dir.string();
+  if (!s.finalized) line += " (merge when every shard is done: opforge datagen merge DIR)";
   return line;
 }
 

@@ -148,6 +148,23 @@ std::vector<SourceImage> list_sources(const std::vector<SourceSpec>& specs, cons
   return sources;
 }
 
+SourceSpec source_spec_from_argument(const std::string& argument) {
+  std::error_code ec;
+  if (fs::is_directory(argument, ec)) return {.kind = SourceSpec::Kind::directory, .path = argument};
+  if (argument.find_first_of("*?[") != std::string::npos) return {.kind = SourceSpec::Kind::glob, .path = argument};
+  if (fs::is_regular_file(argument, ec)) {
+    // One image is a one-image source set (a glob without wildcards).
+    if (is_image_name(argument)) return {.kind = SourceSpec::Kind::glob, .path = argument};
+    return {.kind = SourceSpec::Kind::list, .path = argument};
+  }
+  throw Error("--sources '" + argument + "' is neither a directory, an image, a list file nor a glob pattern");
+}
+
+std::string zero_padded(std::size_t value, int width) {
+  const std::string digits = std::to_string(value);
+  return std::string(static_cast<std::size_t>(std::max(0, width - static_cast<int>(digits.size()))), '0') + digits;
+}
+
 std::uint64_t pair_seed(std::uint64_t recipe_seed, std::uint64_t source_id, int pair_index) {
   return derive_seed(recipe_seed, source_id, static_cast<std::uint64_t>(pair_index)) >> 11;
 }
@@ -160,9 +177,7 @@ std::string pair_key(std::size_t source_index, std::size_t source_count, int pai
   };
   const int source_width = std::max(6, digits(source_count > 0 ? source_count - 1 : 0));
   const int pair_width = std::max(2, digits(static_cast<std::size_t>(std::max(pairs_per_source - 1, 0))));
-  std::string s = std::to_string(source_index), p = std::to_string(pair_index);
-  return std::string(static_cast<std::size_t>(std::max(0, source_width - static_cast<int>(s.size()))), '0') + s + "_" +
-         std::string(static_cast<std::size_t>(std::max(0, pair_width - static_cast<int>(p.size()))), '0') + p;
+  return zero_padded(source_index, source_width) + "_" + zero_padded(static_cast<std::size_t>(pair_index), pair_width);
 }
 
 PairPlan plan_pair(const Recipe& recipe, const SourceImage& source, std::size_t source_index, std::size_t source_count,

@@ -55,14 +55,26 @@ Image contact_sheet(const Recipe& recipe, const PreviewOptions& options) {
     for (std::size_t s = 0; s < sources.size() && static_cast<int>(picks.size()) < options.pairs; ++s) picks.emplace_back(s, p);
   }
 
+  // Each source shown is read and preprocessed once, whatever its number of pairs.
+  const std::size_t shown = std::min(sources.size(), picks.size());
+  std::vector<Image> loaded(shown);
+  std::vector<std::string> load_error(shown);
+  tbb::parallel_for(std::size_t{0}, shown, [&](std::size_t s) {
+    try {
+      loaded[s] = preprocess_source(recipe, read_image(sources[s].path));
+    } catch (const Error& e) {
+      load_error[s] = e.what();
+    }
+  });
+
   const int h = options.thumbnail_height;
   std::vector<Cell> cells(picks.size());
   tbb::parallel_for(std::size_t{0}, picks.size(), [&](std::size_t i) {
     const auto [s, p] = picks[i];
     Cell& cell = cells[i];
     try {
-      const Image source = preprocess_source(recipe, read_image(sources[s].path));
-      const PairImages pair = make_pair(recipe, sources[s], s, sources.size(), p, source);
+      if (!load_error[s].empty()) throw Error(load_error[s]);
+      const PairImages pair = make_pair(recipe, sources[s], s, sources.size(), p, loaded[s]);
       cell.input = thumbnail(pair.input, h);
       cell.output = thumbnail(pair.output, h);
       cell.lines.push_back(pair.plan.key + "  " + pair.plan.op->entry->name);

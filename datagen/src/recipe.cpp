@@ -127,23 +127,15 @@ SourceSpec parse_source(const RecipeReader& r, const YAML::Node& node) {
   return s;
 }
 
-// One parameter value as the spec's type, checked against its range.
+// One parameter value, parsed and checked by the registry's single
+// validation path (resolve_params); its message gains the file and line.
 ParamValue parse_value(const RecipeReader& r, const YAML::Node& node, const OperatorEntry& op, const ParamSpec& spec) {
-  const std::string where = op.name + " parameter '" + spec.name + "'";
-  if (spec.type == ParamType::choice) {
-    const std::string v = r.scalar(node, where);
-    if (std::find(spec.choices.begin(), spec.choices.end(), v) == spec.choices.end()) {
-      r.fail(node, where + " = '" + v + "' is invalid; valid: " + spec.range_text());
-    }
-    return v;
+  const std::string text = r.scalar(node, op.name + " parameter '" + spec.name + "'");
+  try {
+    return resolve_params(op.name, std::span(&spec, 1), {{spec.name, text}}).all().at(spec.name);
+  } catch (const Error& e) {
+    r.fail(node, e.what());
   }
-  if (spec.type == ParamType::text) return r.scalar(node, where);
-  const double v = r.number(node, where);
-  if (spec.type == ParamType::integer && v != std::floor(v)) {
-    r.fail(node, where + " = " + node.as<std::string>() + " is not an integer; valid: " + spec.range_text());
-  }
-  if (!spec.in_range(v)) r.fail(node, where + " = " + node.as<std::string>() + " is out of range; valid: " + spec.range_text());
-  return v;
 }
 
 Distribution parse_distribution(const RecipeReader& r, const YAML::Node& node, const OperatorEntry& op,
@@ -324,22 +316,6 @@ Recipe parse_recipe(const std::string& text, const fs::path& file) {
 Recipe load_recipe(const fs::path& file) {
   const std::vector<std::uint8_t> bytes = read_file(file);
   return parse_recipe(std::string(bytes.begin(), bytes.end()), file);
-}
-
-SourceSpec source_spec_from_argument(const std::string& argument) {
-  std::error_code ec;
-  if (fs::is_directory(argument, ec)) return {.kind = SourceSpec::Kind::directory, .path = argument};
-  if (argument.find_first_of("*?[") != std::string::npos) return {.kind = SourceSpec::Kind::glob, .path = argument};
-  if (fs::is_regular_file(argument, ec)) {
-    std::string ext = fs::path(argument).extension().string();
-    for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    // One image is a one-image source set (a glob without wildcards).
-    if (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".npy") {
-      return {.kind = SourceSpec::Kind::glob, .path = argument};
-    }
-    return {.kind = SourceSpec::Kind::list, .path = argument};
-  }
-  throw Error("--sources '" + argument + "' is neither a directory, an image, a list file nor a glob pattern");
 }
 
 ParamValue draw(const Distribution& d, const ParamSpec& spec, const CounterRng& rng, std::uint64_t pair_index) {

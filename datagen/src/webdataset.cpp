@@ -6,6 +6,7 @@
 
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
+#include "opforge/datagen/plan.hpp"
 
 namespace opforge::datagen {
 namespace fs = std::filesystem;
@@ -40,11 +41,6 @@ void write_member(AtomicFileWriter& out, const std::string& name, const std::vec
   out.write(zeros.data(), pad);
 }
 
-std::string index_text(std::size_t i) {
-  std::string s = std::to_string(i);
-  return std::string(s.size() < 6 ? 6 - s.size() : 0, '0') + s;
-}
-
 std::string member_extension(const std::string& file_name) { return fs::path(file_name).extension().string(); }
 
 }  // namespace
@@ -59,7 +55,7 @@ std::string write_webdataset(const fs::path& dir, const std::string& name, std::
   const std::size_t per = static_cast<std::size_t>(shard_pairs);
   const std::size_t shards = count == 0 ? 0 : (count + per - 1) / per;
   for (std::size_t s = 0; s < shards; ++s) {
-    AtomicFileWriter out(wds / (name + "-" + index_text(s) + ".tar"));
+    AtomicFileWriter out(wds / (name + "-" + zero_padded(s, 6) + ".tar"));
     for (std::size_t i = s * per; i < std::min(count, (s + 1) * per); ++i) {
       const nlohmann::json row = row_at(i);
       const std::string key = row["key"];
@@ -74,7 +70,7 @@ std::string write_webdataset(const fs::path& dir, const std::string& name, std::
     out.commit();
   }
   if (shards == 0) return "";
-  return "webdataset/" + name + "-{" + index_text(0) + ".." + index_text(shards - 1) + "}.tar";
+  return "webdataset/" + name + "-{" + zero_padded(0, 6) + ".." + zero_padded(shards - 1, 6) + "}.tar";
 }
 
 }  // namespace opforge::datagen

@@ -26,6 +26,13 @@ struct SourceImage {
 /// Throws Error for a missing directory or list file, or when nothing is found.
 std::vector<SourceImage> list_sources(const std::vector<SourceSpec>& specs, const std::filesystem::path& base_dir);
 
+/// Parses a --sources argument (relative to the working directory): a
+/// directory, one image, a glob pattern, or a list file.
+SourceSpec source_spec_from_argument(const std::string& argument);
+
+/// "000012" for (12, 6): `value` in decimal, zero-padded to `width` digits.
+std::string zero_padded(std::size_t value, int width);
+
 struct PairPlan {
   std::size_t source_index = 0;
   int pair_index = 0;

@@ -79,10 +79,6 @@ Recipe load_recipe(const std::filesystem::path& file);
 /// Same, from text; `file` names it in messages and sets the base directory.
 Recipe parse_recipe(const std::string& text, const std::filesystem::path& file);
 
-/// Parses a --sources argument: an existing directory, a .txt list file, or a
-/// glob pattern; relative to the working directory.
-SourceSpec source_spec_from_argument(const std::string& argument);
-
 /// Draws one value of `spec`'s parameter for pair `pair_index` from `rng`
 /// (sweep uses the pair index; everything else uses rng.uniform(0)). The value
 /// is within the spec's range by construction of a validated recipe.
