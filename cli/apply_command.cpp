@@ -1,5 +1,3 @@
-#include <tbb/global_control.h>
-
 #include <boost/program_options.hpp>
 #include <iostream>
 #include <map>
@@ -8,6 +6,8 @@
 #include "commands.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
+#include "opforge/core/params.hpp"
+#include "opforge/core/threads.hpp"
 #include "opforge/operators/registry.hpp"
 
 namespace opforge::cli {
@@ -37,9 +37,10 @@ int apply_command(const Args& args) {
   std::vector<std::string> params;
   opts.add_options()("help,h", "this help")(
       "param,p", po::value(&params)->composing(), "NAME=VALUE, repeatable (see `opforge list`)")(
-      "seed", po::value<std::uint64_t>()->default_value(0), "seed for operators that draw random numbers")(
-      "threads", po::value<int>(), "worker threads (default: all cores)")(
+      "seed", po::value<std::string>()->default_value("0"), "seed for operators that draw random numbers, 0..2^64-1")(
       "depth", po::value<int>()->default_value(8), "PNG output bits per channel: 8 or 16");
+  add_threads_option(opts);
+  add_max_pixels_option(opts);
   po::variables_map vm;
   const auto positional = parse_command_line(args, opts, {"OP", "IN", "OUT"}, vm);
   if (vm.count("help")) {
@@ -49,14 +50,9 @@ int apply_command(const Args& args) {
   }
   const int depth = vm["depth"].as<int>();
   if (depth != 8 && depth != 16) throw UsageError("--depth " + std::to_string(depth) + " is invalid; valid: 8 or 16");
-  std::optional<tbb::global_control> thread_limit;
-  if (vm.count("threads")) {
-    const int threads = vm["threads"].as<int>();
-    if (threads < 1 || threads > 1024) {
-      throw UsageError("--threads " + std::to_string(threads) + " is out of range; valid: 1..1024");
-    }
-    thread_limit.emplace(tbb::global_control::max_allowed_parallelism, threads);
-  }
+  const ThreadLimit thread_limit(threads_option(vm));
+  const std::uint64_t seed = parse_seed(vm["seed"].as<std::string>());
+  const DecodeLimits limits = decode_limits_option(vm);
 
   // Validate everything cheap before reading or computing anything.
   const OperatorEntry& op = find_operator(positional[0]);
@@ -64,8 +60,8 @@ int apply_command(const Args& args) {
   const std::filesystem::path in = positional[1], out = positional[2];
   require_writable_extension(out);
 
-  const Image input = read_image(in);
-  const Image result = op.apply(input, values, {.seed = vm["seed"].as<std::uint64_t>()});
+  const Image input = read_image(in, limits);
+  const Image result = op.apply(input, values, {.seed = seed});
   write_image(out, result, {.png_depth = depth});
   return 0;
 }

@@ -1,7 +1,41 @@
 #include "commands.hpp"
 
+#include "opforge/core/params.hpp"
+#include "opforge/core/threads.hpp"
+
 namespace opforge::cli {
 namespace po = boost::program_options;
+
+void add_threads_option(po::options_description& options) {
+  options.add_options()("threads", po::value<int>(), "worker threads, 1..1024 (default: all cores); results do not depend on it");
+}
+
+std::optional<int> threads_option(const po::variables_map& vm) {
+  if (!vm.count("threads")) return std::nullopt;
+  const int threads = vm["threads"].as<int>();
+  check_thread_count(threads);
+  return threads;
+}
+
+void add_max_pixels_option(po::options_description& options) {
+  options.add_options()("max-pixels", po::value<std::string>(),
+                        ("largest image read, in pixels (default " + std::to_string(kDefaultMaxPixels) +
+                         ", PIL's): refuses decompression bombs before decoding")
+                            .c_str());
+}
+
+DecodeLimits decode_limits_option(const po::variables_map& vm) {
+  DecodeLimits limits;
+  if (!vm.count("max-pixels")) return limits;
+  const std::string text = vm["max-pixels"].as<std::string>();
+  std::uint64_t value = 0;
+  const std::uint64_t most = kMaxImageSide * kMaxImageSide;
+  if (!parse_unsigned(text, value) || value < 1 || value > most) {
+    throw UsageError("--max-pixels '" + text + "' is invalid; valid: 1.." + std::to_string(most));
+  }
+  limits.max_pixels = value;
+  return limits;
+}
 
 std::vector<std::string> parse_command_line(const Args& args, const po::options_description& options,
                                             const std::vector<std::string>& positional_names, po::variables_map& vm) {

@@ -4,9 +4,12 @@
 // to main(), which prints one line and exits 2.
 
 #include <boost/program_options.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "opforge/core/io.hpp"
 
 namespace opforge::cli {
 
@@ -26,6 +29,16 @@ struct UsageError : std::runtime_error {
 /// named in `positional_names` (e.g. {"OP", "IN", "OUT"}) into `vm`. Returns
 /// the positionals, or an empty vector when --help was given. Throws
 /// UsageError for a wrong count and boost's errors for unknown options.
+/// Adds `--threads N` (the one rule: 1..1024, default all cores) to `options`.
+void add_threads_option(boost::program_options::options_description& options);
+/// The --threads value, checked; nullopt when it was not given.
+std::optional<int> threads_option(const boost::program_options::variables_map& vm);
+
+/// Adds `--max-pixels N` (the decoders' pixel limit, default PIL's) to `options`.
+void add_max_pixels_option(boost::program_options::options_description& options);
+/// The decode limits --max-pixels asks for.
+DecodeLimits decode_limits_option(const boost::program_options::variables_map& vm);
+
 std::vector<std::string> parse_command_line(const Args& args, const boost::program_options::options_description& options,
                                             const std::vector<std::string>& positional_names,
                                             boost::program_options::variables_map& vm);

@@ -23,8 +23,8 @@ constexpr const char* kDatagenHelp =
     "  opforge datagen merge DIR                       finish a sharded dataset once every shard is done\n"
     "  opforge datagen preview RECIPE --out SHEET.png  contact sheet of the first pairs\n"
     "\n"
-    "Exit status: 0 done; 2 bad recipe/usage, a write failure (disk full: rerun with --resume), or any\n"
-    "failed pair with --strict; 1 internal error.\n";
+    "Exit status: 0 done; 2 bad recipe/usage, a write failure (disk full: rerun with --resume), every pair\n"
+    "failed, or any failed pair with --strict; 1 internal error.\n";
 
 int merge_command(const Args& args) {
   po::options_description opts("opforge datagen merge DIR");
@@ -75,10 +75,10 @@ int datagen_command(const Args& args) {
       "shard", po::value<std::string>(), "I/N: generate shard I (0-based) of N")(
       "shards", po::value<int>(), "N: the shard index comes from SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX")(
       "resume", po::bool_switch(&options.resume), "keep complete pairs (hash-checked), redo the rest")(
-      "threads", po::value(&options.threads)->default_value(0), "worker threads (default 0: all cores)")(
       "sources", po::value<std::string>(), "directory, glob or list file replacing the recipe's sources")(
       "strict", po::bool_switch(), "exit with status 2 if any pair failed")(
       "quiet,q", po::bool_switch(), "no progress output");
+  add_threads_option(opts);
   po::variables_map vm;
   const auto positional = parse_command_line(args, opts, {"RECIPE"}, vm);
   if (vm.count("help")) {
@@ -88,6 +88,7 @@ int datagen_command(const Args& args) {
   if (!vm.count("out")) throw UsageError("--out DIR is required");
   if (vm.count("shard") && vm.count("shards")) throw UsageError("give --shard I/N or --shards N, not both");
   options.out_dir = vm["out"].as<std::string>();
+  options.threads = threads_option(vm);
   if (vm.count("shard")) options.shard = parse_shard(vm["shard"].as<std::string>());
   if (vm.count("shards")) options.shard = shard_from_environment(vm["shards"].as<int>(), [](const char* n) { return std::getenv(n); });
   if (vm.count("sources")) options.sources = source_spec_from_argument(vm["sources"].as<std::string>());
@@ -100,10 +101,20 @@ int datagen_command(const Args& args) {
   } catch (const WriteError& e) {
     throw Error(std::string(e.what()) + "; the pairs already written are kept: free space and rerun with --resume");
   }
+  if (!summary.changed_sources.empty()) {
+    std::string names;
+    for (const auto& n : summary.changed_sources) names += (names.empty() ? "" : ", ") + n;
+    std::cerr << "opforge datagen: " << summary.changed_sources.size()
+              << " source(s) changed since their pairs were made; those pairs were redone: " << names << "\n";
+  }
   std::cout << summary_line(recipe.name, summary, options.out_dir, options.shard) << "\n";
   if (summary.failed > 0) {
-    std::cerr << "opforge datagen: " << summary.failed << " pair(s) failed; see "
-              << (options.out_dir / (summary.finalized ? "failures.jsonl" : ".opforge")).string() << "\n";
+    const std::string where = (options.out_dir / (summary.finalized ? "failures.jsonl" : ".opforge")).string();
+    if (summary.written + summary.reused == 0) {
+      std::cerr << "opforge datagen: every pair failed (" << summary.failed << "); see " << where << "\n";
+      return 2;
+    }
+    std::cerr << "opforge datagen: " << summary.failed << " pair(s) failed; see " << where << "\n";
     if (vm["strict"].as<bool>()) return 2;
   }
   return 0;

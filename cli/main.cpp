@@ -4,6 +4,7 @@
 // the problem and the valid range); 1 internal failure.
 
 #include <boost/program_options/errors.hpp>
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -22,7 +23,7 @@ constexpr const char* kUsage =
     "commands:\n"
     "  list [--json]                              operators, parameters, ranges, defaults\n"
     "  apply OP IN OUT [--param NAME=VALUE]...    run one operator on one image\n"
-    "        [--seed N] [--threads N] [--depth 8|16]\n"
+    "        [--seed N] [--threads N] [--depth 8|16] [--max-pixels N]\n"
     "  metrics A B [--json] [--y-channel] [--shave N]   PSNR, SSIM, max_abs\n"
     "  datagen RECIPE --out DIR [--shard I/N | --shards N] [--resume] [--threads N] [--strict]\n"
     "                                             generate a dataset of (input, output) pairs\n"
@@ -42,6 +43,10 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   opforge::reuse_large_allocations();
+  // Past a file-size limit (ulimit -f) a write then fails with EFBIG, which
+  // is reported like a full disk (one line, exit 2, no temporary left),
+  // instead of SIGXFSZ killing the process mid-write.
+  std::signal(SIGXFSZ, SIG_IGN);
   const std::string name = argv[1];
   const auto it = commands.find(name);
   if (it == commands.end()) {

@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "opforge/core/error.hpp"
@@ -23,6 +24,44 @@ void require_image(const Image& img, std::string_view who) {
                 std::to_string(img.channels()));
   }
   if (img.dims != 2) throw Error(std::string(who) + ": expected a 2-D image");
+  if (const auto bad = first_bad_value(img)) throw Error(std::string(who) + ": " + describe_bad_value(*bad));
+}
+
+std::optional<BadValue> first_bad_value(const cv::Mat& img) {
+  CV_Assert(img.depth() == CV_32F && img.dims == 2);
+  const int c = img.channels(), n = img.cols * c;
+  const auto bad = [](float v) { return !(std::abs(v) <= static_cast<float>(kMaxPixelMagnitude)); };  // NaN too
+  // Rows are scanned in parallel; the lowest bad row wins, so the answer does
+  // not depend on the thread count.
+  std::atomic<int> first_row{img.rows};
+  tbb::parallel_for(tbb::blocked_range<int>(0, img.rows, 64), [&](const tbb::blocked_range<int>& rows) {
+    for (int y = rows.begin(); y < rows.end() && y < first_row.load(std::memory_order_relaxed); ++y) {
+      const float* row = img.ptr<float>(y);
+      bool found = false;
+      for (int i = 0; i < n; ++i) found |= bad(row[i]);
+      if (!found) continue;
+      int seen = first_row.load();
+      while (y < seen && !first_row.compare_exchange_weak(seen, y)) {
+      }
+      return;
+    }
+  });
+  const int y = first_row.load();
+  if (y == img.rows) return std::nullopt;
+  const float* row = img.ptr<float>(y);
+  int i = 0;
+  while (!bad(row[i])) ++i;
+  return BadValue{.row = y, .column = i / c, .channel = i % c, .value = row[i]};
+}
+
+std::string describe_bad_value(const BadValue& bad) {
+  char value[32];
+  std::snprintf(value, sizeof value, "%g", static_cast<double>(bad.value));
+  const bool finite = std::isfinite(bad.value);
+  return std::string("value ") + value + " at row " + std::to_string(bad.row) + ", column " +
+         std::to_string(bad.column) + ", channel " + std::to_string(bad.channel) +
+         (finite ? " is out of range" : " is not finite") +
+         "; valid: finite values within ±1e6 (images are nominally in [0, 1])";
 }
 
 namespace {

@@ -1,5 +1,6 @@
 #include "opforge/core/io.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,25 +12,47 @@
 #include <fstream>
 
 #include "opforge/core/error.hpp"
+#include "opforge/core/memory.hpp"
 
 namespace opforge {
 namespace fs = std::filesystem;
 
-std::vector<std::uint8_t> read_file(const fs::path& path, bool allow_empty) {
+std::vector<std::uint8_t> read_file(const fs::path& path, bool allow_empty, std::uint64_t max_bytes) {
+  const std::string what = "cannot read '" + path.string() + "': ";
   std::error_code ec;
   const auto status = fs::status(path, ec);
-  if (ec || !fs::exists(status)) throw Error("cannot read '" + path.string() + "': no such file");
-  if (fs::is_directory(status)) throw Error("cannot read '" + path.string() + "': it is a directory");
+  if (ec || !fs::exists(status)) throw Error(what + "no such file");
+  if (fs::is_directory(status)) throw Error(what + "it is a directory");
+  if (!fs::is_regular_file(status)) {
+    throw Error(what + "not a regular file (a device, FIFO or socket has no size to check); valid: a regular file");
+  }
   std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) throw Error("cannot read '" + path.string() + "': " + std::strerror(errno));
-  std::vector<std::uint8_t> bytes;
-  std::uint8_t buf[1 << 16];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) bytes.insert(bytes.end(), buf, buf + n);
+  if (!f) throw Error(what + std::strerror(errno));
+  // The size of the file as opened (it may have changed since the stat).
+  struct stat opened {};
+  if (::fstat(::fileno(f), &opened) != 0 || !S_ISREG(opened.st_mode)) {
+    std::fclose(f);
+    throw Error(what + "not a regular file; valid: a regular file");
+  }
+  const auto size = static_cast<std::uint64_t>(opened.st_size);
+  if (size > max_bytes) {
+    std::fclose(f);
+    throw Error(what + "the file is " + format_bytes(static_cast<double>(size)) + ", more than the " +
+                format_bytes(static_cast<double>(max_bytes)) + " an image within the pixel limit can take");
+  }
+  try {
+    require_memory("cannot read '" + path.string() + "'", "the file", static_cast<double>(size));
+  } catch (...) {
+    std::fclose(f);
+    throw;
+  }
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
+  const std::size_t got = bytes.empty() ? 0 : std::fread(bytes.data(), 1, bytes.size(), f);
   const bool failed = std::ferror(f);
   std::fclose(f);
-  if (failed) throw Error("cannot read '" + path.string() + "': read error");
-  if (bytes.empty() && !allow_empty) throw Error("cannot read '" + path.string() + "': the file is empty (0 bytes)");
+  if (failed) throw Error(what + "read error");
+  if (got != bytes.size()) throw Error(what + "the file shrank while it was read");
+  if (bytes.empty() && !allow_empty) throw Error(what + "the file is empty (0 bytes)");
   return bytes;
 }
 
@@ -90,13 +113,41 @@ std::string lower_extension(const fs::path& p) {
 
 }  // namespace
 
-Image read_image(const fs::path& path) { return decode_image(read_file(path), path.string()); }
+void check_image_dimensions(const std::string& name, std::uint64_t width, std::uint64_t height, int channels,
+                            int bytes_per_value, const DecodeLimits& limits) {
+  const std::string what = "cannot read '" + name + "': ";
+  const std::string size = std::to_string(width) + "x" + std::to_string(height);
+  if (width < 1 || height < 1) throw Error(what + "its header gives an empty image (" + size + ")");
+  if (width > kMaxImageSide || height > kMaxImageSide) {
+    throw Error(what + "its header says " + size + "; valid: at most " + std::to_string(kMaxImageSide) +
+                " pixels on a side");
+  }
+  const std::uint64_t pixels = width * height;
+  if (pixels > limits.max_pixels) {
+    char mp[64];
+    std::snprintf(mp, sizeof mp, "%.1f MP", static_cast<double>(pixels) / 1e6);
+    throw Error(what + "its header says " + size + " (" + mp + "), above the pixel limit of " +
+                std::to_string(limits.max_pixels) + "; raise it with --max-pixels (max_pixels in a recipe) if the "
+                "image is genuine");
+  }
+  const double values = static_cast<double>(pixels) * channels;
+  require_memory("cannot read '" + name + "'", "decoding its " + size + " pixels", values * (bytes_per_value + 4));
+}
 
-Image decode_image(std::span<const std::uint8_t> bytes, const std::string& name) {
-  if (starts_with(bytes, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'})) return decode_png(bytes, name);
-  if (starts_with(bytes, {0xFF, 0xD8, 0xFF})) return decode_jpeg(bytes, name);
+Image read_image(const fs::path& path, const DecodeLimits& limits) {
+  // No valid image within the pixel limit is larger than an uncompressed
+  // 16-bit RGBA PNG or a 4-channel float32 .npy of that many pixels, plus
+  // generous room for headers and metadata.
+  const std::uint64_t max_bytes =
+      limits.max_pixels > (UINT64_MAX - (64u << 20)) / 16 ? UINT64_MAX : limits.max_pixels * 16 + (64u << 20);
+  return decode_image(read_file(path, false, max_bytes), path.string(), limits);
+}
+
+Image decode_image(std::span<const std::uint8_t> bytes, const std::string& name, const DecodeLimits& limits) {
+  if (starts_with(bytes, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'})) return decode_png(bytes, name, limits);
+  if (starts_with(bytes, {0xFF, 0xD8, 0xFF})) return decode_jpeg(bytes, name, limits);
   if (starts_with(bytes, {0x93, 'N', 'U', 'M', 'P', 'Y'})) {
-    cv::Mat m = decode_npy(bytes, name);
+    cv::Mat m = decode_npy(bytes, name, limits);
     if (m.channels() != 1 && m.channels() != 3) {
       throw Error("cannot use '" + name + "': it has " + std::to_string(m.channels()) +
                   " channels; opforge accepts grey (1) or RGB (3) images");

@@ -34,11 +34,9 @@ void on_emit_message(j_common_ptr cinfo, int level) {
   if (level < 0) on_error_exit(cinfo);  // a warning: corrupt data
 }
 
-constexpr JDIMENSION kMaxSide = 1u << 16;
-
 }  // namespace
 
-Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string& name) {
+Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string& name, const DecodeLimits& limits) {
   jpeg_decompress_struct cinfo;
   JpegErrors err;
   std::vector<std::uint8_t> pixels;
@@ -53,9 +51,11 @@ Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string& name) 
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
   jpeg_read_header(&cinfo, TRUE);
-  if (cinfo.image_width > kMaxSide || cinfo.image_height > kMaxSide) {
+  try {
+    check_image_dimensions(name, cinfo.image_width, cinfo.image_height, cinfo.num_components == 1 ? 1 : 3, 1, limits);
+  } catch (const Error&) {
     jpeg_destroy_decompress(&cinfo);
-    throw Error("cannot read '" + name + "': image larger than 65536 pixels on a side");
+    throw;
   }
   if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
     jpeg_destroy_decompress(&cinfo);

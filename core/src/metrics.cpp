@@ -11,10 +11,10 @@ namespace opforge {
 namespace {
 
 void require_same_shape(const Image& a, const Image& b) {
-  require_image(a, "metrics");
-  require_image(b, "metrics");
+  require_image(a, "the first image");
+  require_image(b, "the second image");
   if (a.size() != b.size() || a.channels() != b.channels()) {
-    throw Error("metrics: images differ in shape: " + std::to_string(a.rows) + "x" + std::to_string(a.cols) + "x" +
+    throw Error("the images differ in shape: " + std::to_string(a.rows) + "x" + std::to_string(a.cols) + "x" +
                 std::to_string(a.channels()) + " vs " + std::to_string(b.rows) + "x" + std::to_string(b.cols) + "x" +
                 std::to_string(b.channels()));
   }
@@ -98,7 +98,7 @@ double ssim(const Image& a, const Image& b) {
 }
 
 Image matlab_luma(const Image& rgb) {
-  if (rgb.channels() != 3) throw Error("metrics: --y-channel needs RGB images, got " + std::to_string(rgb.channels()) + " channel(s)");
+  if (rgb.channels() != 3) throw Error("the Y-channel comparison (--y-channel) needs RGB images, got " + std::to_string(rgb.channels()) + " channel(s)");
   Image y(rgb.rows, rgb.cols, CV_32FC1);
   for (int r = 0; r < rgb.rows; ++r) {
     const float* s = rgb.ptr<float>(r);
@@ -114,11 +114,11 @@ Metrics compare_images(const Image& a_in, const Image& b_in, const MetricOptions
   require_same_shape(a_in, b_in);
   Image a = options.y_channel ? matlab_luma(a_in) : a_in;
   Image b = options.y_channel ? matlab_luma(b_in) : b_in;
-  if (options.shave < 0) throw Error("metrics: shave " + std::to_string(options.shave) + " is negative; valid: >= 0");
+  if (options.shave < 0) throw Error("shave " + std::to_string(options.shave) + " is negative; valid: >= 0");
   if (options.shave > 0) {
     const int s = options.shave;
     if (2 * s >= a.rows || 2 * s >= a.cols) {
-      throw Error("metrics: shave " + std::to_string(s) + " leaves nothing of a " + std::to_string(a.rows) + "x" +
+      throw Error("shave " + std::to_string(s) + " leaves nothing of a " + std::to_string(a.rows) + "x" +
                   std::to_string(a.cols) + " image; valid: 0.." + std::to_string((std::min(a.rows, a.cols) - 1) / 2));
     }
     const cv::Rect roi(s, s, a.cols - 2 * s, a.rows - 2 * s);

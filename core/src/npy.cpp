@@ -2,6 +2,7 @@
 // little-endian ('<f4'), C order. The header is a Python dict literal; we parse
 // exactly the three keys NumPy writes and reject anything else.
 
+#include <algorithm>
 #include <cstring>
 #include <regex>
 #include <string>
@@ -23,7 +24,7 @@ std::string header_value(const std::string& header, const std::string& key, cons
 
 }  // namespace
 
-cv::Mat decode_npy(std::span<const std::uint8_t> bytes, const std::string& name) {
+cv::Mat decode_npy(std::span<const std::uint8_t> bytes, const std::string& name, const DecodeLimits& limits) {
   const std::string bad = "cannot read '" + name + "': ";
   if (bytes.size() < 10) throw Error(bad + "truncated .npy file");
   const int major = bytes[6];
@@ -51,10 +52,23 @@ cv::Mat decode_npy(std::span<const std::uint8_t> bytes, const std::string& name)
     throw Error(bad + "Fortran-order arrays are not supported; valid: C order");
   }
   const std::string shape_text = header_value(header, "shape", name);
+  // "(H, W)" or "(H, W, C)": each entry a plain decimal number (no sign).
   std::vector<long long> shape;
-  const std::regex num("\\d+");
-  for (auto it = std::sregex_iterator(shape_text.begin(), shape_text.end(), num); it != std::sregex_iterator(); ++it) {
-    shape.push_back(std::stoll(it->str()));
+  {
+    const std::string inner = shape_text.substr(1, shape_text.size() - 2);
+    std::size_t start = 0;
+    while (start <= inner.size()) {
+      const std::size_t comma = std::min(inner.find(',', start), inner.size());
+      std::string item = inner.substr(start, comma - start);
+      item.erase(0, item.find_first_not_of(" "));
+      item.erase(item.find_last_not_of(" ") + 1);
+      start = comma + 1;
+      if (item.empty() && comma == inner.size() && !shape.empty()) break;  // the trailing comma of "(48,)"
+      if (item.empty() || item.size() > 12 || item.find_first_not_of("0123456789") != std::string::npos) {
+        throw Error(bad + "shape " + shape_text + " is malformed; valid: (H, W) or (H, W, C) of positive integers");
+      }
+      shape.push_back(std::stoll(item));
+    }
   }
   if (shape.size() != 2 && shape.size() != 3) {
     throw Error(bad + "shape " + shape_text + " is not supported; valid: (H, W) or (H, W, C)");
@@ -63,6 +77,8 @@ cv::Mat decode_npy(std::span<const std::uint8_t> bytes, const std::string& name)
   if (h < 1 || w < 1 || c < 1 || h > 65536 || w > 65536 || c > 4) {
     throw Error(bad + "shape " + shape_text + " is out of range; valid: 1..65536 rows and columns, 1..4 channels");
   }
+  check_image_dimensions(name, static_cast<std::uint64_t>(w), static_cast<std::uint64_t>(h), static_cast<int>(c), 0,
+                         limits);
   const std::size_t need = static_cast<std::size_t>(h * w * c) * sizeof(float);
   if (bytes.size() - offset != need) {
     throw Error(bad + "data size " + std::to_string(bytes.size() - offset) + " bytes does not match shape " +
@@ -70,6 +86,7 @@ cv::Mat decode_npy(std::span<const std::uint8_t> bytes, const std::string& name)
   }
   cv::Mat m(static_cast<int>(h), static_cast<int>(w), CV_MAKETYPE(CV_32F, static_cast<int>(c)));
   std::memcpy(m.data, bytes.data() + offset, need);  // x86/ARM hosts are little-endian
+  if (const auto bad_value = first_bad_value(m)) throw Error("cannot use '" + name + "': " + describe_bad_value(*bad_value));
   return m;
 }
 

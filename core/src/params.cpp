@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 
 #include "opforge/core/error.hpp"
@@ -98,15 +99,34 @@ ParamSpec choice_param(std::string name, std::string default_value, std::vector<
   return s;
 }
 
-ParamSpec text_param(std::string name, std::string default_value, std::string format, std::string doc) {
+ParamSpec text_param(std::string name, std::string default_value, std::string format, std::string doc,
+                     std::function<std::string(const std::string&)> problem) {
   ParamSpec s;
   s.name = std::move(name);
   s.type = ParamType::text;
   s.scale = SamplingScale::fixed;
   s.default_choice = std::move(default_value);
   s.text_format = std::move(format);
+  s.text_problem = std::move(problem);
   s.doc = std::move(doc);
   return s;
+}
+
+ParamSpec required_text_param(std::string name, std::string format, std::string doc,
+                              std::function<std::string(const std::string&)> problem) {
+  ParamSpec s = text_param(std::move(name), "", std::move(format), std::move(doc), std::move(problem));
+  s.required = true;
+  return s;
+}
+
+std::string file_problem(const std::string& path) {
+  if (path.empty()) return "the file name is empty";
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) return "no such file";
+  if (std::filesystem::is_directory(status)) return "it is a directory";
+  if (!std::filesystem::is_regular_file(status)) return "not a regular file";
+  return "";
 }
 
 double ParamValues::number(const std::string& name) const {
@@ -135,6 +155,27 @@ bool parse_number(std::string_view text, double& out) {
   return res.ec == std::errc() && res.ptr == text.data() + text.size() && std::isfinite(out);
 }
 
+bool parse_unsigned(std::string_view text, std::uint64_t& out) {
+  if (text.empty() || text.size() > 20) return false;
+  std::uint64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return false;
+    const auto digit = static_cast<std::uint64_t>(c - '0');
+    if (v > (UINT64_MAX - digit) / 10) return false;
+    v = v * 10 + digit;
+  }
+  out = v;
+  return true;
+}
+
+std::uint64_t parse_seed(std::string_view text, std::string_view what) {
+  std::uint64_t seed = 0;
+  if (!parse_unsigned(text, seed)) {
+    throw Error(std::string(what) + " '" + std::string(text) + "' is invalid; valid: an integer in 0..18446744073709551615");
+  }
+  return seed;
+}
+
 namespace {
 
 const ParamSpec& find_spec(std::string_view op, std::span<const ParamSpec> specs, const std::string& name) {
@@ -159,7 +200,13 @@ void check(std::string_view op, const ParamSpec& s, const ParamValue& v) {
     if (!std::holds_alternative<std::string>(v)) {
       throw Error(where(op, s) + " = " + format_value(v) + " is not text" + valid_suffix(s));
     }
-    return;  // the operator checks the format
+    const std::string& text = std::get<std::string>(v);
+    if (s.text_problem) {
+      if (const std::string problem = s.text_problem(text); !problem.empty()) {
+        throw Error(where(op, s) + " = '" + text + "' is invalid (" + problem + "); valid: " + s.range_text());
+      }
+    }
+    return;
   }
   if (s.type == ParamType::choice) {
     const auto* str = std::get_if<std::string>(&v);
@@ -178,9 +225,10 @@ void check(std::string_view op, const ParamSpec& s, const ParamValue& v) {
   if (!s.in_range(*d)) throw Error(where(op, s) + " = " + format_value(v) + " is out of range" + valid_suffix(s));
 }
 
-ParamValues fill_defaults(std::span<const ParamSpec> specs, ParamValues values) {
+ParamValues fill_defaults(std::string_view op, std::span<const ParamSpec> specs, ParamValues values) {
   for (const auto& s : specs) {
     if (values.contains(s.name)) continue;
+    if (s.required) throw Error(where(op, s) + " is required; valid: " + s.range_text());
     if (s.type == ParamType::choice || s.type == ParamType::text) {
       values.set(s.name, s.default_choice);
     } else {
@@ -194,7 +242,7 @@ ParamValues fill_defaults(std::span<const ParamSpec> specs, ParamValues values) 
 
 ParamValues validate_params(std::string_view op, std::span<const ParamSpec> specs, const ParamValues& values) {
   for (const auto& [name, v] : values.all()) check(op, find_spec(op, specs, name), v);
-  return fill_defaults(specs, values);
+  return fill_defaults(op, specs, values);
 }
 
 ParamValues resolve_params(std::string_view op, std::span<const ParamSpec> specs,

@@ -48,9 +48,23 @@ void flush_nothing(png_structp) {}
 
 constexpr png_uint_32 kMaxSide = 1u << 16;
 
+// Width, height and the channel count libpng will give, read straight from the
+// IHDR chunk (always the first), so the limits are checked with a message
+// that names them before libpng or we allocate anything.
+void check_header(std::span<const std::uint8_t> b, const std::string& name, const DecodeLimits& limits) {
+  if (b.size() < 26 || std::memcmp(b.data() + 12, "IHDR", 4) != 0) return;  // libpng reports it
+  const auto be32 = [&](std::size_t at) {
+    return (std::uint64_t{b[at]} << 24) | (std::uint64_t{b[at + 1]} << 16) | (std::uint64_t{b[at + 2]} << 8) | b[at + 3];
+  };
+  const int depth = b[24], color_type = b[25];
+  const int channels = color_type == 0 ? 1 : color_type == 2 ? 3 : color_type == 4 ? 2 : 4;  // palette: RGB(A)
+  check_image_dimensions(name, be32(16), be32(20), channels, depth == 16 ? 2 : 1, limits);
+}
+
 }  // namespace
 
-Image decode_png(std::span<const std::uint8_t> bytes, const std::string& name) {
+Image decode_png(std::span<const std::uint8_t> bytes, const std::string& name, const DecodeLimits& limits) {
+  check_header(bytes, name, limits);
   PngContext ctx;
   ctx.input = bytes;
   std::vector<std::uint8_t> pixels;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
 
 #include "opforge/core/io.hpp"
 #include "opforge/core/sha256.hpp"
@@ -27,6 +28,21 @@ fs::path failures_journal(const fs::path& dir, const ShardSpec& s) {
 }
 fs::path done_marker(const fs::path& dir, const ShardSpec& s) { return dir / kStateDir / (shard_tag(s) + ".done"); }
 fs::path shard_lock(const fs::path& dir, const ShardSpec& s) { return dir / kStateDir / (shard_tag(s) + ".lock"); }
+fs::path crash_journal(const fs::path& dir, const ShardSpec& s) { return dir / kStateDir / (shard_tag(s) + ".crashes.jsonl"); }
+fs::path sources_journal(const fs::path& dir, const ShardSpec& s) {
+  return dir / kStateDir / (shard_tag(s) + ".sources.jsonl");
+}
+
+void remove_stale_temporaries(const fs::path& dir, const ShardSpec& s) {
+  const std::string prefix = "." + shard_tag(s) + ".";
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (const auto& e : fs::directory_iterator(dir / kStateDir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) == 0 && name.find(".tmp-") != std::string::npos) stale.push_back(e.path());
+  }
+  for (const auto& p : stale) fs::remove(p, ec);
+}
 
 void write_text(const fs::path& path, const std::string& text) {
   write_file_atomic(path, std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
@@ -134,6 +150,14 @@ bool row_is_complete(const fs::path& dir, const std::string& line, std::string& 
   try {
     const json row = json::parse(line);
     key = row.at("key").get<std::string>();
+    return row_is_complete(dir, row);
+  } catch (const json::exception&) {
+    return false;
+  }
+}
+
+bool row_is_complete(const fs::path& dir, const json& row) {
+  try {
     for (const char* which : {"input", "output"}) {
       const fs::path file = dir / row.at(std::string(which) + "_file_name").get<std::string>();
       std::error_code ec;
@@ -189,15 +213,30 @@ RunSummary finalize(const fs::path& dir, bool verify) {
 
   std::vector<RowRef> refs;
   std::vector<json> failures;
+  std::map<std::size_t, std::string> source_sha;
   for (int i = 0; i < count; ++i) {
     const ShardSpec shard{i, count};
     for_each_line(rows_journal(dir, shard), [&](const std::string& line, std::uint64_t offset) {
+      json row;
       std::string key;
-      if (verify && !row_is_complete(dir, line, key)) {
-        throw Error("pair " + (key.empty() ? std::string("row") : key) + " of shard " + std::to_string(i) +
+      try {
+        row = json::parse(line);
+        key = row.at("key").get<std::string>();
+      } catch (const json::exception&) {
+        throw Error("a row of shard " + std::to_string(i) + "'s journal is corrupt; rerun that shard with --resume");
+      }
+      if (verify && !row_is_complete(dir, row)) {
+        throw Error("pair " + key + " of shard " + std::to_string(i) +
                     " is damaged (a file is missing or does not match its sha256); rerun that shard with --resume");
       }
-      if (!verify) key = json::parse(line).at("key").get<std::string>();
+      // Every pair of a source must come from the same bytes of it.
+      const auto source = row.value("source_index", std::size_t{0});
+      const std::string sha = row.value("source_sha256", "");
+      const auto [known, fresh] = source_sha.emplace(source, sha);
+      if (!fresh && known->second != sha) {
+        throw Error("source '" + row.value("source", "?") + "' changed while the dataset was generated (its pairs hold " +
+                    "two different source_sha256 values); rerun every shard with --resume, then merge again");
+      }
       refs.push_back({std::move(key), i, offset, static_cast<std::uint32_t>(line.size())});
     });
     for_each_line(failures_journal(dir, shard),

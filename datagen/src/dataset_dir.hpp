@@ -22,6 +22,14 @@ std::filesystem::path rows_journal(const std::filesystem::path& dir, const Shard
 std::filesystem::path failures_journal(const std::filesystem::path& dir, const ShardSpec& s);
 std::filesystem::path done_marker(const std::filesystem::path& dir, const ShardSpec& s);
 std::filesystem::path shard_lock(const std::filesystem::path& dir, const ShardSpec& s);
+/// Fatal signals while this shard ran, one line each (crash_guard.hpp).
+std::filesystem::path crash_journal(const std::filesystem::path& dir, const ShardSpec& s);
+/// Each source as this shard read it: index, size, mtime, sha256 (so --resume
+/// notices a source whose content changed and redoes its pairs).
+std::filesystem::path sources_journal(const std::filesystem::path& dir, const ShardSpec& s);
+/// Removes temporaries of this shard's run state left by a process killed
+/// while it rewrote them (.shard-I-of-N.*.tmp-PID-K). Call with the shard's lock held.
+void remove_stale_temporaries(const std::filesystem::path& dir, const ShardSpec& s);
 
 void write_text(const std::filesystem::path& path, const std::string& text);
 std::string read_text(const std::filesystem::path& path);
@@ -88,6 +96,7 @@ std::string bucket_of(std::size_t source_index);
 
 /// A journal row is complete when it parses and both its files hash as recorded.
 bool row_is_complete(const std::filesystem::path& dir, const std::string& line, std::string& key);
+bool row_is_complete(const std::filesystem::path& dir, const nlohmann::json& row);
 
 /// Reads every shard's journal and writes metadata.jsonl (last),
 /// failures.jsonl, dataset.json, recipe.yaml and the WebDataset shards.

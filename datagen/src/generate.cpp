@@ -2,6 +2,7 @@
 
 #include <tbb/global_control.h>
 #include <tbb/parallel_pipeline.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,12 +13,16 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <map>
+#include <optional>
 #include <set>
 
+#include "crash_guard.hpp"
 #include "dataset_dir.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
 #include "opforge/core/sha256.hpp"
+#include "opforge/core/threads.hpp"
 #include "opforge/core/version.hpp"
 
 namespace opforge::datagen {
@@ -59,14 +64,47 @@ struct SourceSlot {
   std::string error;
 };
 
-void load_source(SourceSlot& slot, const Recipe& recipe, const SourceImage& source) {
+// Size and modification time of a file as stat(2) sees it: --resume re-hashes
+// a source only when these differ from what the sources journal recorded.
+struct FileStamp {
+  std::uint64_t size = 0;
+  std::int64_t mtime_ns = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+
+std::optional<FileStamp> stamp_of(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileStamp{static_cast<std::uint64_t>(st.st_size),
+                   static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
+}
+
+// What a shard knows of its sources: the journal it appends to and the
+// records of earlier runs.
+struct SourceLedger {
+  explicit SourceLedger(fs::path path) : journal(std::move(path)) {}
+  Journal journal;
+  std::mutex mutex;
+
+  void record(std::size_t index, const FileStamp& stamp, const std::string& sha256) {
+    const std::string line =
+        dump_line(json{{"source_index", index}, {"size", stamp.size}, {"mtime_ns", stamp.mtime_ns}, {"sha256", sha256}});
+    std::lock_guard lock(mutex);
+    journal.append(line);
+  }
+};
+
+void load_source(SourceSlot& slot, const Recipe& recipe, const SourceImage& source, std::size_t index,
+                 SourceLedger& ledger) {
   std::lock_guard lock(slot.mutex);
   if (slot.loaded) return;
   slot.loaded = true;
   try {
+    const std::optional<FileStamp> stamp = stamp_of(source.path);
     const std::vector<std::uint8_t> bytes = read_file(source.path);
     slot.sha256 = sha256_hex(bytes);
-    slot.image = preprocess_source(recipe, decode_image(bytes, source.path.string()));
+    if (stamp) ledger.record(index, *stamp, slot.sha256);
+    slot.image = preprocess_source(recipe, decode_image(bytes, source.path.string(), recipe.limits));
   } catch (const WriteError&) {
     throw;
   } catch (const Error& e) {
@@ -82,11 +120,13 @@ struct Task {
   std::size_t source_index = 0;
   int pair_index = 0;
   std::shared_ptr<SourceSlot> slot;
+  std::string skip_reason = {};  ///< set: the pair is not run but recorded as failed (it crashed the process)
 };
 
 struct Outcome {
   std::string row = {};      // journal line on success
   std::string failure = {};  // failure line otherwise
+  bool crashed = false;      // the failure: skipped after crashing the process
 };
 
 class Progress {
@@ -135,21 +175,37 @@ json failure_row(const std::string& key, const SourceImage& source, std::size_t 
               {"pair_index", pair_index}, {"stage", stage}, {"error", error}};
 }
 
-Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, const Task& task, const fs::path& dir) {
+// Clears the thread's crash context however process() leaves.
+struct CrashContextScope {
+  ~CrashContextScope() { clear_crash_context(); }
+};
+
+Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, const Task& task, const fs::path& dir,
+                SourceLedger& ledger, const RunOptions& options) {
   const SourceImage& source = sources[task.source_index];
   const std::string key = pair_key(task.source_index, sources.size(), task.pair_index, recipe.pairs_per_source);
+  if (!task.skip_reason.empty()) {
+    return {.failure = dump_line(failure_row(key, source, task.source_index, task.pair_index, "crash", task.skip_reason)),
+            .crashed = true};
+  }
   std::string stage = "source";
+  const CrashContextScope crash_scope;
   try {
-    load_source(*task.slot, recipe, source);
+    crash_context(key, task.source_index, stage, "");
+    load_source(*task.slot, recipe, source, task.source_index, ledger);
     if (!task.slot->error.empty()) {
       return {.failure = dump_line(failure_row(key, source, task.source_index, task.pair_index, stage, task.slot->error))};
     }
     stage = "operator";
+    const PairPlan plan = plan_pair(recipe, source, task.source_index, sources.size(), task.pair_index);
+    crash_context(key, task.source_index, stage, plan.op->entry->name);
+    if (options.before_operator) options.before_operator(source, plan);
     const PairImages pair = make_pair(recipe, source, task.source_index, sources.size(), task.pair_index, task.slot->image);
     const OperatorEntry& op = *pair.plan.op->entry;
     const auto& crop = pair.crop;
 
     stage = "write";
+    crash_context(key, task.source_index, stage, op.name);
     const std::vector<std::uint8_t> input_bytes = encode(pair.input, recipe.format);
     const std::vector<std::uint8_t> output_bytes = encode(pair.output, recipe.format);
     const std::string ext(file_extension(recipe.format));
@@ -189,6 +245,32 @@ Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, c
   }
 }
 
+// Why a pair is not run again, from the crash journal: its operator (or the
+// source's decoding) crashed the process twice on its source.
+std::string crash_verdict(const CrashHistory& history, const Recipe& recipe, const std::vector<SourceImage>& sources,
+                          std::size_t s, int p) {
+  const auto reason = [&](const std::string& what) -> std::string {
+    const auto it = history.by_source.find({s, what});
+    if (it == history.by_source.end() || it->second < 2) return "";
+    std::string keys;
+    for (const auto& k : history.keys.at({s, what})) keys += (keys.empty() ? "" : ", ") + k;
+    const std::string signal = history.signal.at({s, what});
+    return what.empty() ? "decoding this source crashed the process twice (" + signal + ", pairs " + keys +
+                              "); its pairs are skipped"
+                        : what + " crashed the process twice on this source (" + signal + ", pairs " + keys +
+                              "); it is not run on this source again";
+  };
+  if (std::string r = reason(""); !r.empty()) return r;
+  bool any = false;
+  for (const auto& [where, count] : history.by_source) any = any || (where.first == s && count >= 2);
+  if (!any) return "";
+  try {
+    return reason(plan_pair(recipe, sources[s], s, sources.size(), p).op->entry->name);
+  } catch (const Error&) {
+    return "";  // the pair fails on its own when it runs
+  }
+}
+
 }  // namespace
 
 ShardSpec parse_shard(const std::string& text) {
@@ -203,11 +285,15 @@ ShardSpec parse_shard(const std::string& text) {
 
 ShardSpec shard_from_environment(int count, const std::function<const char*(const char*)>& getenv_fn) {
   if (count < 1 || count > 100000) throw Error("--shards " + std::to_string(count) + " is invalid; valid: 1..100000");
+  // false when unset; a set variable that is not a non-negative integer is an error.
   const auto number = [&](const char* name, long long& out) {
     const char* v = getenv_fn(name);
-    double d;
-    if (!v || !parse_number(v, d) || d != std::floor(d)) return false;
-    out = static_cast<long long>(d);
+    if (!v) return false;
+    std::uint64_t value = 0;
+    if (!parse_unsigned(v, value) || value > 1'000'000'000) {
+      throw Error(std::string(name) + "='" + v + "' is malformed; valid: a non-negative integer (set by the scheduler)");
+    }
+    out = static_cast<long long>(value);
     return true;
   };
   long long id, index;
@@ -246,9 +332,7 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   const fs::path& dir = options.out_dir;
   const ShardSpec shard = options.shard;
-  if (options.threads < 0 || options.threads > 1024) {
-    throw Error("--threads " + std::to_string(options.threads) + " is out of range; valid: 1..1024 (0: all cores)");
-  }
+  const ThreadLimit thread_limit(options.threads);
   const std::vector<SourceImage> sources = options.sources
                                                ? list_sources({*options.sources}, fs::current_path())
                                                : list_sources(recipe.sources, recipe.base_dir);
@@ -257,6 +341,7 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
   const ShardLock lock(shard_lock(dir, shard),
                        "shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) + " of '" +
                            dir.string() + "'");
+  remove_stale_temporaries(dir, shard);
   const fs::path journal_path = rows_journal(dir, shard);
   std::error_code ec;
   if (!options.resume && fs::exists(journal_path, ec)) {
@@ -266,20 +351,68 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
   // From here on the dataset is incomplete until it is finalized again.
   fs::remove(dir / "metadata.jsonl", ec);
   fs::remove(done_marker(dir, shard), ec);
+  if (!options.resume) {
+    fs::remove(crash_journal(dir, shard), ec);
+    fs::remove(sources_journal(dir, shard), ec);
+  }
 
-  // Pairs whose journal row is intact and whose files still hash as recorded.
+  // Pairs whose journal row is intact, whose files still hash as recorded,
+  // and whose source still holds the bytes it was made from.
+  RunSummary summary;
   std::set<std::string> done;
   {
+    std::map<std::size_t, std::pair<FileStamp, std::string>> recorded;  // source → what an earlier run read
+    if (fs::exists(sources_journal(dir, shard), ec)) {
+      for_each_line(sources_journal(dir, shard), [&](const std::string& line, std::uint64_t) {
+        try {
+          const json j = json::parse(line);
+          recorded[j.at("source_index").get<std::size_t>()] = {
+              {j.at("size").get<std::uint64_t>(), j.at("mtime_ns").get<std::int64_t>()}, j.at("sha256").get<std::string>()};
+        } catch (const json::exception&) {
+        }
+      });
+    }
+    std::map<std::size_t, std::string> current;  // source → its sha256 now ("" when unreadable)
+    const auto current_sha = [&](std::size_t s) -> const std::string& {
+      auto it = current.find(s);
+      if (it != current.end()) return it->second;
+      std::string sha;
+      const auto stamp = stamp_of(sources[s].path);
+      const auto known = recorded.find(s);
+      if (stamp && known != recorded.end() && known->second.first == *stamp) {
+        sha = known->second.second;
+      } else {
+        try {
+          sha = sha256_file_hex(sources[s].path);
+        } catch (const Error&) {
+        }
+      }
+      return current.emplace(s, std::move(sha)).first->second;
+    };
+    std::set<std::size_t> changed;
     AtomicFileWriter kept(journal_path);
     if (options.resume && fs::exists(journal_path, ec)) {
       for_each_line(journal_path, [&](const std::string& line, std::uint64_t) {
-        std::string key;
-        if (row_is_complete(dir, line, key) && done.insert(key).second) kept.write(line + "\n");
+        json row;
+        try {
+          row = json::parse(line);
+          const std::size_t s = row.at("source_index").get<std::size_t>();
+          if (s >= sources.size() || row.at("source").get<std::string>() != sources[s].name) return;
+          if (!row_is_complete(dir, row)) return;
+          if (current_sha(s) != row.at("source_sha256").get<std::string>()) {
+            changed.insert(s);
+            return;
+          }
+          if (done.insert(row.at("key").get<std::string>()).second) kept.write(line + "\n");
+        } catch (const json::exception&) {
+        }
       });
     }
     kept.commit();
+    for (const std::size_t s : changed) summary.changed_sources.push_back(sources[s].name);
   }
   write_text(failures_journal(dir, shard), "");
+  const CrashHistory crashes = read_crash_history(crash_journal(dir, shard));
 
   // Shard I owns a contiguous run of pairs in key order: balanced to one pair
   // whatever the number of sources, and each source is decoded by at most
@@ -288,16 +421,13 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
   const std::uint64_t total = sources.size() * pairs;
   const std::uint64_t first = total * static_cast<std::uint64_t>(shard.index) / static_cast<std::uint64_t>(shard.count);
   const std::uint64_t last = total * static_cast<std::uint64_t>(shard.index + 1) / static_cast<std::uint64_t>(shard.count);
-  RunSummary summary;
   summary.planned = static_cast<std::size_t>(last - first);
   summary.reused = done.size();
 
   Journal rows(journal_path), failures(failures_journal(dir, shard));
-  std::optional<tbb::global_control> limit;
-  if (options.threads > 0) limit.emplace(tbb::global_control::max_allowed_parallelism, options.threads);
-  const int workers = options.threads > 0 ? options.threads
-                                          : static_cast<int>(tbb::global_control::active_value(
-                                                tbb::global_control::max_allowed_parallelism));
+  SourceLedger ledger(sources_journal(dir, shard));
+  const CrashGuard crash_guard(crash_journal(dir, shard));
+  const int workers = thread_limit.workers();
   Progress progress(summary.planned, options.progress);
 
   std::uint64_t next = first;
@@ -319,14 +449,16 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
                                          make_directories(dir / "input" / bucket_of(s));
                                          make_directories(dir / "output" / bucket_of(s));
                                        }
-                                       return Task{s, p, slot};
+                                       return Task{s, p, slot, crashes.by_source.empty()
+                                                                   ? std::string()
+                                                                   : crash_verdict(crashes, recipe, sources, s, p)};
                                      }
                                      slot.reset();
                                      fc.stop();
                                      return {};
                                    }) &
           tbb::make_filter<Task, Outcome>(tbb::filter_mode::parallel,
-                                          [&](const Task& task) { return process(recipe, sources, task, dir); }) &
+                                          [&](const Task& task) { return process(recipe, sources, task, dir, ledger, options); }) &
           tbb::make_filter<Outcome, void>(tbb::filter_mode::serial_in_order, [&](const Outcome& outcome) {
             if (!outcome.row.empty()) {
               rows.append(outcome.row);
@@ -334,6 +466,7 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
             } else {
               failures.append(outcome.failure);
               ++summary.failed;
+              summary.crashed += outcome.crashed;
             }
             progress.update(summary.reused + summary.written + summary.failed, summary.failed);
           }));
@@ -359,8 +492,10 @@ std::string summary_line(const std::string& name, const RunSummary& s, const fs:
   // Only the numbers go through a fixed buffer; names and paths may be long.
   char counts[160];
   const double rate = s.seconds > 0 ? static_cast<double>(s.written) / s.seconds : 0;
-  std::snprintf(counts, sizeof counts, ": %zu pairs written, %zu already complete, %zu failed in %.1f s (%.2f pairs/s) -> ",
-                s.written, s.reused, s.failed, s.seconds, rate);
+  char crashed[64] = "";
+  if (s.crashed > 0) std::snprintf(crashed, sizeof crashed, " (%zu after crashing the process)", s.crashed);
+  std::snprintf(counts, sizeof counts, ": %zu pairs written, %zu already complete, %zu failed%s in %.1f s (%.2f pairs/s) -> ",
+                s.written, s.reused, s.failed, crashed, s.seconds, rate);
   std::string line = name;
   if (shard.count > 1) line += " shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count);
   line += counts;

@@ -61,8 +61,10 @@ Image contact_sheet(const Recipe& recipe, const PreviewOptions& options) {
   std::vector<std::string> load_error(shown);
   tbb::parallel_for(std::size_t{0}, shown, [&](std::size_t s) {
     try {
-      loaded[s] = preprocess_source(recipe, read_image(sources[s].path));
-    } catch (const Error& e) {
+      loaded[s] = preprocess_source(recipe, read_image(sources[s].path, recipe.limits));
+    } catch (const std::bad_alloc&) {
+      load_error[s] = "out of memory decoding '" + sources[s].path.string() + "'";
+    } catch (const std::exception& e) {  // opforge::Error, cv::Exception: one bad source is one failed cell
       load_error[s] = e.what();
     }
   });
@@ -85,9 +87,9 @@ Image contact_sheet(const Recipe& recipe, const PreviewOptions& options) {
         if (const double* v = std::get_if<double>(&value)) std::snprintf(text, sizeof text, "%.4g", *v);
         cell.lines.push_back("  " + name + " = " + (std::holds_alternative<double>(value) ? text : std::get<std::string>(value)));
       }
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {
       cell.lines.push_back(pair_key(s, sources.size(), p, recipe.pairs_per_source) + "  FAILED");
-      const std::string what = e.what();
+      const std::string what = dynamic_cast<const std::bad_alloc*>(&e) ? "out of memory" : e.what();
       for (std::size_t k = 0; k < what.size(); k += 48) cell.lines.push_back("  " + what.substr(k, 48));
     }
     cell.lines.push_back("  " + fs::path(sources[s].name).filename().string());

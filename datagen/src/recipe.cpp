@@ -50,6 +50,23 @@ class RecipeReader {
   }
   [[noreturn]] void fail_file(const std::string& message) const { throw Error(file_.string() + ": " + message); }
 
+  // yaml-cpp keeps both entries of a repeated key and answers lookups with the
+  // first: a repeated key anywhere in the recipe is an error, not a silent choice.
+  void require_unique_keys(const YAML::Node& node) const {
+    if (node.IsSequence()) {
+      for (const auto& item : node) require_unique_keys(item);
+    } else if (node.IsMap()) {
+      std::map<std::string, int> seen;
+      for (const auto& item : node) {
+        const std::string key = item.first.IsScalar() ? item.first.as<std::string>() : std::string();
+        if (!item.first.IsScalar()) fail(item.first, "a key must be a single value");
+        const auto [at, fresh] = seen.emplace(key, item.first.Mark().line + 1);
+        if (!fresh) fail(item.first, "key '" + key + "' is repeated (first at line " + std::to_string(at->second) + ")");
+        require_unique_keys(item.second);
+      }
+    }
+  }
+
   // Rejects keys outside `valid` (typos), naming the valid ones.
   void require_keys(const YAML::Node& map, const std::vector<std::string>& valid, const std::string& where) const {
     if (!map.IsMap()) fail(map, where + " must be a mapping of keys to values");
@@ -64,6 +81,21 @@ class RecipeReader {
   std::string scalar(const YAML::Node& node, const std::string& what) const {
     if (!node.IsScalar()) fail(node, what + " must be a single value");
     return node.as<std::string>();
+  }
+
+  // A string in YAML's core schema: quoted, or a plain scalar that does not
+  // resolve to a number, a boolean or null.
+  std::string text(const YAML::Node& node, const std::string& what) const {
+    if (node.IsNull()) fail(node, what + " is empty; valid: text");
+    if (!node.IsScalar()) fail(node, what + " must be text, not a list or mapping");
+    const std::string value = node.as<std::string>();
+    static const std::set<std::string> non_strings = {"true", "True", "TRUE", "false", "False", "FALSE",
+                                                      "null", "Null", "NULL", "~"};
+    double number = 0;
+    if (node.Tag() != "!" && (non_strings.count(value) || parse_number(value, number))) {
+      fail(node, what + " '" + value + "' is not text; valid: text (quote it to keep it)");
+    }
+    return value;
   }
 
   double number(const YAML::Node& node, const std::string& what) const {
@@ -94,18 +126,12 @@ class RecipeReader {
   fs::path file_;
 };
 
-std::uint64_t parse_seed(const RecipeReader& r, const YAML::Node& node) {
-  const std::string text = r.scalar(node, "seed");
-  std::uint64_t v = 0;
-  bool ok = !text.empty() && text.size() <= 20;
-  for (char c : text) {
-    if (c < '0' || c > '9') { ok = false; break; }
-    const std::uint64_t digit = static_cast<std::uint64_t>(c - '0');
-    if (v > (UINT64_MAX - digit) / 10) { ok = false; break; }
-    v = v * 10 + digit;
+std::uint64_t recipe_seed(const RecipeReader& r, const YAML::Node& node) {
+  try {
+    return parse_seed(r.scalar(node, "seed"), "seed");
+  } catch (const Error& e) {
+    r.fail(node, e.what());
   }
-  if (!ok) r.fail(node, "seed '" + text + "' is invalid; valid: an integer in 0..18446744073709551615");
-  return v;
 }
 
 SourceSpec parse_source(const RecipeReader& r, const YAML::Node& node) {
@@ -234,8 +260,12 @@ Recipe parse_recipe(const std::string& text, const fs::path& file) {
     throw Error(file.string() + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
   }
   if (!root.IsMap()) r.fail_file("a recipe is a YAML mapping (name, seed, sources, operators, …)");
-  r.require_keys(root, {"name", "description", "seed", "sources", "preprocess", "pairs_per_source", "operators", "output"},
+  r.require_unique_keys(root);
+  r.require_keys(root,
+                 {"name", "description", "seed", "sources", "max_pixels", "preprocess", "pairs_per_source", "operators",
+                  "output"},
                  "the recipe");
+  if (root["description"]) r.text(root["description"], "description");
 
   Recipe recipe;
   recipe.file = file;
@@ -251,7 +281,7 @@ Recipe parse_recipe(const std::string& text, const fs::path& file) {
     r.fail(root["name"], "name '" + recipe.name + "' is invalid; valid: 1–100 letters, digits, '_' or '-'");
   }
   if (!root["seed"]) r.fail_file("missing 'seed' (an integer; every pair's seed derives from it)");
-  recipe.seed = parse_seed(r, root["seed"]);
+  recipe.seed = recipe_seed(r, root["seed"]);
 
   if (!root["sources"]) r.fail_file("missing 'sources' (a directory, glob or list file of images)");
   const YAML::Node sources = root["sources"];
@@ -260,6 +290,11 @@ Recipe parse_recipe(const std::string& text, const fs::path& file) {
     for (const auto& s : sources) recipe.sources.push_back(parse_source(r, s));
   } else {
     recipe.sources.push_back(parse_source(r, sources));
+  }
+
+  if (root["max_pixels"]) {
+    recipe.limits.max_pixels = static_cast<std::uint64_t>(
+        r.integer(root["max_pixels"], "max_pixels", 1, static_cast<std::int64_t>(kMaxImageSide * kMaxImageSide)));
   }
 
   if (root["preprocess"]) {

@@ -10,6 +10,7 @@
 #include "entries.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
+#include "opforge/core/memory.hpp"
 #include "opforge/core/rng.hpp"
 
 namespace opforge {
@@ -99,7 +100,9 @@ cv::Mat resize_cols(const cv::Mat& in, int out_cols, double scale) {
 
 const std::vector<ParamSpec>& resize_specs() {
   static const std::vector<ParamSpec> specs = {
-      real_param("scale", 0.5, 0.0, 16.0, true, false, SamplingScale::log,
+      // Shrinking by s spreads each output over 4/s input taps: below 1/1000
+      // the kernel alone outgrows any image opforge reads.
+      real_param("scale", 0.5, 0.001, 16.0, false, false, SamplingScale::log,
                  "scale factor; the output is ceil(scale·size) (MATLAB's rule); ignored when width and height are set"),
       integer_param("width", 0, 0, 65536, "output width in pixels (0: from scale; set together with height)"),
       integer_param("height", 0, 0, 65536, "output height in pixels (0: from scale; set together with width)"),
@@ -116,6 +119,17 @@ const std::vector<ParamSpec>& sr_specs() {
       integer_param("modcrop", 0, 0, 64, "crop the HR image to a multiple of this (0: the scale; Fan et al. use 6 for x3)"),
   };
   return specs;
+}
+
+// float64 input, intermediate and output, the float32 result and the taps.
+double resize_peak_bytes(const Image& input, double scale, int width, int height) {
+  const double rows = height > 0 ? height : std::ceil(scale * input.rows);
+  const double cols = width > 0 ? width : std::ceil(scale * input.cols);
+  const double c = input.channels();
+  const double mid = std::max(rows * input.cols, input.rows * cols);
+  const double shrink = std::min({width > 0 ? rows / input.rows : scale, width > 0 ? cols / input.cols : scale, 1.0});
+  const double taps = (rows + cols) * (4.0 / shrink + 2) * 12.0;
+  return 8.0 * c * (pixel_count(input) + mid + rows * cols) + 4.0 * c * rows * cols + taps;
 }
 
 void validate(const SrBicubicParams& p) {
@@ -178,7 +192,7 @@ Image resize_bicubic(const Image& input, const ResizeBicubicParams& params) {
   v.set("height", static_cast<double>(params.height));
   validate_params("resize_bicubic", resize_specs(), v);
   if ((params.width == 0) != (params.height == 0)) {
-    throw Error("resize_bicubic: give both width and height (1..65536), or neither and a scale in (0, 16]");
+    throw Error("resize_bicubic: give both width and height (1..65536), or neither and a scale in [0.001, 16]");
   }
   double scale_rows = params.scale, scale_cols = params.scale;
   int out_rows, out_cols;
@@ -195,6 +209,10 @@ Image resize_bicubic(const Image& input, const ResizeBicubicParams& params) {
     throw Error("resize_bicubic: output " + std::to_string(out_cols) + "x" + std::to_string(out_rows) +
                 " is too large; valid: at most 2^30 pixels");
   }
+  require_memory("resize_bicubic",
+                 "resizing a " + std::to_string(input.cols) + "x" + std::to_string(input.rows) + " image to " +
+                     std::to_string(out_cols) + "x" + std::to_string(out_rows),
+                 resize_peak_bytes(input, params.scale, params.width, params.height));
   cv::Mat img = to_double_exact(input);
   if (scale_rows <= scale_cols) {  // smaller scale first; rows first on a tie
     img = resize_cols(resize_rows(img, out_rows, scale_rows), out_cols, scale_cols);
@@ -275,6 +293,10 @@ OperatorEntry resize_bicubic_entry() {
       .kind = OperatorKind::degradation,
       .version = "1",
       .params = resize_specs(),
+      .peak_bytes = [](const Image& img, const ParamValues& p) {
+        return resize_peak_bytes(img, p.number("scale"), static_cast<int>(p.integer("width")),
+                                 static_cast<int>(p.integer("height")));
+      },
       .run = [](const Image& img, const ParamValues& p, const RunContext&) {
         return resize_bicubic(img, {.scale = p.number("scale"),
                                     .width = static_cast<int>(p.integer("width")),
@@ -302,6 +324,8 @@ OperatorEntry sr_bicubic_entry() {
       .kind = OperatorKind::degradation,
       .version = "1",
       .params = sr_specs(),
+      // float64 copies of the reference, the LR image and the upsampled input.
+      .peak_bytes = [](const Image& img, const ParamValues&) { return pixel_count(img) * 40.0 * img.channels(); },
       .run = [](const Image& img, const ParamValues& p, const RunContext&) { return sr_input(img, sr_params(p)); },
       .prepare = [](const Image& img, const ParamValues& p) { return sr_reference(img, sr_params(p)); },
   };
@@ -316,6 +340,7 @@ OperatorEntry gaussian_noise_entry() {
       .kind = OperatorKind::degradation,
       .version = "2",  // 2: gray mode noises the float32 grey reference the pair stores
       .params = noise_specs(),
+      .peak_bytes = [](const Image& img, const ParamValues&) { return pixel_count(img) * 24.0 * img.channels(); },
       .run = [](const Image& img, const ParamValues& p, const RunContext& ctx) {
         return gaussian_noise(img,
                               {.sigma = p.number("sigma"),
@@ -341,6 +366,7 @@ OperatorEntry jpeg_degrade_entry() {
       .kind = OperatorKind::degradation,
       .version = "1",
       .params = jpeg_specs(),
+      .peak_bytes = [](const Image& img, const ParamValues&) { return pixel_count(img) * 16.0 * img.channels(); },
       .run = [](const Image& img, const ParamValues& p, const RunContext&) {
         const std::string& mode = p.choice("mode");
         return jpeg_degrade(img, {.quality = static_cast<int>(p.integer("quality")),

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "opforge/core/error.hpp"
+#include "opforge/core/memory.hpp"
 
 namespace opforge {
 namespace {
@@ -35,11 +36,6 @@ void check_weights(const GridWeights& w, std::span<const double> data) {
   }
 }
 
-std::string gib(std::size_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (1u << 30));
-  return buf;
-}
 
 // The lower triangle of D + L_a in CHOLMOD's compressed-column form, numbered
 // row-major (p = y·cols + x): column p holds p, then its east and south
@@ -113,25 +109,9 @@ std::size_t estimate_grid_cholesky_bytes(int rows, int cols) {
   return static_cast<std::size_t>(factor + 120.0 * n);
 }
 
-std::size_t available_memory_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string line;
-  while (std::getline(meminfo, line)) {
-    std::istringstream in(line);
-    std::string key;
-    std::size_t kib = 0;
-    if (in >> key >> kib && key == "MemAvailable:") return kib * 1024;
-  }
-  return static_cast<std::size_t>(-1);  // unknown: do not refuse
-}
-
-void require_memory(const std::string& who, int rows, int cols, std::size_t needed_bytes) {
-  const std::size_t available = available_memory_bytes();
-  if (needed_bytes > available) {
-    throw Error(who + ": a " + std::to_string(cols) + "x" + std::to_string(rows) + " image needs an estimated " +
-                gib(needed_bytes) + " for its sparse solve, but only " + gib(available) +
-                " of memory is available; use a smaller image (or crop/resize the source)");
-  }
+void require_solver_memory(const std::string& who, int rows, int cols, std::size_t needed_bytes) {
+  require_memory(who, "the sparse solve of a " + std::to_string(cols) + "x" + std::to_string(rows) + " image",
+                 static_cast<double>(needed_bytes));
 }
 
 struct GridCholesky::State {

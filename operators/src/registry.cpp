@@ -1,10 +1,15 @@
 #include "opforge/operators/registry.hpp"
 
+#include <tbb/global_control.h>
+#include <tbb/info.h>
+
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "entries.hpp"
 #include "opforge/core/error.hpp"
+#include "opforge/core/memory.hpp"
 
 namespace opforge {
 
@@ -49,7 +54,17 @@ ParamValues OperatorEntry::validate(const ParamValues& values) const { return va
 Image OperatorEntry::apply(const Image& input, const ParamValues& values, const RunContext& context) const {
   require_image(input, name);
   const ParamValues valid = validate(values);
+  require_memory(name,
+                 "a " + std::to_string(input.cols) + "x" + std::to_string(input.rows) + "x" +
+                     std::to_string(input.channels()) + " image",
+                 peak_bytes(input, valid));
   return run(prepare ? prepare(input, valid) : input, valid, context);
+}
+
+int operator_threads() {
+  return static_cast<int>(std::min<std::size_t>(
+      tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism),
+      static_cast<std::size_t>(tbb::info::default_concurrency())));
 }
 
 Image OperatorEntry::target(const Image& source, const ParamValues& values) const {
@@ -71,6 +86,7 @@ nlohmann::json spec_json(const ParamSpec& s) {
   } else if (s.type == ParamType::text) {
     j["default"] = s.default_choice;
     j["format"] = s.text_format;
+    j["required"] = s.required;
   } else {
     j["default"] = s.default_number;
     j["min"] = s.min;
@@ -125,11 +141,11 @@ std::string registry_markdown() {
        << "\n"
        << "| parameter | type | default | valid | sampling | meaning |\n|---|---|---|---|---|---|\n";
     for (const auto& s : e.params) {
-      md << "| `" << s.name << "` | " << to_string(s.type) << " | " << cell(s.default_text()) << " | "
+      md << "| `" << s.name << "` | " << to_string(s.type) << " | " << (s.required ? "(required)" : cell(s.default_text())) << " | "
          << cell(s.range_text()) << " | " << to_string(s.scale) << " | " << cell(s.doc) << " |\n";
     }
     md << "\nExample: `opforge apply " << e.name << " in.png out.png";
-    for (const auto& s : e.params) md << " --param " << s.name << "=" << s.default_text();
+    for (const auto& s : e.params) md << " --param " << s.name << "=" << (s.required ? "FILE" : s.default_text());
     md << "`\n";
   }
   return md.str();

@@ -12,6 +12,7 @@
 
 #include "entries.hpp"
 #include "opforge/core/error.hpp"
+#include "opforge/core/memory.hpp"
 
 namespace opforge {
 namespace {
@@ -170,6 +171,22 @@ GridShape grid_shape(double e_min, double e_max, int rows, int cols, double sigm
   g.gw = static_cast<int>(std::floor((cols - 1) / sigma_s)) + 1 + 2 * kPadding;
   g.gd = static_cast<int>(std::floor((e_max - e_min) / sigma_r)) + 1 + 2 * kPadding;
   return g;
+}
+
+// The grid's depth follows the guide's value range, which stays within the
+// input's range and 0 (J⁰ = 0; each step interpolates normalised cells).
+double grid_depth(const Image& input, double sigma_r) {
+  double lo = 0, hi = 0;
+  cv::minMaxLoc(input.reshape(1), &lo, &hi);
+  return (std::max(hi, 0.0) - std::min(lo, 0.0)) / sigma_r + 1 + 2 * kPadding;
+}
+
+// Planes: 33 B/px grey, 88 B/px RGB measured at 1 MP; each worker thread
+// keeps five grid slabs (three raw rows, the finished and the blurred row).
+double rolling_guidance_peak_bytes(const Image& input, double sigma_s, double sigma_r) {
+  const double gw = std::floor((input.cols - 1) / sigma_s) + 1 + 2 * kPadding;
+  const double slab = 2.0 * gw * grid_depth(input, sigma_r) * sizeof(double);
+  return pixel_count(input) * (8.0 + 42.0 * input.channels()) + operator_threads() * 5.0 * slab;
 }
 
 // Cells [lo, hi] of a grid row's z axis; empty when hi < lo.
@@ -415,6 +432,14 @@ Image rolling_guidance(const Image& input, const RollingGuidanceParams& params) 
   v.set("sigma_r", params.sigma_r);
   v.set("iterations", static_cast<double>(params.iterations));
   validate_params("rolling_guidance", rgf_specs(), v);
+  // A value range far beyond [0, 1] (or a tiny sigma_r) makes the grid deep.
+  if (const double depth = grid_depth(input, params.sigma_r); depth > 1e8) {
+    throw Error("rolling_guidance: the image's value range over sigma_r = " + format_value(params.sigma_r) +
+                " needs a bilateral grid " + format_value(std::round(depth)) +
+                " cells deep; valid: at most 1e8 (values nominally in [0, 1])");
+  }
+  require_memory("rolling_guidance", "a " + std::to_string(input.cols) + "x" + std::to_string(input.rows) + " image",
+                 rolling_guidance_peak_bytes(input, params.sigma_s, params.sigma_r));
   const int rows = input.rows, cols = input.cols;
   const std::vector<Plane> source = to_double_planes(input);
   // Channels are independent: each rolls on its own, its bands in parallel
@@ -454,6 +479,9 @@ OperatorEntry rolling_guidance_entry() {
       .kind = OperatorKind::filter,
       .version = "1",
       .params = rgf_specs(),
+      .peak_bytes = [](const Image& img, const ParamValues& p) {
+        return rolling_guidance_peak_bytes(img, p.number("sigma_s"), p.number("sigma_r"));
+      },
       .run = [](const Image& img, const ParamValues& p, const RunContext&) {
         return rolling_guidance(img, {.sigma_s = p.number("sigma_s"),
                                       .sigma_r = p.number("sigma_r"),

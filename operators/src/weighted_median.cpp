@@ -366,6 +366,13 @@ OperatorEntry weighted_median_entry() {
       .kind = OperatorKind::filter,
       .version = "1",
       .params = wmf_specs(),
+      // Planes (38 B/px grey, 78 B/px RGB measured at 1 MP) and, per thread,
+      // a joint histogram and the window's columns.
+      .peak_bytes = [](const Image& img, const ParamValues& p) {
+        const double r = std::floor(p.number("radius") + 0.5);
+        const double per_thread = 4.0 * 256 * static_cast<double>(p.integer("levels_input")) + 4.0 * (2 * r + 1) * img.cols;
+        return pixel_count(img) * (30.0 + 29.0 * img.channels()) + operator_threads() * per_thread;
+      },
       .run = [](const Image& img, const ParamValues& p, const RunContext&) {
         return weighted_median(img, {.radius = p.number("radius"),
                                      .sigma = p.number("sigma"),

@@ -134,7 +134,9 @@ TEST(CliBadInput, EachCaseGivesOneLineExitTwoAndNoOutput) {
   expect_bad_input("wls alpha=0", {"apply", "wls_smooth", kInput.string(), out, "--param", "alpha=0"}, dir,
                    {"'alpha' = 0", "valid: (0, 3]"});
   expect_bad_input("scale=0", {"apply", "resize_bicubic", kInput.string(), out, "--param", "scale=0"}, dir,
-                   {"'scale' = 0", "valid: (0, 16]"});
+                   {"'scale' = 0", "valid: [0.001, 16]"});
+  expect_bad_input("scale=1e-9", {"apply", "resize_bicubic", kInput.string(), out, "--param", "scale=1e-9"}, dir,
+                   {"'scale' = 1e-09", "out of range", "valid: [0.001, 16]"});
   expect_bad_input("quality=101", {"apply", "jpeg", kInput.string(), out, "--param", "quality=101"}, dir,
                    {"'quality' = 101", "valid: 1..100"});
   expect_bad_input("sigma=-3", {"apply", "gaussian_noise", kInput.string(), out, "--param", "sigma=-3"}, dir,

@@ -34,7 +34,13 @@ TEST(Registry, EveryEntryIsCompleteAndItsDefaultsAreValid) {
         EXPECT_TRUE(s.in_range(s.default_number)) << e.name << "." << s.name;
       }
     }
-    EXPECT_NO_THROW(e.resolve({})) << e.name;  // all defaults pass validation
+    // All defaults pass validation; required parameters need a value.
+    std::map<std::string, std::string> required;
+    for (const auto& s : e.params) {
+      if (s.required) required[s.name] = test::data_path("conformance/inputs/canyon256.png").string();
+    }
+    EXPECT_NO_THROW(e.resolve(required)) << e.name;
+    if (!required.empty()) EXPECT_THROW(e.resolve({}), Error) << e.name;
   }
 }
 

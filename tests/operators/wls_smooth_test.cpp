@@ -81,7 +81,7 @@ TEST(WlsSmooth, RejectsOutOfRangeParametersAndImpossibleSizes) {
     FAIL() << "expected an out-of-memory refusal";
   } catch (const Error& e) {
     const std::string msg = e.what();
-    EXPECT_NE(msg.find("wls_smooth: a 20000x20000 image needs an estimated"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("wls_smooth: the sparse solve of a 20000x20000 image needs an estimated"), std::string::npos) << msg;
     EXPECT_NE(msg.find("GiB"), std::string::npos) << msg;
   }
 }

@@ -8,6 +8,8 @@
 // Conversions from/to BGR and integer types happen only in core/io.
 
 #include <opencv2/core.hpp>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -15,9 +17,26 @@ namespace opforge {
 
 using Image = cv::Mat;
 
-/// Throws opforge::Error unless `img` is a non-empty CV_32FC1 or CV_32FC3 image.
-/// `who` names the caller (an operator name) in the message.
+/// The largest pixel magnitude opforge accepts. Squared differences of such
+/// values, summed over the largest image (2^32 values), stay far inside
+/// float32's range, so no operator overflows on valid input.
+inline constexpr double kMaxPixelMagnitude = 1e6;
+
+/// Throws opforge::Error unless `img` is a non-empty CV_32FC1 or CV_32FC3 image
+/// whose values are all finite and within ±kMaxPixelMagnitude (the one rule for
+/// every operator's input and every image written). The message starts with
+/// `who` (an operator name, "cannot read 'FILE'") and names the first bad
+/// value and where it is (0-based row, column, channel).
 void require_image(const Image& img, std::string_view who);
+
+/// Where the first value that require_image refuses sits, if any.
+struct BadValue {
+  int row = 0, column = 0, channel = 0;
+  float value = 0;
+};
+std::optional<BadValue> first_bad_value(const cv::Mat& img);
+/// "value nan at row 3, column 4, channel 1 is not finite; valid: ..." for a BadValue.
+std::string describe_bad_value(const BadValue& bad);
 
 /// Promotes an Image to float64 with the same channel count.
 ///

@@ -20,9 +20,13 @@
 
 namespace opforge {
 
-/// Reads a whole file. Throws Error naming the path if it is missing, a
-/// directory, unreadable or (when `allow_empty` is false) 0 bytes long.
-std::vector<std::uint8_t> read_file(const std::filesystem::path& path, bool allow_empty = false);
+/// Reads a whole regular file. Throws Error naming the path if it is missing,
+/// not a regular file (a directory, a device such as /dev/zero, a FIFO or a
+/// socket: their size is unknown), unreadable, larger than `max_bytes` or than
+/// the memory this process may still allocate, or (when `allow_empty` is
+/// false) 0 bytes long.
+std::vector<std::uint8_t> read_file(const std::filesystem::path& path, bool allow_empty = false,
+                                    std::uint64_t max_bytes = UINT64_MAX);
 
 /// Writes `bytes` to `path` atomically (temporary file + rename). Throws Error
 /// naming the path and the OS reason (e.g. "No space left on device"); the
@@ -51,22 +55,43 @@ class AtomicFileWriter {
   bool committed_ = false;
 };
 
+/// The default pixel limit, PIL's (2^30 / 4 / 3 ≈ 89.5 MP: a quarter GiB of
+/// 8-bit RGB, about 1 GiB as float32). Images larger than this are refused
+/// unless the caller raises the limit (`--max-pixels`, a recipe's max_pixels).
+inline constexpr std::uint64_t kDefaultMaxPixels = 89'478'485;
+/// The largest side any reader accepts.
+inline constexpr std::uint64_t kMaxImageSide = 65536;
+
+/// What a decoder may allocate. The header's dimensions are checked before any
+/// pixel memory is allocated: a 70-byte PNG can claim 30000×30000.
+struct DecodeLimits {
+  std::uint64_t max_pixels = kDefaultMaxPixels;  ///< width × height
+};
+
+/// Throws Error "cannot read 'NAME': …" unless a width × height image with
+/// `channels` values of `bytes_per_value` bytes each may be decoded: at most
+/// kMaxImageSide a side, at most limits.max_pixels pixels, and its buffers
+/// (the decoded values and the float32 image) within the memory budget.
+void check_image_dimensions(const std::string& name, std::uint64_t width, std::uint64_t height, int channels,
+                            int bytes_per_value, const DecodeLimits& limits);
+
 /// Reads an image as float32 grey or RGB in [0,1]:
 ///  - PNG: 1/2/4/8/16-bit grey, RGB or palette (k/255 or k/65535);
 ///  - JPEG: baseline/progressive grey or colour via libjpeg-turbo (k/255);
 ///  - .npy: float32 H×W or H×W×C (C = 1 or 3), little-endian, C order,
 ///    values taken as they are (RGB order).
 /// Anything else — missing, empty, truncated or corrupt files, alpha channels,
-/// CMYK, other dtypes — throws Error with a one-line explanation.
-Image read_image(const std::filesystem::path& path);
+/// CMYK, other dtypes, non-finite or out-of-range values (require_image's
+/// rule), images beyond `limits` — throws Error with a one-line explanation.
+Image read_image(const std::filesystem::path& path, const DecodeLimits& limits = {});
 
 /// read_image on bytes already in memory (content sniffed the same way).
-Image decode_image(std::span<const std::uint8_t> bytes, const std::string& name);
+Image decode_image(std::span<const std::uint8_t> bytes, const std::string& name, const DecodeLimits& limits = {});
 
 /// Decoders on an in-memory buffer; `name` is used in error messages.
-Image decode_png(std::span<const std::uint8_t> bytes, const std::string& name);
-Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string& name);
-cv::Mat decode_npy(std::span<const std::uint8_t> bytes, const std::string& name);
+Image decode_png(std::span<const std::uint8_t> bytes, const std::string& name, const DecodeLimits& limits = {});
+Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string& name, const DecodeLimits& limits = {});
+cv::Mat decode_npy(std::span<const std::uint8_t> bytes, const std::string& name, const DecodeLimits& limits = {});
 
 struct ImageWriteOptions {
   int png_depth = 8;       ///< 8 or 16 bits per channel

@@ -8,6 +8,7 @@
 // passed. The CLI, datagen recipes and docs/operators.md all read the same specs.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -34,6 +35,12 @@ struct ParamSpec {
   bool min_open = false, max_open = false;
   std::vector<std::string> choices;     ///< valid values of a choice parameter
   std::string text_format;              ///< what a text parameter accepts
+  /// Text parameters: what is wrong with a value ("" when nothing is), checked
+  /// wherever values are validated, so a recipe with a malformed value is
+  /// refused before any work. Checks the form (and that a named file is a
+  /// regular file), not a file's contents.
+  std::function<std::string(const std::string&)> text_problem = nullptr;
+  bool required = false;                ///< text: no usable default, a value must be given
   std::string doc;
 
   /// "(0, 1]", "1..10" or "pcg | direct".
@@ -53,9 +60,18 @@ ParamSpec integer_param(std::string name, std::int64_t default_value, std::int64
 ParamSpec choice_param(std::string name, std::string default_value, std::vector<std::string> choices,
                        std::string doc);
 
-/// Free-form text whose format the operator checks (a file name, "r,g,b");
-/// `format` describes the valid values in messages and docs. Never sampled.
-ParamSpec text_param(std::string name, std::string default_value, std::string format, std::string doc);
+/// Free-form text (a file name, "r,g,b"); `format` describes the valid values
+/// in messages and docs, `problem` checks a value (see ParamSpec::text_problem).
+/// Never sampled.
+ParamSpec text_param(std::string name, std::string default_value, std::string format, std::string doc,
+                     std::function<std::string(const std::string&)> problem = nullptr);
+/// A text parameter without a default that every call must give (a file name).
+ParamSpec required_text_param(std::string name, std::string format, std::string doc,
+                              std::function<std::string(const std::string&)> problem);
+
+/// A text_problem for parameters naming a file: "" when `path` is a regular
+/// file, otherwise what it is instead ("no such file", "a directory", …).
+std::string file_problem(const std::string& path);
 
 /// A parameter value: a number (integers are whole doubles) or a choice string.
 using ParamValue = std::variant<double, std::string>;
@@ -86,10 +102,19 @@ ParamValues resolve_params(std::string_view op, std::span<const ParamSpec> specs
                            const std::map<std::string, std::string>& text);
 
 /// Checks already-typed values (e.g. sampled by datagen) and fills defaults;
-/// same errors as resolve_params.
+/// same errors as resolve_params, and a missing required parameter.
 ParamValues validate_params(std::string_view op, std::span<const ParamSpec> specs, const ParamValues& values);
 
-/// Parses a finite decimal number, the whole string; nullopt-like false on failure.
+/// Parses a finite decimal number, the whole string; false on failure.
 bool parse_number(std::string_view text, double& out);
+
+/// Parses a plain unsigned decimal integer (digits only: no sign, no
+/// exponent), the whole string, that fits 64 bits; false otherwise.
+bool parse_unsigned(std::string_view text, std::uint64_t& out);
+
+/// The one rule for seeds (`apply --seed`, a recipe's seed): an integer in
+/// 0..18446744073709551615, written in plain digits. Throws Error naming `what`
+/// and the valid range otherwise (so -1 is refused, not wrapped to 2^64-1).
+std::uint64_t parse_seed(std::string_view text, std::string_view what = "--seed");
 
 }  // namespace opforge

@@ -22,6 +22,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "opforge/datagen/plan.hpp"
 #include "opforge/datagen/recipe.hpp"
@@ -48,9 +49,12 @@ struct RunOptions {
   std::filesystem::path out_dir;
   ShardSpec shard;
   bool resume = false;
-  int threads = 0;                       ///< 0: all cores
+  std::optional<int> threads = std::nullopt;  ///< 1..1024 (check_thread_count); unset: all cores
   std::optional<SourceSpec> sources = std::nullopt;  ///< --sources: replaces the recipe's sources
   bool progress = true;                  ///< progress bar (TTY) or periodic lines on stderr
+  /// Fault injection for tests: called on the worker thread just before a
+  /// pair's operator runs (a test raises SIGSEGV in it). nullptr otherwise.
+  std::function<void(const SourceImage&, const PairPlan&)> before_operator = nullptr;
 };
 
 struct RunSummary {
@@ -58,6 +62,8 @@ struct RunSummary {
   std::size_t written = 0;   ///< pairs computed and written in this run
   std::size_t reused = 0;    ///< pairs found complete (--resume) and kept
   std::size_t failed = 0;    ///< pairs that failed (recorded in failures.jsonl)
+  std::size_t crashed = 0;   ///< of `failed`: skipped because their operator crashed the process twice on the source
+  std::vector<std::string> changed_sources;  ///< --resume: sources whose content changed; their pairs were redone
   double seconds = 0;
   bool finalized = false;    ///< metadata.jsonl was written (single shard, or merge)
 };
@@ -73,7 +79,7 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options);
 /// the WebDataset shards. Throws Error naming the missing shards otherwise.
 RunSummary merge(const std::filesystem::path& out_dir);
 
-/// One line: "demo: 36 pairs written, 0 reused, 0 failed in 8.2 s (4.4 pairs/s) → out/demo".
+/// One line: "demo: 36 pairs written, 0 already complete, 0 failed in 8.2 s (4.4 pairs/s) -> out/demo".
 std::string summary_line(const std::string& name, const RunSummary& summary, const std::filesystem::path& out_dir,
                          const ShardSpec& shard);
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "opforge/core/io.hpp"
 #include "opforge/core/params.hpp"
 #include "opforge/core/rng.hpp"
 #include "opforge/operators/registry.hpp"
@@ -72,6 +73,7 @@ struct Recipe {
   std::vector<OperatorChoice> operators;
   OutputFormat format = OutputFormat::png8;
   std::optional<int> webdataset_shard_pairs;  ///< pairs per tar shard, when WebDataset output is on
+  DecodeLimits limits;              ///< max_pixels: sources above it are recorded failures
 };
 
 /// Reads and validates a recipe. Throws Error "FILE:LINE: problem; valid: …".

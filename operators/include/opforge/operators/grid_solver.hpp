@@ -42,12 +42,9 @@ struct GridWeights {
 /// an impossible size up front instead of being killed for memory.
 std::size_t estimate_grid_cholesky_bytes(int rows, int cols);
 
-/// Bytes of memory available to this process now (MemAvailable on Linux).
-std::size_t available_memory_bytes();
-
-/// Throws opforge::Error naming `who`, the size, the estimate and what is
-/// available when `needed_bytes` exceeds the available memory.
-void require_memory(const std::string& who, int rows, int cols, std::size_t needed_bytes);
+/// Throws opforge::Error (core require_memory) naming `who` and the grid's
+/// size when the solve's estimated bytes exceed what this process may allocate.
+void require_solver_memory(const std::string& who, int rows, int cols, std::size_t needed_bytes);
 
 class GridCholesky {
  public:

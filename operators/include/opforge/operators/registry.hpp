@@ -37,6 +37,12 @@ struct OperatorEntry {
   OperatorKind kind = OperatorKind::filter;
   std::string version;   ///< bumped whenever outputs change
   std::vector<ParamSpec> params;
+  /// The estimated peak bytes one run allocates for `input` with (validated)
+  /// `values`: each operator's own buffers, calibrated against measured peak
+  /// RSS with a margin. apply() refuses with one line when it exceeds what
+  /// this process may allocate (core memory_budget), instead of dying of
+  /// bad_alloc or the OOM killer half-way.
+  std::function<double(const Image& input, const ParamValues& values)> peak_bytes;
   std::function<Image(const Image&, const ParamValues&, const RunContext&)> run;
   /// Optional: how a source becomes the pair's reference before `run` sees it
   /// (e.g. sr_bicubic crops to a multiple of the scale and may keep only Y).
@@ -47,12 +53,20 @@ struct OperatorEntry {
   ParamValues resolve(const std::map<std::string, std::string>& text) const;
   /// Typed values → validated values with defaults filled in.
   ParamValues validate(const ParamValues& values) const;
-  /// Validates the image and the values, then runs the operator (on the
+  /// Validates the image (require_image: finite values within ±1e6) and the
+  /// values, checks the memory estimate, then runs the operator (on the
   /// prepared source, for entries that prepare one).
   Image apply(const Image& input, const ParamValues& values, const RunContext& context = {}) const;
   /// The pair's reference image for `source`: prepare(source), or source.
   Image target(const Image& source, const ParamValues& values) const;
 };
+
+/// rows × cols, as a double (for memory estimates).
+inline double pixel_count(const Image& img) { return static_cast<double>(img.rows) * img.cols; }
+
+/// Worker threads operators may run on now (TBB's limit), for estimates of
+/// per-thread buffers.
+int operator_threads();
 
 /// Every registered operator, in registry order.
 const std::vector<OperatorEntry>& all_operators();
