@@ -7,13 +7,16 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include "opforge/core/error.hpp"
 
 namespace opforge {
 
-void require_image(const Image& img, std::string_view who) {
+namespace {
+
+void require_shape(const Image& img, std::string_view who) {
   if (img.empty()) throw Error(std::string(who) + ": the input image is empty");
   if (img.depth() != CV_32F) {
     throw Error(std::string(who) + ": expected a float32 image (CV_32F), got depth " +
@@ -24,15 +27,15 @@ void require_image(const Image& img, std::string_view who) {
                 std::to_string(img.channels()));
   }
   if (img.dims != 2) throw Error(std::string(who) + ": expected a 2-D image");
-  if (const auto bad = first_bad_value(img)) throw Error(std::string(who) + ": " + describe_bad_value(*bad));
 }
 
-std::optional<BadValue> first_bad_value(const cv::Mat& img) {
+// The first value (lowest row, then position in the row) for which `bad`
+// holds. Rows are scanned in parallel; the lowest bad row wins, so the answer
+// does not depend on the thread count.
+template <typename Bad>
+std::optional<BadValue> first_value_where(const cv::Mat& img, Bad bad) {
   CV_Assert(img.depth() == CV_32F && img.dims == 2);
   const int c = img.channels(), n = img.cols * c;
-  const auto bad = [](float v) { return !(std::abs(v) <= static_cast<float>(kMaxPixelMagnitude)); };  // NaN too
-  // Rows are scanned in parallel; the lowest bad row wins, so the answer does
-  // not depend on the thread count.
   std::atomic<int> first_row{img.rows};
   tbb::parallel_for(tbb::blocked_range<int>(0, img.rows, 64), [&](const tbb::blocked_range<int>& rows) {
     for (int y = rows.begin(); y < rows.end() && y < first_row.load(std::memory_order_relaxed); ++y) {
@@ -51,16 +54,43 @@ std::optional<BadValue> first_bad_value(const cv::Mat& img) {
   const float* row = img.ptr<float>(y);
   int i = 0;
   while (!bad(row[i])) ++i;
-  return BadValue{.row = y, .column = i / c, .channel = i % c, .value = row[i]};
+  return BadValue{.row = y, .column = i / c, .channel = i % c, .value = row[i], .out_of_range = std::isfinite(row[i])};
+}
+
+std::string position(const BadValue& bad) {
+  char value[32];
+  std::snprintf(value, sizeof value, "%g", static_cast<double>(bad.value));
+  return std::string("value ") + value + " at row " + std::to_string(bad.row) + ", column " +
+         std::to_string(bad.column) + ", channel " + std::to_string(bad.channel);
+}
+
+}  // namespace
+
+void require_image(const Image& img, std::string_view who) {
+  require_shape(img, who);
+  if (const auto bad = first_bad_value(img)) throw Error(std::string(who) + ": " + describe_bad_value(*bad));
+}
+
+void require_finite_image(const Image& img, std::string_view who) {
+  require_shape(img, who);
+  if (const auto bad = first_bad_value(img, std::numeric_limits<double>::infinity())) {
+    throw Error(std::string(who) + ": " + position(*bad) + " is not finite; valid: finite values");
+  }
+}
+
+void require_non_negative(const Image& img, std::string_view who, std::string_view why) {
+  if (const auto bad = first_value_where(img, [](float v) { return v < 0.0f; })) {
+    throw Error(std::string(who) + ": " + position(*bad) + " is negative; valid: values >= 0 (" + std::string(why) + ")");
+  }
+}
+
+std::optional<BadValue> first_bad_value(const cv::Mat& img, double bound) {
+  const float limit = static_cast<float>(bound);
+  return first_value_where(img, [limit](float v) { return !(std::isfinite(v) && std::abs(v) <= limit); });
 }
 
 std::string describe_bad_value(const BadValue& bad) {
-  char value[32];
-  std::snprintf(value, sizeof value, "%g", static_cast<double>(bad.value));
-  const bool finite = std::isfinite(bad.value);
-  return std::string("value ") + value + " at row " + std::to_string(bad.row) + ", column " +
-         std::to_string(bad.column) + ", channel " + std::to_string(bad.channel) +
-         (finite ? " is out of range" : " is not finite") +
+  return position(bad) + (bad.out_of_range ? " is out of range" : " is not finite") +
          "; valid: finite values within ±1e6 (images are nominally in [0, 1])";
 }
 

@@ -180,7 +180,7 @@ void require_writable_extension(const fs::path& path) {
 }
 
 void write_image(const fs::path& path, const Image& img, const ImageWriteOptions& options) {
-  require_image(img, "write '" + path.string() + "'");
+  require_finite_image(img, "write '" + path.string() + "'");
   require_writable_extension(path);
   const std::string ext = lower_extension(path);
   std::vector<std::uint8_t> bytes;

@@ -124,7 +124,7 @@ Image decode_png(std::span<const std::uint8_t> bytes, const std::string& name, c
 }
 
 std::vector<std::uint8_t> encode_png(const Image& img, int depth, int compression) {
-  require_image(img, "PNG encoder");
+  require_finite_image(img, "PNG encoder");
   const int channels = img.channels();
   const int n = img.cols * channels;
   const int bytes_per_sample = depth == 16 ? 2 : 1;

@@ -246,6 +246,13 @@ OperatorChoice parse_operator(const RecipeReader& r, const YAML::Node& node) {
       choice.params.emplace_back(name, parse_distribution(r, item.second, op, *spec));
     }
   }
+  for (const auto& spec : op.params) {
+    const bool given = std::any_of(choice.params.begin(), choice.params.end(),
+                                   [&](const auto& p) { return p.first == spec.name; });
+    if (spec.required && !given) {
+      r.fail(node, op.name + ": parameter '" + spec.name + "' is required; valid: " + spec.range_text());
+    }
+  }
   return choice;
 }
 

@@ -176,6 +176,11 @@ DehazeResult dehaze_dark_channel(const Image& input, const DarkChannelParams& p)
   DehazeResult result;
   result.airlight = estimate_airlight(rgb, rows, cols, p.window, p.airlight_fraction);
   const auto& a = result.airlight;
+  if (!(a[0] > 0 && a[1] > 0 && a[2] > 0)) {
+    throw Error("dehaze_dark_channel: the air-light estimated from the image is (" + format_value(a[0]) + ", " +
+                format_value(a[1]) + ", " + format_value(a[2]) +
+                "); valid: every component > 0 (the image's brightest hazy region is black)");
+  }
 
   std::vector<Plane> normalised(3, Plane(n));
   for (int c = 0; c < 3; ++c) {

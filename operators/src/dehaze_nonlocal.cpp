@@ -217,7 +217,11 @@ NonLocalDehazeResult dehaze_nonlocal(const Image& input, const NonLocalDehazePar
   result.airlight = p.airlight ? *p.airlight : estimate_airlight(img, rows, cols, 15, 0.001);
   const auto& a = result.airlight;
   for (double c : a) {
-    if (!(c > 0 && c <= 1)) throw Error("dehaze_nonlocal: air-light components must be in (0, 1]");
+    if (!(c > 0 && c <= 1)) {
+      throw Error(std::string("dehaze_nonlocal: the air-light ") + (p.airlight ? "given" : "estimated from the image") +
+                  " is (" + format_value(a[0]) + ", " + format_value(a[1]) + ", " + format_value(a[2]) +
+                  "); valid: each component in (0, 1]" + (p.airlight ? "" : " (give it with --param airlight=r,g,b)"));
+    }
   }
   std::vector<Plane> corrected = img;
   if (p.gamma != 1.0) {

@@ -4,6 +4,7 @@
 #include <tbb/info.h>
 
 #include <algorithm>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -58,7 +59,17 @@ Image OperatorEntry::apply(const Image& input, const ParamValues& values, const 
                  "a " + std::to_string(input.cols) + "x" + std::to_string(input.rows) + "x" +
                      std::to_string(input.channels()) + " image",
                  peak_bytes(input, valid));
-  return run(prepare ? prepare(input, valid) : input, valid, context);
+  Image result = run(prepare ? prepare(input, valid) : input, valid, context);
+  // Valid input never gives a non-finite result; should an operator's
+  // mathematics break down anyway, say so here rather than hand it on.
+  if (const auto bad = first_bad_value(result, std::numeric_limits<double>::infinity())) {
+    double lo = 0, hi = 0;
+    cv::minMaxLoc(input.reshape(1), &lo, &hi);
+    throw Error(name + ": the result has a non-finite value at row " + std::to_string(bad->row) + ", column " +
+                std::to_string(bad->column) + " for an input whose values span [" + format_value(lo) + ", " +
+                format_value(hi) + "]; valid input is nominally in [0, 1]");
+  }
+  return result;
 }
 
 int operator_threads() {

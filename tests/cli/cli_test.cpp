@@ -11,6 +11,7 @@
 
 #include "opforge/core/io.hpp"
 #include "opforge/core/metrics.hpp"
+#include "cli_runner.hpp"
 #include "test_support.hpp"
 
 namespace opforge {
@@ -18,42 +19,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::data_path;
-
-struct Result {
-  int status = -1;
-  std::string out, err;
-  int err_lines() const { return static_cast<int>(std::count(err.begin(), err.end(), '\n')); }
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-Result run(const std::vector<std::string>& args, const fs::path& dir) {
-  std::string cmd = quote(OPFORGE_CLI);
-  for (const auto& a : args) {
-    cmd += ' ';
-    cmd += quote(a);
-  }
-  cmd += " > " + quote((dir / "stdout.txt").string()) + " 2> " + quote((dir / "stderr.txt").string());
-  const int raw = std::system(cmd.c_str());
-  Result r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = slurp(dir / "stdout.txt");
-  r.err = slurp(dir / "stderr.txt");
-  fs::remove(dir / "stdout.txt");
-  fs::remove(dir / "stderr.txt");
-  return r;
-}
+using test::Result;
+using test::run;
 
 std::vector<std::string> files_in(const fs::path& dir) {
   std::vector<std::string> names;

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <limits>
+#include <set>
 #include <sstream>
 
 #include "datagen_fixtures.hpp"
@@ -214,6 +216,65 @@ TEST(Generate, FailedSourcesAndPairsAreRecordedAndTheRunGoesOn) {
   EXPECT_EQ(broken, 4);
   EXPECT_EQ(tiny, 4);
   EXPECT_EQ(rows_of(f.dir / "out" / "metadata.jsonl").size(), 12u);
+}
+
+// The issue-11 inputs that once killed a run: a float32 .npy holding -inf
+// (weighted_median died by SIGSEGV on it) and a source above the recipe's
+// pixel limit. Each is one recorded failure; the run, --resume and preview
+// carry on.
+TEST(Generate, HostileSourcesAreRecordedFailuresForTheRunResumeAndPreview) {
+  const fs::path dir = test::scratch_dir("datagen-hostile");
+  test::write_sources(dir, 2, 40);
+  Image inf_image = test::synthetic_image(40, 40, 3);
+  inf_image.at<cv::Vec3f>(3, 4)[0] = -std::numeric_limits<float>::infinity();
+  write_file_atomic(dir / "sources" / "inf.npy", encode_npy(inf_image));
+  write_image(dir / "sources" / "large.png", test::synthetic_image(120, 120, 3));
+  test::write_text_file(dir / "recipe.yaml", "name: hostile\nseed: 2\nsources: sources\nmax_pixels: 10000\n"
+                                             "pairs_per_source: 2\noperators:\n  - name: weighted_median\n"
+                                             "    params:\n      radius: {uniform: [1, 4]}\n");
+  const Recipe recipe = load_recipe(dir / "recipe.yaml");
+  const RunSummary s = generate(recipe, {.out_dir = dir / "out", .threads = 2, .progress = false});
+  EXPECT_EQ(s.written, 4u);
+  EXPECT_EQ(s.failed, 4u);
+  const std::string failures = test::dataset_tree(dir / "out")["failures.jsonl"];
+  EXPECT_NE(failures.find("inf.npy': value -inf at row 3, column 4, channel 0 is not finite"), std::string::npos) << failures;
+  EXPECT_NE(failures.find("large.png': its header says 120x120 (0.0 MP), above the pixel limit of 10000"),
+            std::string::npos) << failures;
+  const RunSummary again = generate(recipe, {.out_dir = dir / "out", .resume = true, .threads = 1, .progress = false});
+  EXPECT_EQ(again.reused, 4u);
+  EXPECT_EQ(again.failed, 4u);
+  const Image sheet = contact_sheet(recipe, {.pairs = 8});
+  EXPECT_GT(sheet.rows, 8 * 100);
+}
+
+TEST(Generate, ResumeRedoesThePairsOfASourceWhoseContentChanged) {
+  Fixture f = make_fixture("datagen-changed-source", 3, 2);
+  run(f, "out", 2);
+  // Same path, new content: a resume must not keep pairs made from the old bytes.
+  write_image(f.dir / "sources" / "img1.png", test::synthetic_image(90, 70, 3));
+  const auto rows_before = rows_of(f.dir / "out" / "metadata.jsonl");
+  fs::remove(f.dir / "out" / rows_before[0]["output_file_name"].get<std::string>());
+  const RunSummary s = run(f, "out", 2, {}, true);
+  EXPECT_EQ(s.changed_sources, std::vector<std::string>{"sources/img1.png"});
+  EXPECT_EQ(s.written, 3u);  // the two pairs of img1 and the deleted one
+  std::map<std::string, std::set<std::string>> shas;
+  for (const json& row : rows_of(f.dir / "out" / "metadata.jsonl")) {
+    shas[row["source"].get<std::string>()].insert(row["source_sha256"].get<std::string>());
+  }
+  for (const auto& [source, values] : shas) EXPECT_EQ(values.size(), 1u) << source;
+  EXPECT_EQ(*shas["sources/img1.png"].begin(), sha256_file_hex(f.dir / "sources" / "img1.png"));
+  // The same dataset as a fresh run on today's sources.
+  run(f, "fresh", 1);
+  EXPECT_EQ(test::tree_difference(test::dataset_tree(f.dir / "fresh"), test::dataset_tree(f.dir / "out")), "");
+}
+
+TEST(Generate, ResumeRemovesTemporariesOfAKilledStart) {
+  const Fixture f = make_fixture("datagen-stale-tmp", 2, 1);
+  run(f, "out", 1);
+  const fs::path stale = f.dir / "out" / ".opforge" / ".shard-0-of-1.rows.jsonl.tmp-999999-0";
+  test::write_text_file(stale, "{\"key\":");
+  run(f, "out", 1, {}, true);
+  EXPECT_FALSE(fs::exists(stale));
 }
 
 TEST(Generate, RefusesForeignDirectoriesAndChangedRecipes) {

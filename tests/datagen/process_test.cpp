@@ -28,7 +28,8 @@ struct Child {
 
 // Starts the CLI with stdout/stderr to files in `dir`; `file_size_limit` > 0
 // sets RLIMIT_FSIZE (writes past it fail with EFBIG, as on a full disk).
-Child start(const std::vector<std::string>& args, const fs::path& dir, rlim_t file_size_limit = 0) {
+Child start_program(const std::string& program, const std::vector<std::string>& args, const fs::path& dir,
+                    rlim_t file_size_limit = 0) {
   const std::string out = (dir / "stdout.txt").string(), err = (dir / "stderr.txt").string();
   const pid_t pid = fork();
   if (pid == 0) {
@@ -37,12 +38,13 @@ Child start(const std::vector<std::string>& args, const fs::path& dir, rlim_t fi
     ::dup2(o, 1);
     ::dup2(e, 2);
     if (file_size_limit > 0) {
+      // Past the limit the kernel sends SIGXFSZ; opforge must turn that into
+      // EFBIG, one line and exit 2 (the test leaves the signal as it is).
       const rlimit limit{file_size_limit, file_size_limit};
       ::setrlimit(RLIMIT_FSIZE, &limit);
-      ::signal(SIGXFSZ, SIG_IGN);  // get EFBIG instead of being killed
     }
     std::vector<char*> argv;
-    std::string exe = OPFORGE_CLI;
+    std::string exe = program;
     argv.push_back(exe.data());
     std::vector<std::string> copy = args;
     for (auto& a : copy) argv.push_back(a.data());
@@ -51,6 +53,10 @@ Child start(const std::vector<std::string>& args, const fs::path& dir, rlim_t fi
     ::_exit(127);
   }
   return {pid};
+}
+
+Child start(const std::vector<std::string>& args, const fs::path& dir, rlim_t file_size_limit = 0) {
+  return start_program(OPFORGE_CLI, args, dir, file_size_limit);
 }
 
 int wait_for(const Child& c) {
@@ -151,6 +157,58 @@ TEST(DatagenProcess, DiskFullStopsCleanlyAndResumeCompletes) {
 
   ASSERT_EQ(wait_for(start({"datagen", recipe, "--out", out, "--resume", "-q"}, dir)), 0) << text_of(dir / "stderr.txt");
   EXPECT_EQ(test::tree_difference(test::dataset_tree(dir / "reference"), test::dataset_tree(out)), "");
+}
+
+TEST(DatagenProcess, ASourceThatCrashesTheOperatorIsRecordedAfterTwoResumes) {
+  const fs::path dir = test::scratch_dir("datagen-crash");
+  test::write_sources(dir, 4, 64);
+  test::write_text_file(dir / "recipe.yaml",
+                        "name: crash\nseed: 5\nsources: sources\npreprocess:\n  crop: 48\npairs_per_source: 3\n"
+                        "operators:\n  - name: l0_smooth\n    params:\n      lambda: {log_uniform: [0.002, 0.2]}\n"
+                        "output:\n  format: png8\n  webdataset:\n    shard_pairs: 4\n");
+  const std::string recipe = (dir / "recipe.yaml").string();
+  ASSERT_EQ(wait_for(start({"datagen", recipe, "--out", (dir / "reference").string(), "-q"}, dir)), 0)
+      << text_of(dir / "stderr.txt");
+  // A fifth source, sorted last, on which the operator dies by SIGSEGV.
+  write_image(dir / "sources" / "zz_crash.png", test::synthetic_image(70, 80, 3));
+  const std::string out = (dir / "crashed").string();
+  const auto helper = [&](bool resume) {
+    std::vector<std::string> args = {recipe, out, "zz_crash"};
+    if (resume) args.push_back("--resume");
+    return wait_for(start_program(OPFORGE_CRASH_HELPER, args, dir));
+  };
+  EXPECT_EQ(helper(false), -SIGSEGV) << text_of(dir / "stderr.txt");
+  EXPECT_EQ(helper(true), -SIGSEGV) << "first resume: " << text_of(dir / "stderr.txt");
+  ASSERT_EQ(helper(true), 0) << "second resume: " << text_of(dir / "stderr.txt");
+  EXPECT_NE(text_of(dir / "stdout.txt").find("failed 3 crashed 3"), std::string::npos) << text_of(dir / "stdout.txt");
+
+  // All three of its pairs are recorded, with the reason.
+  const std::string failures = text_of(fs::path(out) / "failures.jsonl");
+  EXPECT_EQ(std::count(failures.begin(), failures.end(), '\n'), 3) << failures;
+  EXPECT_NE(failures.find("\"stage\":\"crash\""), std::string::npos) << failures;
+  EXPECT_NE(failures.find("l0_smooth crashed the process twice on this source (SIGSEGV"), std::string::npos) << failures;
+  EXPECT_NE(failures.find("sources/zz_crash.png"), std::string::npos) << failures;
+  // Everything else is byte-identical to a run that never saw that source.
+  auto reference = test::dataset_tree(dir / "reference"), crashed = test::dataset_tree(out);
+  for (const char* summary : {"failures.jsonl", "dataset.json"}) {
+    reference.erase(summary);
+    crashed.erase(summary);
+  }
+  EXPECT_EQ(test::tree_difference(reference, crashed), "");
+  EXPECT_GE(reference.size(), 12u * 2);
+}
+
+TEST(DatagenProcess, ARunWhereEveryPairFailedExitsTwo) {
+  const fs::path dir = test::scratch_dir("datagen-all-failed");
+  fs::create_directories(dir / "sources");
+  test::write_text_file(dir / "sources" / "a.png", "not a png");
+  test::write_text_file(dir / "sources" / "b.jpg", "not a jpeg");
+  test::write_text_file(dir / "recipe.yaml", "name: none\nseed: 1\nsources: sources\noperators:\n  - name: jpeg\n");
+  const int status = wait_for(start({"datagen", (dir / "recipe.yaml").string(), "--out", (dir / "out").string(), "-q"}, dir));
+  const std::string err = text_of(dir / "stderr.txt");
+  EXPECT_EQ(status, 2) << err;
+  EXPECT_NE(err.find("every pair failed (2)"), std::string::npos) << err;
+  EXPECT_NE(text_of(dir / "out" / "failures.jsonl").find("a.png"), std::string::npos);
 }
 
 TEST(DatagenProcess, SummaryStrictAndOneLineErrors) {

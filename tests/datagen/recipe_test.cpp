@@ -100,6 +100,30 @@ TEST(Recipe, ErrorsNameFileLineAndValidValues) {
   expect_recipe_error("non-integer for integer parameter",
                       replace(replace(kMinimal, "l0_smooth", "jpeg"), "lambda: 0.02", "quality: 20.5"),
                       {"dir/recipe.yaml:8:", "not an integer", "1..100"});
+  // Text parameters are checked when the recipe is read, not pair by pair.
+  expect_recipe_error("malformed fixed text value",
+                      replace(replace(kMinimal, "l0_smooth", "dehaze_nonlocal"), "lambda: 0.02", "airlight: 2,2,2"),
+                      {"dir/recipe.yaml:8:", "'airlight' = '2,2,2' is invalid", "valid: auto | r,g,b"});
+  expect_recipe_error("missing direction table",
+                      replace(replace(kMinimal, "l0_smooth", "dehaze_nonlocal"), "lambda: 0.02", "directions: /no/such.txt"),
+                      {"dir/recipe.yaml:8:", "'directions' = '/no/such.txt' is invalid (no such file)"});
+  expect_recipe_error("required parameter missing",
+                      replace(replace(kMinimal, "l0_smooth", "style_transfer"), "lambda: 0.02", "iterations: 2"),
+                      {"dir/recipe.yaml:6:", "parameter 'style' is required"});
+  expect_recipe_error("repeated key", replace(kMinimal, "seed: 1\n", "seed: 1\nname: u\n"),
+                      {"dir/recipe.yaml:3:", "key 'name' is repeated (first at line 1)"});
+  expect_recipe_error("repeated parameter", replace(kMinimal, "lambda: 0.02", "lambda: 0.02\n      lambda: 0.03"),
+                      {"dir/recipe.yaml:9:", "key 'lambda' is repeated (first at line 8)"});
+  expect_recipe_error("description as a list", kMinimal + "description: [a, b]\n",
+                      {"dir/recipe.yaml:9:", "description must be text"});
+  expect_recipe_error("description as a number", kMinimal + "description: 42\n",
+                      {"dir/recipe.yaml:9:", "description '42' is not text"});
+  EXPECT_EQ(parse_recipe(kMinimal + "description: \"42\"\n", "r.yaml").name, "t");  // quoted: text
+  expect_recipe_error("max_pixels zero", kMinimal + "max_pixels: 0\n", {"dir/recipe.yaml:9:", "max_pixels", "1..4294967296"});
+  EXPECT_EQ(parse_recipe(kMinimal + "max_pixels: 1000\n", "r.yaml").limits.max_pixels, 1000u);
+  EXPECT_EQ(parse_recipe(kMinimal, "r.yaml").limits.max_pixels, kDefaultMaxPixels);
+  expect_recipe_error("negative seed", replace(kMinimal, "seed: 1", "seed: -1"),
+                      {"dir/recipe.yaml:2:", "seed '-1' is invalid; valid: an integer in 0..18446744073709551615"});
   expect_recipe_error("sampling a text parameter",
                       replace(replace(kMinimal, "l0_smooth", "dehaze_nonlocal"), "lambda: 0.02", "airlight: {choice: [auto]}"),
                       {"dir/recipe.yaml:8:", "free text"});
@@ -247,6 +271,17 @@ TEST(Shards, ExplicitAndFromTheSchedulersEnvironment) {
   EXPECT_EQ(shard_from_environment(5, env({{"JOB_COMPLETION_INDEX", "4"}})).index, 4);
   EXPECT_THROW(shard_from_environment(4, env({{"JOB_COMPLETION_INDEX", "4"}})), Error);
   EXPECT_THROW(shard_from_environment(4, env({})), Error);
+  // A variable that is set but malformed is named as such, not as unset.
+  for (const char* bad : {"abc", "-1", "1.5", ""}) {
+    try {
+      shard_from_environment(4, env({{"JOB_COMPLETION_INDEX", bad}}));
+      ADD_FAILURE() << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("JOB_COMPLETION_INDEX='" + std::string(bad) + "' is malformed"),
+                std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(shard_from_environment(4, env({{"SLURM_ARRAY_TASK_ID", "x"}})), Error);
 }
 
 }  // namespace

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -11,6 +13,15 @@
 
 namespace opforge {
 namespace {
+
+// Every parameter at its default, required ones given a valid file.
+ParamValues defaults_of(const OperatorEntry& e) {
+  ParamValues v;
+  for (const auto& s : e.params) {
+    if (s.required) v.set(s.name, test::data_path("conformance/inputs/canyon256.png").string());
+  }
+  return v;
+}
 
 TEST(Registry, DocsOperatorsMdIsUpToDate) {
   const std::filesystem::path doc = std::filesystem::path(OPFORGE_SOURCE_DIR) / "docs" / "operators.md";
@@ -41,6 +52,80 @@ TEST(Registry, EveryEntryIsCompleteAndItsDefaultsAreValid) {
     }
     EXPECT_NO_THROW(e.resolve(required)) << e.name;
     if (!required.empty()) EXPECT_THROW(e.resolve({}), Error) << e.name;
+  }
+}
+
+// Values every operator must refuse (exit-2 behaviour, never a signal or a
+// hang): NaN, ±inf, and a finite value beyond the ±1e6 rule.
+TEST(Registry, EveryOperatorRefusesNonFiniteAndHugeInputWithinSeconds) {
+  for (const auto& e : all_operators()) {
+    for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(), 1e30f}) {
+      Image img = test::synthetic_image(20, 23, 3);
+      img.at<cv::Vec3f>(4, 6)[1] = bad;
+      const auto start = std::chrono::steady_clock::now();
+      try {
+        e.apply(img, defaults_of(e));
+        ADD_FAILURE() << e.name << " accepted " << bad;
+      } catch (const Error& error) {
+        const std::string msg = error.what();
+        EXPECT_EQ(msg.rfind(e.name + ": value ", 0), 0u) << msg;
+        EXPECT_NE(msg.find("at row 4, column 6, channel 1"), std::string::npos) << msg;
+      }
+      EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 2.0) << e.name;
+    }
+  }
+}
+
+// Valid but unkind input: the bounds of the value rule, negative values,
+// constant and black images, tiny and odd sizes. Each operator returns a
+// finite image of its promised size or refuses with an Error, in seconds.
+TEST(Registry, EveryOperatorCopesWithExtremeValidInput) {
+  std::vector<std::pair<std::string, Image>> images;
+  {
+    Image extreme = test::synthetic_image(20, 23, 3);
+    for (int y = 0; y < extreme.rows; y += 3) extreme.at<cv::Vec3f>(y, (y * 7) % extreme.cols) = {1e6f, -1e6f, 1e6f};
+    images.emplace_back("±1e6", extreme);
+    images.emplace_back("negative", test::synthetic_image(20, 23, 3) - cv::Scalar::all(1.0));
+    images.emplace_back("constant", Image(20, 23, CV_32FC3, cv::Scalar::all(0.3)));
+    images.emplace_back("black", Image(20, 23, CV_32FC3, cv::Scalar::all(0.0)));
+    images.emplace_back("1x1", test::synthetic_image(1, 1, 3));
+    images.emplace_back("2x3 grey", test::synthetic_image(2, 3, 1));
+    images.emplace_back("3x517", test::synthetic_image(3, 517, 3));
+  }
+  for (const auto& e : all_operators()) {
+    for (const auto& [label, img] : images) {
+      const auto start = std::chrono::steady_clock::now();
+      try {
+        const Image out = e.apply(img, defaults_of(e));
+        EXPECT_FALSE(first_bad_value(out, std::numeric_limits<double>::infinity())) << e.name << " on " << label;
+        if (e.kind == OperatorKind::filter) EXPECT_EQ(out.size(), img.size()) << e.name << " on " << label;
+      } catch (const Error& error) {
+        EXPECT_EQ(std::string(error.what()).rfind(e.name, 0), 0u) << label << ": " << error.what();
+      }
+      EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 5.0)
+          << e.name << " on " << label;
+    }
+  }
+}
+
+TEST(Registry, EveryOperatorEstimatesItsPeakMemory) {
+  for (const auto& e : all_operators()) {
+    ASSERT_TRUE(e.peak_bytes) << e.name;
+    const ParamValues values = e.validate(defaults_of(e));
+    const double small = e.peak_bytes(Image(100, 100, CV_32FC3, cv::Scalar::all(0.5)), values);
+    const double large = e.peak_bytes(Image(400, 400, CV_32FC3, cv::Scalar::all(0.5)), values);
+    // At least the input's own float32 values, growing with the image.
+    EXPECT_GE(small, 100.0 * 100 * 3 * 4) << e.name;
+    EXPECT_GT(large, 10 * small) << e.name;
+  }
+  // Refused up front with one line naming the estimate, not a bad_alloc.
+  try {
+    find_operator("resize_bicubic").apply(Image(2000, 2000, CV_32FC3, cv::Scalar::all(0.5)),
+                                          find_operator("resize_bicubic").resolve({{"scale", "16"}}));
+    ADD_FAILURE() << "a 32000x32000 resize was accepted";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("needs an estimated"), std::string::npos) << error.what();
   }
 }
 

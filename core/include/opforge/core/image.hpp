@@ -29,12 +29,23 @@ inline constexpr double kMaxPixelMagnitude = 1e6;
 /// value and where it is (0-based row, column, channel).
 void require_image(const Image& img, std::string_view who);
 
-/// Where the first value that require_image refuses sits, if any.
+/// require_image for images being written or handed back: the same shape
+/// rules, and finite values of any magnitude (an operator may overshoot).
+void require_finite_image(const Image& img, std::string_view who);
+
+/// Throws Error "WHO: value -0.2 at row 3, column 4, channel 1 is negative;
+/// valid: values >= 0 (WHY)" for operators whose mathematics needs it (a
+/// logarithm of each value, say).
+void require_non_negative(const Image& img, std::string_view who, std::string_view why);
+
+/// Where the first value of a CV_32F image that is not finite or whose
+/// magnitude exceeds `bound` sits, if any (lowest row, then column, channel).
 struct BadValue {
   int row = 0, column = 0, channel = 0;
   float value = 0;
+  bool out_of_range = false;  ///< finite but beyond the bound
 };
-std::optional<BadValue> first_bad_value(const cv::Mat& img);
+std::optional<BadValue> first_bad_value(const cv::Mat& img, double bound = kMaxPixelMagnitude);
 /// "value nan at row 3, column 4, channel 1 is not finite; valid: ..." for a BadValue.
 std::string describe_bad_value(const BadValue& bad);
 
