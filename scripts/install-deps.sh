@@ -23,6 +23,12 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 
+# `install-deps.sh fuzz` adds what bench/fuzz.sh needs: clang with libFuzzer
+# and the sanitizer runtimes, and LLVM's OpenMP (CHOLMOD's callers use it).
+if [ "${1:-}" = "fuzz" ]; then
+  packages=(clang libclang-rt-14-dev libomp-dev)
+fi
+
 # One dpkg-query for all packages; unknown ones are simply absent from its output.
 installed=" $(dpkg-query -W -f='${Package}:${db:Status-Status} ' "${packages[@]}" 2>/dev/null || true) "
 missing=()

@@ -1,11 +1,14 @@
 // NumPy .npy (format 1.0–3.0) for float32 arrays only: H×W or H×W×C,
-// little-endian ('<f4'), C order. The header is a Python dict literal; we parse
-// exactly the three keys NumPy writes and reject anything else.
+// little-endian ('<f4'), C order. The header is a Python dict literal; it is
+// parsed strictly (no regular expressions: libstdc++'s recurse per character
+// and overflow the stack on a long header), with exactly the three keys NumPy
+// writes and at most NumPy's own max_header_size of 10000 bytes.
 
 #include <algorithm>
 #include <cstring>
-#include <regex>
+#include <map>
 #include <string>
+#include <string_view>
 
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
@@ -13,14 +16,80 @@
 namespace opforge {
 namespace {
 
-std::string header_value(const std::string& header, const std::string& key, const std::string& name) {
-  const std::regex re("['\"]" + key + "['\"]\\s*:\\s*('[^']*'|\"[^\"]*\"|True|False|\\([^)]*\\))");
-  std::smatch m;
-  if (!std::regex_search(header, m, re)) {
-    throw Error("cannot read '" + name + "': malformed .npy header (no '" + key + "')");
+constexpr std::size_t kMaxHeaderBytes = 10000;
+
+// The header dict: {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
+class HeaderParser {
+ public:
+  HeaderParser(std::string_view text, std::string error_prefix) : text_(text), bad_(std::move(error_prefix)) {}
+
+  // key → raw value text: a quoted string's contents, True/False, or "(a, b, c)".
+  std::map<std::string, std::string> parse() {
+    std::map<std::string, std::string> entries;
+    expect('{');
+    while (true) {
+      skip_space();
+      if (peek() == '}') break;
+      const std::string key = quoted();
+      expect(':');
+      skip_space();
+      std::string value;
+      if (peek() == '\'' || peek() == '"') {
+        value = quoted();
+      } else if (peek() == '(') {
+        const std::size_t close = text_.find(')', pos_);
+        if (close == std::string_view::npos) fail("an unclosed shape tuple");
+        value = std::string(text_.substr(pos_, close + 1 - pos_));
+        pos_ = close + 1;
+      } else if (text_.substr(pos_, 4) == "True") {
+        value = "True";
+        pos_ += 4;
+      } else if (text_.substr(pos_, 5) == "False") {
+        value = "False";
+        pos_ += 5;
+      } else {
+        fail("an unsupported value for '" + key + "'");
+      }
+      if (!entries.emplace(key, value).second) fail("'" + key + "' given twice");
+      skip_space();
+      if (peek() == ',') {
+        ++pos_;
+        continue;
+      }
+      if (peek() != '}') fail("',' or '}' expected");
+    }
+    ++pos_;
+    skip_space();
+    if (pos_ != text_.size()) fail("text after the dict");
+    return entries;
   }
-  return m[1].str();
-}
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const { throw Error(bad_ + "malformed .npy header (" + what + ")"); }
+  char peek() const { return pos_ < text_.size() ? text_[pos_] : '\0'; }
+  void skip_space() {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\n' || text_[pos_] == '\t')) ++pos_;
+  }
+  void expect(char c) {
+    skip_space();
+    if (peek() != c) fail(std::string("'") + c + "' expected");
+    ++pos_;
+  }
+  std::string quoted() {
+    skip_space();
+    const char q = peek();
+    if (q != '\'' && q != '"') fail("a quoted key or string expected");
+    const std::size_t end = text_.find(q, pos_ + 1);
+    if (end == std::string_view::npos) fail("an unclosed string");
+    std::string out(text_.substr(pos_ + 1, end - pos_ - 1));
+    pos_ = end + 1;
+    return out;
+  }
+
+  std::string_view text_;
+  std::string bad_;
+  std::size_t pos_ = 0;
+};
 
 }  // namespace
 
@@ -40,18 +109,32 @@ cv::Mat decode_npy(std::span<const std::uint8_t> bytes, const std::string& name,
     throw Error(bad + "unsupported .npy format version " + std::to_string(major));
   }
   if (header_len > bytes.size() - offset) throw Error(bad + "truncated .npy header");
-  const std::string header(reinterpret_cast<const char*>(bytes.data() + offset), header_len);
+  if (header_len > kMaxHeaderBytes) {
+    throw Error(bad + ".npy header of " + std::to_string(header_len) + " bytes; valid: at most 10000 (NumPy's limit)");
+  }
+  const std::string_view header(reinterpret_cast<const char*>(bytes.data() + offset), header_len);
   offset += header_len;
 
-  std::string descr = header_value(header, "descr", name);
-  descr = descr.substr(1, descr.size() - 2);
+  std::map<std::string, std::string> entries = HeaderParser(header, bad).parse();
+  for (const auto& [key, value] : entries) {
+    if (key != "descr" && key != "fortran_order" && key != "shape") {
+      throw Error(bad + "malformed .npy header (unknown key '" + key + "')");
+    }
+  }
+  for (const char* key : {"descr", "fortran_order", "shape"}) {
+    if (!entries.count(key)) throw Error(bad + "malformed .npy header (no '" + key + "')");
+  }
+  const std::string& descr = entries["descr"];
   if (descr != "<f4") {
     throw Error(bad + "dtype '" + descr + "' is not supported; valid: float32 little-endian ('<f4')");
   }
-  if (header_value(header, "fortran_order", name) != "False") {
+  if (entries["fortran_order"] != "False") {
     throw Error(bad + "Fortran-order arrays are not supported; valid: C order");
   }
-  const std::string shape_text = header_value(header, "shape", name);
+  const std::string& shape_text = entries["shape"];
+  if (shape_text.size() < 2 || shape_text.front() != '(') {
+    throw Error(bad + "shape '" + shape_text + "' is malformed; valid: (H, W) or (H, W, C) of positive integers");
+  }
   // "(H, W)" or "(H, W, C)": each entry a plain decimal number (no sign).
   std::vector<long long> shape;
   {

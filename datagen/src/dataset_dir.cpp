@@ -34,7 +34,9 @@ fs::path sources_journal(const fs::path& dir, const ShardSpec& s) {
 }
 
 void remove_stale_temporaries(const fs::path& dir, const ShardSpec& s) {
-  const std::string prefix = "." + shard_tag(s) + ".";
+  std::string prefix = ".";  // built up: GCC 12 warns falsely (-Wrestrict) on "." + string
+  prefix += shard_tag(s);
+  prefix += '.';
   std::error_code ec;
   std::vector<fs::path> stale;
   for (const auto& e : fs::directory_iterator(dir / kStateDir, ec)) {
@@ -146,27 +148,70 @@ void check_or_write_state(const fs::path& dir, const Recipe& recipe, const json&
 
 std::string bucket_of(std::size_t source_index) { return zero_padded(source_index / 1000, 3); }
 
-bool row_is_complete(const fs::path& dir, const std::string& line, std::string& key) {
+namespace {
+
+bool is_hex_digest(const std::string& s) {
+  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+// "000012_03": digits, one underscore, digits (at least 6 and 2).
+bool is_pair_key(const std::string& key) {
+  const auto underscore = key.find('_');
+  if (underscore == std::string::npos || underscore < 6 || key.size() - underscore - 1 < 2 || key.size() > 40) return false;
+  return key.find_first_not_of("0123456789_") == std::string::npos && key.find('_', underscore + 1) == std::string::npos;
+}
+
+}  // namespace
+
+std::optional<JournalRow> parse_journal_row(std::string_view line) {
   try {
-    const json row = json::parse(line);
-    key = row.at("key").get<std::string>();
-    return row_is_complete(dir, row);
+    JournalRow row;
+    row.json = json::parse(line);
+    row.key = row.json.at("key").get<std::string>();
+    row.source = row.json.at("source").get<std::string>();
+    row.source_sha256 = row.json.at("source_sha256").get<std::string>();
+    row.source_index = row.json.at("source_index").get<std::size_t>();
+    row.input_file = row.json.at("input_file_name").get<std::string>();
+    row.output_file = row.json.at("output_file_name").get<std::string>();
+    row.input_sha256 = row.json.at("input_sha256").get<std::string>();
+    row.output_sha256 = row.json.at("output_sha256").get<std::string>();
+    if (!is_pair_key(row.key) || !is_hex_digest(row.source_sha256) || !is_hex_digest(row.input_sha256) ||
+        !is_hex_digest(row.output_sha256)) {
+      return std::nullopt;
+    }
+    if (std::stoull(row.key.substr(0, row.key.find('_'))) != row.source_index) return std::nullopt;
+    const std::string bucket = bucket_of(row.source_index) + "/" + row.key + ".";
+    for (const auto& [file, dir] : {std::pair(&row.input_file, "input/"), std::pair(&row.output_file, "output/")}) {
+      const std::string ext = file->substr(std::min(file->size(), std::string(dir).size() + bucket.size()));
+      if (file->rfind(std::string(dir) + bucket, 0) != 0 || (ext != "png" && ext != "npy")) return std::nullopt;
+    }
+    return row;
   } catch (const json::exception&) {
-    return false;
+    return std::nullopt;
+  } catch (const std::exception&) {  // stoull of an over-long key
+    return std::nullopt;
   }
 }
 
-bool row_is_complete(const fs::path& dir, const json& row) {
+std::optional<json> parse_failure_row(std::string_view line) {
   try {
-    for (const char* which : {"input", "output"}) {
-      const fs::path file = dir / row.at(std::string(which) + "_file_name").get<std::string>();
+    json row = json::parse(line);
+    (void)row.at("source_index").get<std::size_t>();
+    (void)row.at("pair_index").get<int>();
+    return row;
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+}
+
+bool row_is_complete(const fs::path& dir, const JournalRow& row) {
+  try {
+    for (const auto& [file, sha] : {std::pair(&row.input_file, &row.input_sha256), std::pair(&row.output_file, &row.output_sha256)}) {
       std::error_code ec;
-      if (!fs::is_regular_file(file, ec)) return false;
-      if (sha256_file_hex(file) != row.at(std::string(which) + "_sha256").get<std::string>()) return false;
+      if (!fs::is_regular_file(dir / *file, ec)) return false;
+      if (sha256_file_hex(dir / *file) != *sha) return false;
     }
     return true;
-  } catch (const json::exception&) {
-    return false;
   } catch (const Error&) {
     return false;
   }
@@ -217,30 +262,24 @@ RunSummary finalize(const fs::path& dir, bool verify) {
   for (int i = 0; i < count; ++i) {
     const ShardSpec shard{i, count};
     for_each_line(rows_journal(dir, shard), [&](const std::string& line, std::uint64_t offset) {
-      json row;
-      std::string key;
-      try {
-        row = json::parse(line);
-        key = row.at("key").get<std::string>();
-      } catch (const json::exception&) {
-        throw Error("a row of shard " + std::to_string(i) + "'s journal is corrupt; rerun that shard with --resume");
-      }
-      if (verify && !row_is_complete(dir, row)) {
-        throw Error("pair " + key + " of shard " + std::to_string(i) +
+      std::optional<JournalRow> row = parse_journal_row(line);
+      if (!row) throw Error("a row of shard " + std::to_string(i) + "'s journal is corrupt; rerun that shard with --resume");
+      if (verify && !row_is_complete(dir, *row)) {
+        throw Error("pair " + row->key + " of shard " + std::to_string(i) +
                     " is damaged (a file is missing or does not match its sha256); rerun that shard with --resume");
       }
       // Every pair of a source must come from the same bytes of it.
-      const auto source = row.value("source_index", std::size_t{0});
-      const std::string sha = row.value("source_sha256", "");
-      const auto [known, fresh] = source_sha.emplace(source, sha);
-      if (!fresh && known->second != sha) {
-        throw Error("source '" + row.value("source", "?") + "' changed while the dataset was generated (its pairs hold " +
+      const auto [known, fresh] = source_sha.emplace(row->source_index, row->source_sha256);
+      if (!fresh && known->second != row->source_sha256) {
+        throw Error("source '" + row->source + "' changed while the dataset was generated (its pairs hold " +
                     "two different source_sha256 values); rerun every shard with --resume, then merge again");
       }
-      refs.push_back({std::move(key), i, offset, static_cast<std::uint32_t>(line.size())});
+      refs.push_back({std::move(row->key), i, offset, static_cast<std::uint32_t>(line.size())});
     });
-    for_each_line(failures_journal(dir, shard),
-                  [&](const std::string& line, std::uint64_t) { failures.push_back(json::parse(line)); });
+    // A damaged failure line is dropped: the next --resume retries that pair anyway.
+    for_each_line(failures_journal(dir, shard), [&](const std::string& line, std::uint64_t) {
+      if (auto failure = parse_failure_row(line)) failures.push_back(std::move(*failure));
+    });
   }
   std::sort(refs.begin(), refs.end(), [](const RowRef& a, const RowRef& b) { return a.key < b.key; });
   refs.erase(std::unique(refs.begin(), refs.end(), [](const RowRef& a, const RowRef& b) { return a.key == b.key; }),

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <string_view>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -94,9 +96,25 @@ void check_or_write_state(const std::filesystem::path& dir, const Recipe& recipe
 /// "000": the directory of source index / 1000.
 std::string bucket_of(std::size_t source_index);
 
-/// A journal row is complete when it parses and both its files hash as recorded.
-bool row_is_complete(const std::filesystem::path& dir, const std::string& line, std::string& key);
-bool row_is_complete(const std::filesystem::path& dir, const nlohmann::json& row);
+/// The fields of a journal row that --resume and merge rely on, checked: a
+/// key of the form 000012_03, files named input|output/BBB/KEY.EXT inside the
+/// dataset (nothing else: a hand-edited row cannot point elsewhere), 64-digit
+/// hex hashes, the source's index and name. nullopt for anything else (a torn
+/// or corrupt line). The parsed row itself is in `json`.
+struct JournalRow {
+  nlohmann::json json;
+  std::string key, source, source_sha256;
+  std::size_t source_index = 0;
+  std::string input_file, output_file, input_sha256, output_sha256;
+};
+std::optional<JournalRow> parse_journal_row(std::string_view line);
+
+/// A failure journal line: its JSON when it has the source and pair indices
+/// failures.jsonl is sorted by, nullopt otherwise.
+std::optional<nlohmann::json> parse_failure_row(std::string_view line);
+
+/// A journal row is complete when both its files exist and hash as recorded.
+bool row_is_complete(const std::filesystem::path& dir, const JournalRow& row);
 
 /// Reads every shard's journal and writes metadata.jsonl (last),
 /// failures.jsonl, dataset.json, recipe.yaml and the WebDataset shards.

@@ -393,19 +393,15 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
     AtomicFileWriter kept(journal_path);
     if (options.resume && fs::exists(journal_path, ec)) {
       for_each_line(journal_path, [&](const std::string& line, std::uint64_t) {
-        json row;
-        try {
-          row = json::parse(line);
-          const std::size_t s = row.at("source_index").get<std::size_t>();
-          if (s >= sources.size() || row.at("source").get<std::string>() != sources[s].name) return;
-          if (!row_is_complete(dir, row)) return;
-          if (current_sha(s) != row.at("source_sha256").get<std::string>()) {
-            changed.insert(s);
-            return;
-          }
-          if (done.insert(row.at("key").get<std::string>()).second) kept.write(line + "\n");
-        } catch (const json::exception&) {
+        const std::optional<JournalRow> row = parse_journal_row(line);
+        if (!row) return;  // torn or corrupt: the pair is redone
+        const std::size_t s = row->source_index;
+        if (s >= sources.size() || row->source != sources[s].name || !row_is_complete(dir, *row)) return;
+        if (current_sha(s) != row->source_sha256) {
+          changed.insert(s);
+          return;
         }
+        if (done.insert(row->key).second) kept.write(line + "\n");
       });
     }
     kept.commit();

@@ -202,7 +202,8 @@ PairPlan plan_pair(const Recipe& recipe, const SourceImage& source, std::size_t 
   }
   const OperatorEntry& entry = *plan.op->entry;
   ParamValues drawn;
-  for (const auto& [name, distribution] : plan.op->params) {
+  for (const auto& [param, distribution] : plan.op->params) {
+    const std::string& name = param;  // a lambda may not capture a structured binding before clang 16
     const auto spec = std::find_if(entry.params.begin(), entry.params.end(), [&](const ParamSpec& s) { return s.name == name; });
     drawn.set(name, draw(distribution, *spec, CounterRng(plan.seed, param_stream(entry.name, name)),
                          static_cast<std::uint64_t>(pair_index)));

@@ -57,11 +57,11 @@ TEST(CliBadInput, EachCaseGivesOneLineExitTwoAndNoOutput) {
   write_image(dir / "rgb.npy", test::synthetic_image(8, 8, 3));
   auto npy = read_file(dir / "rgb.npy");
   fs::remove(dir / "rgb.npy");
-  const std::string header(npy.begin(), npy.begin() + 64);
+  const std::string header(npy.begin(), npy.begin() + 10 + (npy[8] | (npy[9] << 8)));
   std::string f8 = header;
   f8.replace(f8.find("<f4"), 3, "<f8");
   std::vector<std::uint8_t> wrong(f8.begin(), f8.end());
-  wrong.resize(64 + 8 * 8 * 3 * 8, 0);
+  wrong.resize(header.size() + 8 * 8 * 3 * 8, 0);
   write_bytes(dir / "float64.npy", wrong);
   cv::imwrite((dir / "rgba.png").string(), cv::Mat(8, 8, CV_8UC4, cv::Scalar(10, 20, 30, 40)));
   const std::string out = (dir / "out.png").string();
