@@ -3,7 +3,7 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: run test deps configure build bench docs clean
+.PHONY: run test test-asan deps configure build bench fuzz docs clean
 
 run: build
 	bash scripts/run-samples.sh $(BUILD_DIR)
@@ -23,9 +23,25 @@ build: configure
 bench: build
 	bash bench/run-benchmarks.sh $(BUILD_DIR)
 
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (GCC),
+# in its own build folder. Not part of `make test` (about 3x slower).
+ASAN_DIR ?= build-asan
+test-asan: deps
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOPFORGE_SANITIZE=address,undefined -DOPFORGE_BUILD_BENCH=OFF
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0 \
+	ctest --test-dir $(ASAN_DIR) --output-on-failure -j $(JOBS)
+
+# Each parser of untrusted bytes under libFuzzer for FUZZ_SECONDS (clang).
+FUZZ_SECONDS ?= 60
+fuzz:
+	bash bench/fuzz.sh $(FUZZ_SECONDS)
+
 # Regenerates docs/operators.md from the operator registry.
 docs: build
 	$(BUILD_DIR)/cli/opforge list --markdown > docs/operators.md
 
 clean:
-	rm -rf $(BUILD_DIR) out
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) build-fuzz out

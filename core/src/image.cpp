@@ -3,6 +3,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cmath>
@@ -85,8 +86,10 @@ void require_non_negative(const Image& img, std::string_view who, std::string_vi
 }
 
 std::optional<BadValue> first_bad_value(const cv::Mat& img, double bound) {
-  const float limit = static_cast<float>(bound);
-  return first_value_where(img, [limit](float v) { return !(std::isfinite(v) && std::abs(v) <= limit); });
+  // One comparison a value, which vectorises: false for NaN, and for ±inf
+  // since the limit is at most the largest finite float.
+  const float limit = static_cast<float>(std::min(bound, static_cast<double>(std::numeric_limits<float>::max())));
+  return first_value_where(img, [limit](float v) { return !(std::fabs(v) <= limit); });
 }
 
 std::string describe_bad_value(const BadValue& bad) {

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "opforge/core/error.hpp"
+#include "opforge/core/io.hpp"
 #include "opforge/core/sha256.hpp"
 #include "opforge/operators/degradations.hpp"
 
@@ -248,6 +249,12 @@ Image preprocess_source(const Recipe& recipe, const Image& source) {
   const int short_side = std::min(source.rows, source.cols);
   if (short_side == target) return source;
   const double scale = static_cast<double>(target) / short_side;
+  const double long_side = std::round(std::max(source.rows, source.cols) * scale);
+  if (long_side > static_cast<double>(kMaxImageSide)) {
+    throw Error("resize_short_side " + std::to_string(target) + " would make this " + std::to_string(source.cols) + "x" +
+                std::to_string(source.rows) + " source " + format_value(long_side) + " pixels long; valid: at most " +
+                std::to_string(kMaxImageSide) + " on a side");
+  }
   const int rows = source.rows == short_side ? target : static_cast<int>(std::lround(source.rows * scale));
   const int cols = source.cols == short_side ? target : static_cast<int>(std::lround(source.cols * scale));
   return resize_bicubic(source, {.width = std::max(cols, 1), .height = std::max(rows, 1)});

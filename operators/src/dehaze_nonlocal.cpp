@@ -12,6 +12,7 @@
 #include "entries.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
+#include "opforge/core/numeric.hpp"
 #include "opforge/operators/dehaze.hpp"
 #include "opforge/operators/grid_solver.hpp"
 
@@ -160,7 +161,7 @@ NearestDirection::NearestDirection(std::vector<Direction> directions)
 }
 
 int NearestDirection::cell_of(double v) const {
-  return std::clamp(static_cast<int>(std::floor((v + kGridExtent) / (2.0 * kGridExtent / kGrid))), 0, kGrid - 1);
+  return clamped_index((v + kGridExtent) / (2.0 * kGridExtent / kGrid), kGrid);
 }
 
 int NearestDirection::nearest_brute_force(const Direction& u) const {

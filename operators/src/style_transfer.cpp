@@ -9,6 +9,7 @@
 #include "entries.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
+#include "opforge/core/numeric.hpp"
 #include "opforge/operators/local_laplacian.hpp"
 
 namespace opforge {
@@ -22,7 +23,7 @@ std::vector<double> cumulative_histogram(const Plane& values, double lo, double 
   std::vector<double> cdf(static_cast<std::size_t>(bins), 0.0);
   const double scale = hi > lo ? bins / (hi - lo) : 0.0;
   for (double v : values) {
-    const int b = std::clamp(static_cast<int>(std::floor((v - lo) * scale)), 0, bins - 1);
+    const int b = clamped_index((v - lo) * scale, bins);
     cdf[static_cast<std::size_t>(b)] += 1;
   }
   double total = 0;
@@ -116,7 +117,7 @@ Plane match_histogram(const Plane& values, const Plane& model, double lo, double
   const double scale = hi > lo ? kValueBins / (hi - lo) : 0.0;
   Plane out(values.size());
   for (std::size_t i = 0; i < values.size(); ++i) {
-    out[i] = table[static_cast<std::size_t>(std::clamp(static_cast<int>(std::floor((values[i] - lo) * scale)), 0, kValueBins - 1))];
+    out[i] = table[static_cast<std::size_t>(clamped_index((values[i] - lo) * scale, kValueBins))];
   }
   return out;
 }
