@@ -17,7 +17,7 @@ namespace opforge {
 
 namespace {
 
-void require_shape(const Image& img, std::string_view who) {
+void require_shape_impl(const Image& img, std::string_view who) {
   if (img.empty()) throw Error(std::string(who) + ": the input image is empty");
   if (img.depth() != CV_32F) {
     throw Error(std::string(who) + ": expected a float32 image (CV_32F), got depth " +
@@ -67,13 +67,15 @@ std::string position(const BadValue& bad) {
 
 }  // namespace
 
+void require_image_shape(const Image& img, std::string_view who) { require_shape_impl(img, who); }
+
 void require_image(const Image& img, std::string_view who) {
-  require_shape(img, who);
+  require_shape_impl(img, who);
   if (const auto bad = first_bad_value(img)) throw Error(std::string(who) + ": " + describe_bad_value(*bad));
 }
 
 void require_finite_image(const Image& img, std::string_view who) {
-  require_shape(img, who);
+  require_shape_impl(img, who);
   if (const auto bad = first_bad_value(img, std::numeric_limits<double>::infinity())) {
     throw Error(std::string(who) + ": " + position(*bad) + " is not finite; valid: finite values");
   }

@@ -165,7 +165,7 @@ std::vector<std::uint8_t> encode_safetensors(const std::map<std::string, F32Tens
   std::memcpy(out.data() + 8, text.data(), text.size());
   std::size_t pos = 8 + text.size();
   for (const auto& [name, t] : tensors) {
-    std::memcpy(out.data() + pos, t.values.data(), t.values.size() * sizeof(float));
+    if (!t.values.empty()) std::memcpy(out.data() + pos, t.values.data(), t.values.size() * sizeof(float));
     pos += t.values.size() * sizeof(float);
   }
   return out;

@@ -66,6 +66,7 @@ void Sha256::compress(const std::uint8_t* block) {
 }
 
 void Sha256::update(std::span<const std::uint8_t> bytes) {
+  if (bytes.empty()) return;  // an empty span may hold a null pointer: memcpy from it is undefined
   total_bytes_ += bytes.size();
   std::size_t i = 0;
   if (buffered_ > 0) {

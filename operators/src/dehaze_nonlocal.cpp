@@ -194,7 +194,7 @@ int NearestDirection::nearest(const Direction& u) const {
 }
 
 NonLocalDehazeResult dehaze_nonlocal(const Image& input, const NonLocalDehazeParams& p) {
-  require_image(input, "dehaze_nonlocal");
+  require_image_shape(input, "dehaze_nonlocal");
   ParamValues v;
   v.set("gamma", p.gamma);
   v.set("lambda", p.lambda);
@@ -213,6 +213,7 @@ NonLocalDehazeResult dehaze_nonlocal(const Image& input, const NonLocalDehazePar
   const int rows = input.rows, cols = input.cols;
   const std::size_t n = static_cast<std::size_t>(rows) * cols;
   require_solver_memory("dehaze_nonlocal", rows, cols, estimate_grid_cholesky_bytes(rows, cols));
+  require_image(input, "dehaze_nonlocal");  // the values, once the size is known to fit
   const std::vector<Plane> img = to_double_planes(input);
   NonLocalDehazeResult result;
   result.airlight = p.airlight ? *p.airlight : estimate_airlight(img, rows, cols, 15, 0.001);

@@ -61,7 +61,9 @@ struct RealFft2d::Plans {
   }
 
   static const Plans* get(int rows, int cols, std::size_t row_stride) {
-    static std::map<std::pair<int, int>, Plans> cache;
+    // Plans live as long as the process: never destroyed, so no exit-time
+    // destructor runs after FFTW or leaves them unreachable (LeakSanitizer).
+    static auto& cache = *new std::map<std::pair<int, int>, Plans>;
     std::lock_guard lock(planner_mutex());
     auto [it, inserted] = cache.try_emplace({rows, cols});
     if (!inserted) return &it->second;

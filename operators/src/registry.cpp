@@ -53,6 +53,8 @@ ParamValues OperatorEntry::resolve(const std::map<std::string, std::string>& tex
 ParamValues OperatorEntry::validate(const ParamValues& values) const { return validate_params(name, params, values); }
 
 Image OperatorEntry::apply(const Image& input, const ParamValues& values, const RunContext& context) const {
+  // The values before the estimate: some estimates read them (the bilateral
+  // grid's depth follows the value range).
   require_image(input, name);
   const ParamValues valid = validate(values);
   require_memory(name,

@@ -134,11 +134,12 @@ std::size_t pcg_bytes(int rows, int cols) {
 }  // namespace
 
 Image rtv_smooth(const Image& input, const RtvSmoothParams& params, RtvReport* report) {
-  require_image(input, "rtv_smooth");
+  require_image_shape(input, "rtv_smooth");
   validate(params);
   const int rows = input.rows, cols = input.cols, channels = input.channels();
   require_solver_memory("rtv_smooth", rows, cols,
                  params.solver == RtvSolver::direct ? estimate_grid_cholesky_bytes(rows, cols) : pcg_bytes(rows, cols));
+  require_image(input, "rtv_smooth");  // the values, once the size is known to fit
   const std::vector<Plane> original = to_double_planes(input);
   std::vector<Plane> x = original;
   const double half_lambda = params.lambda / 2.0;

@@ -51,10 +51,11 @@ GridWeights wls_weights(const Plane& g, int rows, int cols, const WlsSmoothParam
 }
 
 void check_input(const Image& input, const WlsSmoothParams& params) {
-  require_image(input, "wls_smooth");
-  require_non_negative(input, "wls_smooth", "its affinities take the logarithm of each channel");
+  require_image_shape(input, "wls_smooth");
   validate(params);
   require_solver_memory("wls_smooth", input.rows, input.cols, estimate_grid_cholesky_bytes(input.rows, input.cols));
+  require_image(input, "wls_smooth");
+  require_non_negative(input, "wls_smooth", "its affinities take the logarithm of each channel");
 }
 
 }  // namespace

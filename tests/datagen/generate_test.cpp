@@ -268,6 +268,29 @@ TEST(Generate, ResumeRedoesThePairsOfASourceWhoseContentChanged) {
   EXPECT_EQ(test::tree_difference(test::dataset_tree(f.dir / "fresh"), test::dataset_tree(f.dir / "out")), "");
 }
 
+TEST(Generate, ResumeTrustsNoJournalRowThatPointsOutsideTheDataset) {
+  const Fixture f = make_fixture("datagen-journal-escape", 2, 1);
+  run(f, "reference", 1);
+  run(f, "out", 1);
+  // A hand-edited row naming a file outside input/ (with that file's true hash).
+  const fs::path journal = f.dir / "out" / ".opforge" / "shard-0-of-1.rows.jsonl";
+  std::istringstream lines(test::dataset_tree(f.dir / "out" / ".opforge")["shard-0-of-1.rows.jsonl"]);
+  std::string edited;
+  for (std::string line; std::getline(lines, line);) {
+    json row = json::parse(line);
+    if (row["key"] == "000000_00") {
+      test::write_text_file(f.dir / "outside.png", "not part of the dataset");
+      row["input_file_name"] = "../outside.png";
+      row["input_sha256"] = sha256_file_hex(f.dir / "outside.png");
+    }
+    edited += row.dump() + "\n";
+  }
+  test::write_text_file(journal, edited);
+  const RunSummary s = run(f, "out", 1, {}, true);
+  EXPECT_EQ(s.written, 1u);  // the edited pair is redone, not trusted
+  EXPECT_EQ(test::tree_difference(test::dataset_tree(f.dir / "reference"), test::dataset_tree(f.dir / "out")), "");
+}
+
 TEST(Generate, ResumeRemovesTemporariesOfAKilledStart) {
   const Fixture f = make_fixture("datagen-stale-tmp", 2, 1);
   run(f, "out", 1);

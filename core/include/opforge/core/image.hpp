@@ -29,6 +29,11 @@ inline constexpr double kMaxPixelMagnitude = 1e6;
 /// value and where it is (0-based row, column, channel).
 void require_image(const Image& img, std::string_view who);
 
+/// The shape half of require_image (non-empty, CV_32FC1/CV_32FC3, 2-D),
+/// without reading a value: callers check cheap things (parameters, the
+/// memory estimate) before a scan of a huge image.
+void require_image_shape(const Image& img, std::string_view who);
+
 /// require_image for images being written or handed back: the same shape
 /// rules, and finite values of any magnitude (an operator may overshoot).
 void require_finite_image(const Image& img, std::string_view who);
