@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "dataset_dir.hpp"
@@ -17,13 +18,17 @@ namespace {
 
 constexpr std::array<int, 5> kSignals = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
 
-std::atomic<int> journal_fd{-1};
+// Handlers are per process: the first guard installs them, the last one
+// restores the previous handlers.
+std::mutex install_mutex;
+int active_guards = 0;
 struct sigaction previous[5];
 
 // The calling thread's crash line up to the signal name, formatted ahead of
 // time because a signal handler may not allocate or format.
 thread_local std::array<char, 512> line_prefix{};
 thread_local volatile std::sig_atomic_t line_length = 0;
+thread_local volatile std::sig_atomic_t line_fd = -1;  // the journal of the run this thread works for
 
 const char* signal_name(int sig) {
   switch (sig) {
@@ -47,7 +52,7 @@ void write_all(int fd, const char* text, std::size_t n) {
 
 // Async-signal-safe: write(2), sigaction(2) and raise(3) only.
 void on_fatal_signal(int sig) {
-  const int fd = journal_fd.load();
+  const int fd = line_fd;
   if (fd >= 0 && line_length > 0) {
     char line[600];
     auto n = static_cast<std::size_t>(line_length);
@@ -67,9 +72,10 @@ void on_fatal_signal(int sig) {
 }  // namespace
 
 CrashGuard::CrashGuard(const std::filesystem::path& journal) {
-  const int fd = ::open(journal.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) throw WriteError("cannot create '" + journal.string() + "': " + std::strerror(errno), errno);
-  journal_fd = fd;
+  fd_ = ::open(journal.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw WriteError("cannot create '" + journal.string() + "': " + std::strerror(errno), errno);
+  std::lock_guard lock(install_mutex);
+  if (active_guards++ > 0) return;
   struct sigaction action {};
   action.sa_handler = on_fatal_signal;
   sigemptyset(&action.sa_mask);
@@ -77,12 +83,17 @@ CrashGuard::CrashGuard(const std::filesystem::path& journal) {
 }
 
 CrashGuard::~CrashGuard() {
-  for (std::size_t i = 0; i < kSignals.size(); ++i) ::sigaction(kSignals[i], &previous[i], nullptr);
-  const int fd = journal_fd.exchange(-1);
-  if (fd >= 0) ::close(fd);
+  {
+    std::lock_guard lock(install_mutex);
+    if (--active_guards == 0) {
+      for (std::size_t i = 0; i < kSignals.size(); ++i) ::sigaction(kSignals[i], &previous[i], nullptr);
+    }
+  }
+  ::close(fd_);
 }
 
-void crash_context(const std::string& key, std::size_t source_index, const std::string& stage, const std::string& op) {
+void crash_context(const CrashGuard& guard, const std::string& key, std::size_t source_index, const std::string& stage,
+                   const std::string& op) {
   const std::string prefix = nlohmann::json{{"key", key}, {"source_index", source_index}, {"stage", stage}, {"operator", op}}
                                  .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   // {"key":…,"stage":…} → {"key":…,"stage":…,"signal":"   (the handler ends it)
@@ -92,6 +103,7 @@ void crash_context(const std::string& key, std::size_t source_index, const std::
   line_length = 0;
   std::atomic_signal_fence(std::memory_order_seq_cst);
   std::memcpy(line_prefix.data(), head.data(), n);
+  line_fd = guard.fd_;
   std::atomic_signal_fence(std::memory_order_seq_cst);
   line_length = static_cast<std::sig_atomic_t>(n);
 }

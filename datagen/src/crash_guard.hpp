@@ -16,20 +16,27 @@
 
 namespace opforge::datagen {
 
-/// Installs the handlers for the guard's lifetime (restoring the previous
-/// ones afterwards; a crash still reaches them) and opens the journal.
+/// Opens one run's crash journal and, while any guard lives, keeps the
+/// handlers installed (the first guard installs them, the last restores the
+/// previous ones; a crash still reaches those). Runs in the same process each
+/// have their own guard: a thread's crash line goes to the journal of the run
+/// it works for.
 class CrashGuard {
  public:
   explicit CrashGuard(const std::filesystem::path& journal);
   ~CrashGuard();
   CrashGuard(const CrashGuard&) = delete;
   CrashGuard& operator=(const CrashGuard&) = delete;
+
+ private:
+  friend void crash_context(const CrashGuard&, const std::string&, std::size_t, const std::string&, const std::string&);
+  int fd_ = -1;
 };
 
-/// What the calling thread is doing, for the crash line: set before each
-/// stage of a pair, cleared when the pair is done. Cheap (no allocation after
-/// the first call on a thread, no system call).
-void crash_context(const std::string& key, std::size_t source_index, const std::string& stage,
+/// What the calling thread is doing for `guard`'s run, for the crash line:
+/// set before each stage of a pair, cleared when the pair is done. Cheap (no
+/// allocation after the first call on a thread, no system call).
+void crash_context(const CrashGuard& guard, const std::string& key, std::size_t source_index, const std::string& stage,
                    const std::string& op);
 void clear_crash_context();
 

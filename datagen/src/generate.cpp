@@ -181,7 +181,7 @@ struct CrashContextScope {
 };
 
 Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, const Task& task, const fs::path& dir,
-                SourceLedger& ledger, const RunOptions& options) {
+                SourceLedger& ledger, const CrashGuard& guard, const RunOptions& options) {
   const SourceImage& source = sources[task.source_index];
   const std::string key = pair_key(task.source_index, sources.size(), task.pair_index, recipe.pairs_per_source);
   if (!task.skip_reason.empty()) {
@@ -191,21 +191,21 @@ Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, c
   std::string stage = "source";
   const CrashContextScope crash_scope;
   try {
-    crash_context(key, task.source_index, stage, "");
+    crash_context(guard, key, task.source_index, stage, "");
     load_source(*task.slot, recipe, source, task.source_index, ledger);
     if (!task.slot->error.empty()) {
       return {.failure = dump_line(failure_row(key, source, task.source_index, task.pair_index, stage, task.slot->error))};
     }
     stage = "operator";
     const PairPlan plan = plan_pair(recipe, source, task.source_index, sources.size(), task.pair_index);
-    crash_context(key, task.source_index, stage, plan.op->entry->name);
+    crash_context(guard, key, task.source_index, stage, plan.op->entry->name);
     if (options.before_operator) options.before_operator(source, plan);
     const PairImages pair = make_pair(recipe, source, task.source_index, sources.size(), task.pair_index, task.slot->image);
     const OperatorEntry& op = *pair.plan.op->entry;
     const auto& crop = pair.crop;
 
     stage = "write";
-    crash_context(key, task.source_index, stage, op.name);
+    crash_context(guard, key, task.source_index, stage, op.name);
     const std::vector<std::uint8_t> input_bytes = encode(pair.input, recipe.format);
     const std::vector<std::uint8_t> output_bytes = encode(pair.output, recipe.format);
     const std::string ext(file_extension(recipe.format));
@@ -454,7 +454,7 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
                                      return {};
                                    }) &
           tbb::make_filter<Task, Outcome>(tbb::filter_mode::parallel,
-                                          [&](const Task& task) { return process(recipe, sources, task, dir, ledger, options); }) &
+                                          [&](const Task& task) { return process(recipe, sources, task, dir, ledger, crash_guard, options); }) &
           tbb::make_filter<Outcome, void>(tbb::filter_mode::serial_in_order, [&](const Outcome& outcome) {
             if (!outcome.row.empty()) {
               rows.append(outcome.row);
