@@ -14,6 +14,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::data_path;
+using test::error_of;
 using test::scratch_dir;
 
 std::vector<std::string> listing(const fs::path& dir) {
@@ -28,15 +29,6 @@ void write_bytes(const fs::path& p, const std::vector<std::uint8_t>& bytes) {
                                            static_cast<std::streamsize>(bytes.size()));
 }
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 TEST(ImageIo, Reads8BitPngExactlyAsOpenCvDoes) {
   const auto path = data_path("conformance/inputs/carving256.png");

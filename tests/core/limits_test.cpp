@@ -28,17 +28,9 @@ namespace opforge {
 namespace {
 
 namespace fs = std::filesystem;
+using test::error_of;
 using test::scratch_dir;
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 void expect_contains(const std::string& text, const std::vector<std::string>& parts) {
   for (const auto& p : parts) EXPECT_NE(text.find(p), std::string::npos) << "'" << p << "' not in: " << text;

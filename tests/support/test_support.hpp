@@ -8,10 +8,22 @@
 #include <filesystem>
 #include <string>
 
+#include "opforge/core/error.hpp"
 #include "opforge/core/image.hpp"
 #include "opforge/core/io.hpp"
 
 namespace opforge::test {
+
+/// The message of the opforge::Error `fn` throws, or "(no error)".
+template <typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
 
 /// A fixture under tests/data/.
 inline std::filesystem::path data_path(const std::string& relative) {
