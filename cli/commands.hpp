@@ -25,10 +25,6 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// Parses `args` against `options` plus exactly the positional arguments
-/// named in `positional_names` (e.g. {"OP", "IN", "OUT"}) into `vm`. Returns
-/// the positionals, or an empty vector when --help was given. Throws
-/// UsageError for a wrong count and boost's errors for unknown options.
 /// Adds `--threads N` (the one rule: 1..1024, default all cores) to `options`.
 void add_threads_option(boost::program_options::options_description& options);
 /// The --threads value, checked; nullopt when it was not given.
@@ -39,6 +35,10 @@ void add_max_pixels_option(boost::program_options::options_description& options)
 /// The decode limits --max-pixels asks for.
 DecodeLimits decode_limits_option(const boost::program_options::variables_map& vm);
 
+/// Parses `args` against `options` plus exactly the positional arguments
+/// named in `positional_names` (e.g. {"OP", "IN", "OUT"}) into `vm`. Returns
+/// the positionals, or an empty vector when --help was given. Throws
+/// UsageError for a wrong count and boost's errors for unknown options.
 std::vector<std::string> parse_command_line(const Args& args, const boost::program_options::options_description& options,
                                             const std::vector<std::string>& positional_names,
                                             boost::program_options::variables_map& vm);

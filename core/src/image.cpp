@@ -15,9 +15,7 @@
 
 namespace opforge {
 
-namespace {
-
-void require_shape_impl(const Image& img, std::string_view who) {
+void require_image_shape(const Image& img, std::string_view who) {
   if (img.empty()) throw Error(std::string(who) + ": the input image is empty");
   if (img.depth() != CV_32F) {
     throw Error(std::string(who) + ": expected a float32 image (CV_32F), got depth " +
@@ -29,6 +27,8 @@ void require_shape_impl(const Image& img, std::string_view who) {
   }
   if (img.dims != 2) throw Error(std::string(who) + ": expected a 2-D image");
 }
+
+namespace {
 
 // The first value (lowest row, then position in the row) for which `bad`
 // holds. Rows are scanned in parallel; the lowest bad row wins, so the answer
@@ -67,15 +67,13 @@ std::string position(const BadValue& bad) {
 
 }  // namespace
 
-void require_image_shape(const Image& img, std::string_view who) { require_shape_impl(img, who); }
-
 void require_image(const Image& img, std::string_view who) {
-  require_shape_impl(img, who);
+  require_image_shape(img, who);
   if (const auto bad = first_bad_value(img)) throw Error(std::string(who) + ": " + describe_bad_value(*bad));
 }
 
 void require_finite_image(const Image& img, std::string_view who) {
-  require_shape_impl(img, who);
+  require_image_shape(img, who);
   if (const auto bad = first_bad_value(img, std::numeric_limits<double>::infinity())) {
     throw Error(std::string(who) + ": " + position(*bad) + " is not finite; valid: finite values");
   }

@@ -200,7 +200,7 @@ Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, c
     const PairPlan plan = plan_pair(recipe, source, task.source_index, sources.size(), task.pair_index);
     crash_context(guard, key, task.source_index, stage, plan.op->entry->name);
     if (options.before_operator) options.before_operator(source, plan);
-    const PairImages pair = make_pair(recipe, source, task.source_index, sources.size(), task.pair_index, task.slot->image);
+    const PairImages pair = make_pair(recipe, plan, task.slot->image);
     const OperatorEntry& op = *pair.plan.op->entry;
     const auto& crop = pair.crop;
 

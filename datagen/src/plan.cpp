@@ -227,8 +227,12 @@ std::optional<CropWindow> crop_window(const Recipe& recipe, std::uint64_t seed, 
 
 PairImages make_pair(const Recipe& recipe, const SourceImage& source, std::size_t source_index,
                      std::size_t source_count, int pair_index, const Image& preprocessed) {
+  return make_pair(recipe, plan_pair(recipe, source, source_index, source_count, pair_index), preprocessed);
+}
+
+PairImages make_pair(const Recipe& recipe, PairPlan plan, const Image& preprocessed) {
   PairImages pair;
-  pair.plan = plan_pair(recipe, source, source_index, source_count, pair_index);
+  pair.plan = std::move(plan);
   const OperatorEntry& op = *pair.plan.op->entry;
   Image image = preprocessed;
   pair.crop = crop_window(recipe, pair.plan.seed, image.rows, image.cols);

@@ -183,9 +183,9 @@ double grid_depth(const Image& input, double sigma_r) {
 
 // Planes: 33 B/px grey, 88 B/px RGB measured at 1 MP; each worker thread
 // keeps five grid slabs (three raw rows, the finished and the blurred row).
-double rolling_guidance_peak_bytes(const Image& input, double sigma_s, double sigma_r) {
+double rolling_guidance_peak_bytes(const Image& input, double sigma_s, double depth) {
   const double gw = std::floor((input.cols - 1) / sigma_s) + 1 + 2 * kPadding;
-  const double slab = 2.0 * gw * grid_depth(input, sigma_r) * sizeof(double);
+  const double slab = 2.0 * gw * depth * sizeof(double);
   return pixel_count(input) * (8.0 + 42.0 * input.channels()) + operator_threads() * 5.0 * slab;
 }
 
@@ -433,13 +433,14 @@ Image rolling_guidance(const Image& input, const RollingGuidanceParams& params) 
   v.set("iterations", static_cast<double>(params.iterations));
   validate_params("rolling_guidance", rgf_specs(), v);
   // A value range far beyond [0, 1] (or a tiny sigma_r) makes the grid deep.
-  if (const double depth = grid_depth(input, params.sigma_r); depth > 1e8) {
+  const double depth = grid_depth(input, params.sigma_r);
+  if (depth > 1e8) {
     throw Error("rolling_guidance: the image's value range over sigma_r = " + format_value(params.sigma_r) +
                 " needs a bilateral grid " + format_value(std::round(depth)) +
                 " cells deep; valid: at most 1e8 (values nominally in [0, 1])");
   }
   require_memory("rolling_guidance", "a " + std::to_string(input.cols) + "x" + std::to_string(input.rows) + " image",
-                 rolling_guidance_peak_bytes(input, params.sigma_s, params.sigma_r));
+                 rolling_guidance_peak_bytes(input, params.sigma_s, depth));
   const int rows = input.rows, cols = input.cols;
   const std::vector<Plane> source = to_double_planes(input);
   // Channels are independent: each rolls on its own, its bands in parallel
@@ -480,7 +481,7 @@ OperatorEntry rolling_guidance_entry() {
       .version = "1",
       .params = rgf_specs(),
       .peak_bytes = [](const Image& img, const ParamValues& p) {
-        return rolling_guidance_peak_bytes(img, p.number("sigma_s"), p.number("sigma_r"));
+        return rolling_guidance_peak_bytes(img, p.number("sigma_s"), grid_depth(img, p.number("sigma_r")));
       },
       .run = [](const Image& img, const ParamValues& p, const RunContext&) {
         return rolling_guidance(img, {.sigma_s = p.number("sigma_s"),

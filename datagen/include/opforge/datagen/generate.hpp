@@ -47,7 +47,7 @@ ShardSpec shard_from_environment(int count, const std::function<const char*(cons
 
 struct RunOptions {
   std::filesystem::path out_dir;
-  ShardSpec shard;
+  ShardSpec shard = {};
   bool resume = false;
   std::optional<int> threads = std::nullopt;  ///< 1..1024 (check_thread_count); unset: all cores
   std::optional<SourceSpec> sources = std::nullopt;  ///< --sources: replaces the recipe's sources

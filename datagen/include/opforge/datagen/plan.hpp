@@ -72,6 +72,8 @@ struct PairImages {
 /// the plan, the crop or the operator fails.
 PairImages make_pair(const Recipe& recipe, const SourceImage& source, std::size_t source_index,
                      std::size_t source_count, int pair_index, const Image& preprocessed);
+/// The same, for a plan already made with plan_pair.
+PairImages make_pair(const Recipe& recipe, PairPlan plan, const Image& preprocessed);
 
 /// resize_short_side: the source resized (MATLAB bicubic) so its shorter
 /// side has that length; unchanged when the recipe does not resize.
