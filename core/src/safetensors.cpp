@@ -1,6 +1,7 @@
 #include "opforge/core/safetensors.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -130,33 +131,198 @@ std::span<const std::uint8_t> SafeTensors::bytes(const std::string& name) const 
   return {file_.data() + data_offset_ + t.begin, t.end - t.begin};
 }
 
-std::vector<float> SafeTensors::read_f32(const std::string& name) const {
+namespace {
+
+template <typename T>
+T load_le(const std::uint8_t* p) {
+  T value;
+  std::memcpy(&value, p, sizeof(T));  // safetensors is little-endian, as is every host we build for
+  return value;
+}
+
+float bf16_to_float(std::uint16_t bits) {
+  const std::uint32_t word = static_cast<std::uint32_t>(bits) << 16;
+  float value;
+  std::memcpy(&value, &word, sizeof value);
+  return value;
+}
+
+}  // namespace
+
+std::uint16_t float_to_half(float value) {
+  std::uint32_t word;
+  std::memcpy(&word, &value, sizeof word);
+  const std::uint16_t sign = static_cast<std::uint16_t>((word >> 16) & 0x8000u);
+  const std::uint32_t exponent = (word >> 23) & 0xffu;
+  std::uint32_t mantissa = word & 0x7fffffu;
+  if (exponent == 0xff) return static_cast<std::uint16_t>(sign | 0x7c00u | (mantissa ? 0x200u : 0u));
+  const int e = static_cast<int>(exponent) - 127 + 15;
+  if (e >= 31) return static_cast<std::uint16_t>(sign | 0x7c00u);  // overflow: infinity
+  if (e <= 0) {
+    // Subnormal half (or zero): shift the full mantissa into place, rounding
+    // to nearest even on the bits shifted out.
+    if (e < -10) return sign;
+    mantissa |= 0x800000u;
+    const int shift = 14 - e;
+    const std::uint32_t half = mantissa >> shift;
+    const std::uint32_t rest = mantissa & ((1u << shift) - 1u);
+    const std::uint32_t midpoint = 1u << (shift - 1);
+    const std::uint32_t rounded = half + ((rest > midpoint || (rest == midpoint && (half & 1u))) ? 1u : 0u);
+    return static_cast<std::uint16_t>(sign | rounded);
+  }
+  std::uint32_t half = (static_cast<std::uint32_t>(e) << 10) | (mantissa >> 13);
+  const std::uint32_t rest = mantissa & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) ++half;  // may carry into the exponent: correct
+  return static_cast<std::uint16_t>(sign | half);
+}
+
+float half_to_float(std::uint16_t bits) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(bits & 0x8000u) << 16;
+  const std::uint32_t exponent = (bits >> 10) & 0x1fu;
+  std::uint32_t mantissa = bits & 0x3ffu;
+  std::uint32_t word;
+  if (exponent == 0x1f) {
+    word = sign | 0x7f800000u | (mantissa << 13);
+  } else if (exponent != 0) {
+    word = sign | ((exponent - 15 + 127) << 23) | (mantissa << 13);
+  } else if (mantissa == 0) {
+    word = sign;
+  } else {
+    int e = -14;  // normalise the subnormal
+    while ((mantissa & 0x400u) == 0) {
+      mantissa <<= 1;
+      --e;
+    }
+    word = sign | (static_cast<std::uint32_t>(e + 127) << 23) | ((mantissa & 0x3ffu) << 13);
+  }
+  float value;
+  std::memcpy(&value, &word, sizeof value);
+  return value;
+}
+
+std::vector<double> SafeTensors::read_f64(const std::string& name) const {
   const TensorInfo& t = info(name);
-  if (t.dtype != "F32") throw Error("safetensors '" + source_ + "': tensor '" + name + "' is " + t.dtype + ", expected F32");
-  std::vector<float> out(t.element_count());
   const auto raw = bytes(name);
-  std::memcpy(out.data(), raw.data(), raw.size());
+  std::vector<double> out(t.element_count());
+  const std::uint8_t* p = raw.data();
+  if (t.dtype == "F64") {
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = load_le<double>(p + 8 * i);
+  } else if (t.dtype == "F32") {
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = load_le<float>(p + 4 * i);
+  } else if (t.dtype == "F16") {
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = half_to_float(load_le<std::uint16_t>(p + 2 * i));
+  } else if (t.dtype == "BF16") {
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_float(load_le<std::uint16_t>(p + 2 * i));
+  } else {
+    throw Error("safetensors '" + source_ + "': tensor '" + name + "' is " + t.dtype +
+                ", expected a floating-point dtype (F64, F32, F16, BF16)");
+  }
   return out;
 }
 
-std::vector<std::uint8_t> encode_safetensors(const std::map<std::string, F32Tensor>& tensors,
+std::vector<float> SafeTensors::read_f32(const std::string& name) const {
+  const TensorInfo& t = info(name);
+  if (t.dtype == "F32") {
+    std::vector<float> out(t.element_count());
+    const auto raw = bytes(name);
+    if (!raw.empty()) std::memcpy(out.data(), raw.data(), raw.size());
+    return out;
+  }
+  const std::vector<double> wide = read_f64(name);
+  std::vector<float> out(wide.size());
+  for (std::size_t i = 0; i < wide.size(); ++i) {
+    if (std::isfinite(wide[i]) && std::abs(wide[i]) > std::numeric_limits<float>::max()) {
+      throw Error("safetensors '" + source_ + "': tensor '" + name + "' holds " + std::to_string(wide[i]) +
+                  " at element " + std::to_string(i) + ", beyond float32's range");
+    }
+    out[i] = static_cast<float>(wide[i]);
+  }
+  return out;
+}
+
+std::vector<std::int64_t> SafeTensors::read_i64(const std::string& name) const {
+  const TensorInfo& t = info(name);
+  const auto raw = bytes(name);
+  const std::uint8_t* p = raw.data();
+  std::vector<std::int64_t> out(t.element_count());
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (t.dtype == "I64") out[i] = load_le<std::int64_t>(p + 8 * i);
+    else if (t.dtype == "I32") out[i] = load_le<std::int32_t>(p + 4 * i);
+    else if (t.dtype == "I16") out[i] = load_le<std::int16_t>(p + 2 * i);
+    else if (t.dtype == "I8") out[i] = load_le<std::int8_t>(p + i);
+    else if (t.dtype == "U32") out[i] = load_le<std::uint32_t>(p + 4 * i);
+    else if (t.dtype == "U16") out[i] = load_le<std::uint16_t>(p + 2 * i);
+    else if (t.dtype == "U8" || t.dtype == "BOOL") out[i] = p[i];
+    else if (t.dtype == "U64") {
+      const auto v = load_le<std::uint64_t>(p + 8 * i);
+      if (v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+        throw Error("safetensors '" + source_ + "': tensor '" + name + "' holds " + std::to_string(v) +
+                    " at element " + std::to_string(i) + ", beyond int64's range");
+      }
+      out[i] = static_cast<std::int64_t>(v);
+    } else {
+      throw Error("safetensors '" + source_ + "': tensor '" + name + "' is " + t.dtype +
+                  ", expected an integer dtype (I64, I32, I16, I8, U64, U32, U16, U8, BOOL)");
+    }
+  }
+  return out;
+}
+
+namespace {
+
+std::size_t shape_count(const std::vector<std::int64_t>& shape, const char* who) {
+  std::size_t count = 1;
+  for (auto d : shape) {
+    if (d < 0) throw Error(std::string("safetensors writer: ") + who + " has a negative dimension");
+    if (!checked_mul(count, static_cast<std::size_t>(d), count)) throw Error(std::string("safetensors writer: ") + who + " overflows");
+  }
+  return count;
+}
+
+template <typename T>
+Tensor typed_tensor(const char* dtype, std::vector<std::int64_t> shape, std::span<const T> values) {
+  if (shape_count(shape, "a tensor") != values.size()) {
+    throw Error("safetensors writer: " + std::to_string(values.size()) + " values do not fill shape of " +
+                std::to_string(shape_count(shape, "a tensor")) + " elements");
+  }
+  Tensor t{dtype, std::move(shape), std::vector<std::uint8_t>(values.size() * sizeof(T))};
+  if (!values.empty()) std::memcpy(t.data.data(), values.data(), t.data.size());
+  return t;
+}
+
+}  // namespace
+
+Tensor Tensor::f32(std::vector<std::int64_t> shape, std::span<const float> values) {
+  return typed_tensor("F32", std::move(shape), values);
+}
+Tensor Tensor::f64(std::vector<std::int64_t> shape, std::span<const double> values) {
+  return typed_tensor("F64", std::move(shape), values);
+}
+Tensor Tensor::i64(std::vector<std::int64_t> shape, std::span<const std::int64_t> values) {
+  return typed_tensor("I64", std::move(shape), values);
+}
+Tensor Tensor::f16(std::vector<std::int64_t> shape, std::span<const float> values) {
+  std::vector<std::uint16_t> halves(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) halves[i] = float_to_half(values[i]);
+  return typed_tensor<std::uint16_t>("F16", std::move(shape), halves);
+}
+
+std::vector<std::uint8_t> encode_safetensors(const std::map<std::string, Tensor>& tensors,
                                              const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::size_t offset = 0;
   for (const auto& [name, t] : tensors) {
-    std::size_t count = 1;
-    for (auto d : t.shape) {
-      if (d < 0) throw Error("safetensors writer: tensor '" + name + "' has a negative dimension");
-      count *= static_cast<std::size_t>(d);
+    if (name == "__metadata__") throw Error("safetensors writer: '__metadata__' is not a tensor name");
+    const std::size_t esize = dtype_size(t.dtype);
+    if (esize == 0) throw Error("safetensors writer: tensor '" + name + "' has unknown dtype '" + t.dtype + "'");
+    const std::size_t count = shape_count(t.shape, ("tensor '" + name + "'").c_str());
+    if (count * esize != t.data.size()) {
+      throw Error("safetensors writer: tensor '" + name + "' has " + std::to_string(t.data.size()) +
+                  " bytes but its shape and dtype need " + std::to_string(count * esize));
     }
-    if (count != t.values.size()) {
-      throw Error("safetensors writer: tensor '" + name + "' has " + std::to_string(t.values.size()) +
-                  " values but its shape needs " + std::to_string(count));
-    }
-    const std::size_t nbytes = count * sizeof(float);
-    header[name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + nbytes}}};
-    offset += nbytes;
+    header[name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.data.size()}}};
+    offset += t.data.size();
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
@@ -165,13 +331,13 @@ std::vector<std::uint8_t> encode_safetensors(const std::map<std::string, F32Tens
   std::memcpy(out.data() + 8, text.data(), text.size());
   std::size_t pos = 8 + text.size();
   for (const auto& [name, t] : tensors) {
-    if (!t.values.empty()) std::memcpy(out.data() + pos, t.values.data(), t.values.size() * sizeof(float));
-    pos += t.values.size() * sizeof(float);
+    if (!t.data.empty()) std::memcpy(out.data() + pos, t.data.data(), t.data.size());
+    pos += t.data.size();
   }
   return out;
 }
 
-void save_safetensors(const std::filesystem::path& path, const std::map<std::string, F32Tensor>& tensors,
+void save_safetensors(const std::filesystem::path& path, const std::map<std::string, Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   write_file_atomic(path, encode_safetensors(tensors, metadata));
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <cmath>
 #include <random>
 
 #include "opforge/core/error.hpp"
@@ -49,16 +50,60 @@ TEST(SafeTensors, ReadsThePublishedCan24Model) {
 }
 
 TEST(SafeTensors, RoundTripsTensorsAndMetadata) {
-  std::map<std::string, F32Tensor> tensors = {
-      {"b", {{2, 3}, {1, 2, 3, 4, 5, 6}}}, {"a", {{}, {42.5f}}}, {"empty", {{0, 4}, {}}}};
+  const std::vector<float> b = {1, 2, 3, 4, 5, 6}, a = {42.5f};
+  std::map<std::string, Tensor> tensors = {
+      {"b", Tensor::f32({2, 3}, b)}, {"a", Tensor::f32({}, a)}, {"empty", Tensor::f32({0, 4}, {})}};
   const auto bytes = encode_safetensors(tensors, {{"spec", "{\"x\": 1}"}});
   EXPECT_EQ((bytes[0] | (bytes[1] << 8)) % 8, 0);  // data section 8-byte aligned
   const auto st = SafeTensors::parse(bytes, "mem");
   EXPECT_EQ(st.metadata().at("spec"), "{\"x\": 1}");
-  EXPECT_EQ(st.read_f32("b"), (std::vector<float>{1, 2, 3, 4, 5, 6}));
-  EXPECT_EQ(st.read_f32("a"), (std::vector<float>{42.5f}));
+  EXPECT_EQ(st.read_f32("b"), b);
+  EXPECT_EQ(st.read_f32("a"), a);
   EXPECT_EQ(st.info("empty").element_count(), 0u);
-  EXPECT_THROW(encode_safetensors({{"bad", {{2, 2}, {1, 2, 3}}}}, {}), Error);
+  EXPECT_THROW(Tensor::f32({2, 2}, b), Error);  // 6 values do not fill 2x2
+  EXPECT_THROW(encode_safetensors({{"bad", Tensor{"F32", {2}, {1, 2, 3}}}}, {}), Error);
+  EXPECT_THROW(encode_safetensors({{"bad", Tensor{"F33", {1}, {1, 2, 3, 4}}}}, {}), Error);
+}
+
+TEST(SafeTensors, RoundTripsTheCheckpointDtypes) {
+  const std::vector<double> wide = {1.0 / 3.0, -2.5e-300, 1e300};
+  const std::vector<float> narrow = {0.1f, -65504.0f, 1e-7f};
+  const std::vector<std::int64_t> steps = {0, -1, INT64_MAX, INT64_MIN};
+  const auto st = SafeTensors::parse(
+      encode_safetensors({{"d", Tensor::f64({3}, wide)}, {"h", Tensor::f16({3}, narrow)}, {"i", Tensor::i64({2, 2}, steps)}},
+                         {}),
+      "mem");
+  EXPECT_EQ(st.info("d").dtype, "F64");
+  EXPECT_EQ(st.info("h").dtype, "F16");
+  EXPECT_EQ(st.read_f64("d"), wide);
+  EXPECT_EQ(st.read_i64("i"), steps);
+  const auto halves = st.read_f32("h");
+  EXPECT_NEAR(halves[0], 0.1f, 0.1f / 2048);  // 11 significant bits
+  EXPECT_EQ(halves[1], -65504.0f);            // the largest half, exact
+  EXPECT_NEAR(halves[2], 1e-7f, 3e-8f);       // a subnormal half
+  // A float64 beyond float32's range is refused, not turned into infinity.
+  EXPECT_NE(test::error_of([&] { st.read_f32("d"); }).find("beyond float32's range"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { st.read_f32("i"); }).find("expected a floating-point dtype"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { st.read_i64("h"); }).find("expected an integer dtype"), std::string::npos);
+}
+
+TEST(SafeTensors, HalfConversionRoundsToNearestEven) {
+  // Every half converts to float and back unchanged (NaNs stay NaN).
+  for (std::uint32_t bits = 0; bits < 0x10000u; ++bits) {
+    const float f = half_to_float(static_cast<std::uint16_t>(bits));
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(half_to_float(float_to_half(f))));
+    } else {
+      ASSERT_EQ(float_to_half(f), bits) << bits;
+    }
+  }
+  EXPECT_EQ(float_to_half(1.0f + 1.0f / 2048), 0x3c00u);                // tie: to even (1.0)
+  EXPECT_EQ(float_to_half(1.0f + 3.0f / 2048), 0x3c02u);                // tie: to even (up)
+  EXPECT_EQ(float_to_half(65520.0f), 0x7c00u);                          // rounds past the largest: inf
+  EXPECT_EQ(float_to_half(std::ldexp(1.0f, -25)), 0x0000u);             // half the smallest subnormal: to 0
+  EXPECT_EQ(float_to_half(std::ldexp(1.5f, -25)), 0x0001u);             // above it: the smallest subnormal
+  EXPECT_EQ(float_to_half(std::ldexp(1023.5f, -24)), 0x0400u);          // subnormal carries into the normals
+  EXPECT_EQ(float_to_half(-0.0f), 0x8000u);
 }
 
 TEST(SafeTensors, RejectsHostileHeaders) {

@@ -1,0 +1,103 @@
+#pragma once
+// The network spec: what a model file says about its network, read from and
+// written to the safetensors `__metadata__` (docs/models.md).
+//
+// The published CAN files (Chen, Xu, Koltun, ICCV 2017) define the format: a
+// JSON `layers` list in execution order, each entry with name, kernel, cin,
+// cout, dilation, padding, bias, normalizer and activation, and HWIO weight
+// tensors named `LAYER/weights`, `LAYER/w0`, `LAYER/w1`, `LAYER/BatchNorm/beta`,
+// `LAYER/biases`. Files opforge writes add `opforge_spec_version`, the input
+// planes, the channel order and the output quantisation; a file without a
+// version is read as one of the three published CAN architectures, whose
+// conventions (BGR in, truncation on output) are fixed by the paper's code.
+//
+// Version 1 names every layer field the learner's networks need (`stride`,
+// `transposed`, `residual_from`, instance normalisation, ReLU): a reader
+// refuses, with one line, a value it cannot execute, and a later version
+// number marks a file this build cannot read at all.
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace opforge::model {
+
+/// The newest spec version this build reads and the one it writes.
+inline constexpr int kSpecVersion = 1;
+
+enum class Normalizer {
+  none,
+  /// CAN's adaptive normalisation z = w0·y + w1·BN(y), BN with the current
+  /// image's own per-channel mean and biased variance, no gamma.
+  adaptive_bn,
+};
+
+enum class Activation { none, leaky_relu, relu };
+
+/// One convolution: out[y,x,o] = Σ in[y+(ky−kh/2)·d, x+(kx−kw/2)·d, i]·W[ky,kx,i,o]
+/// with zero padding ("SAME"), then the normaliser, then the activation.
+struct LayerSpec {
+  std::string name;
+  int kernel_h = 3, kernel_w = 3;  ///< odd, 1..15
+  int cin = 0, cout = 0;
+  int dilation = 1;
+  int stride = 1;                  ///< the executors of this build run stride 1
+  bool bias = false;
+  Normalizer normalizer = Normalizer::none;
+  Activation activation = Activation::none;
+  float negative_slope = 0.2f;     ///< leaky ReLU: max(slope·z, z)
+
+  /// Rows (or columns) of zeros a layer reads beyond the image on each side.
+  int reach_y() const { return (kernel_h / 2) * dilation; }
+  int reach_x() const { return (kernel_w / 2) * dilation; }
+};
+
+enum class ChannelOrder { rgb, bgr };
+/// How [0,1] outputs become integers: round to nearest (opforge's rule for
+/// images), or truncate (what the published CAN scripts did: np.uint8(x·255)).
+enum class Quantisation { round, truncate };
+
+/// A constant extra input plane, after the image's channels.
+struct InputPlane {
+  std::string name;      ///< "parameter", or an operator name for one-hot planes
+  std::string meaning;   ///< one line for `opforge model info`
+  double min = 0, max = 1;  ///< valid values (`opforge infer --planes`)
+};
+
+struct NetworkSpec {
+  int version = kSpecVersion;
+  std::string architecture;              ///< "can24_an", ...; free text for new networks
+  int image_channels = 3;                ///< colour channels in and out
+  ChannelOrder channel_order = ChannelOrder::rgb;
+  Quantisation quantisation = Quantisation::round;
+  std::vector<InputPlane> planes;        ///< constant planes after the image channels
+  bool one_hot_operators = false;        ///< planes are operator codes (`--operator NAME`)
+  double bn_epsilon = 0.001;
+  std::vector<LayerSpec> layers;
+
+  int input_channels() const { return image_channels + static_cast<int>(planes.size()); }
+  int output_channels() const { return layers.empty() ? 0 : layers.back().cout; }
+  /// Side of the square of input pixels one output pixel depends on.
+  int receptive_field() const;
+  /// Multiply-accumulates of the convolutions per output pixel.
+  double macs_per_pixel() const;
+  /// Learned values, as the file stores them (weights, biases, w0, w1, beta).
+  std::size_t parameter_count() const;
+};
+
+/// Reads the spec from a file's metadata; throws Error naming `source`, the
+/// key or layer, and what is valid (unknown normaliser, layers that do not
+/// chain, a version newer than kSpecVersion, ...).
+NetworkSpec parse_spec(const std::map<std::string, std::string>& metadata, const std::string& source);
+
+/// The metadata that parse_spec reads back to `spec` (a version-1 file).
+std::map<std::string, std::string> spec_metadata(const NetworkSpec& spec);
+
+/// Throws Error unless the layers chain from input_channels() to
+/// image_channels and every field is within the ranges above.
+void validate_spec(const NetworkSpec& spec, const std::string& source);
+
+const char* to_string(Normalizer n);
+const char* to_string(Activation a);
+
+}  // namespace opforge::model

@@ -1,0 +1,218 @@
+#include "opforge/model/model.hpp"
+
+#include <cmath>
+#include <opencv2/imgproc.hpp>
+#include <set>
+
+#include "opforge/core/error.hpp"
+#include "opforge/core/io.hpp"
+#include "opforge/core/safetensors.hpp"
+
+namespace opforge::model {
+namespace {
+
+// The metadata keys spec_metadata writes, and the published files' spec keys
+// that the version-1 spec replaces: neither is provenance.
+const std::set<std::string>& spec_keys() {
+  static const std::set<std::string> keys = {
+      "opforge_spec_version", "architecture", "layout", "image_channels", "input_channels", "channel_order",
+      "quantisation", "input_planes", "one_hot_operators", "bn_epsilon", "layers", "layer_order", "dilations",
+      "operator_order", "width", "input", "output", "forward", "normalizer", "activation", "bn_moments",
+      "moving_stats_used", "moving_stats_untouched", "moving_stats_note", "dilations_note", "dropped_variables"};
+  return keys;
+}
+
+void require_finite(std::span<const float> values, const std::string& what) {
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (!std::isfinite(values[i])) {
+      throw Error(what + " holds a non-finite value at element " + std::to_string(i));
+    }
+  }
+}
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string text(1, '[');
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i) text.push_back(',');
+    text.append(std::to_string(shape[i]));
+  }
+  text.push_back(']');
+  return text;
+}
+
+std::vector<float> tensor(const SafeTensors& st, const std::string& name, std::vector<std::int64_t> shape,
+                          const std::string& bad) {
+  if (!st.contains(name)) throw Error(bad + "tensor '" + name + "' is missing");
+  const TensorInfo& info = st.info(name);
+  // A scalar may be stored as [] or [1].
+  const bool scalar_ok = shape.empty() && info.shape == std::vector<std::int64_t>{1};
+  if (info.shape != shape && !scalar_ok) {
+    throw Error(bad + "tensor '" + name + "' has shape " + shape_text(info.shape) + " but the layer needs " +
+                shape_text(shape));
+  }
+  try {
+    return st.read_f32(name);
+  } catch (const Error& e) {
+    throw Error(bad + e.what());
+  }
+}
+
+}  // namespace
+
+Model::Model(NetworkSpec spec, std::vector<LayerWeights> weights, std::string source)
+    : spec_(std::move(spec)), weights_(std::move(weights)), source_(std::move(source)) {
+  validate_spec(spec_, source_);
+  const std::string bad = "model '" + source_ + "': ";
+  if (weights_.size() != spec_.layers.size()) {
+    throw Error(bad + std::to_string(weights_.size()) + " weight sets for " + std::to_string(spec_.layers.size()) +
+                " layers");
+  }
+  for (std::size_t i = 0; i < weights_.size(); ++i) {
+    const LayerSpec& l = spec_.layers[i];
+    const LayerWeights& w = weights_[i];
+    const std::string where = bad + "layer '" + l.name + "': ";
+    const std::size_t kernel = static_cast<std::size_t>(l.kernel_h) * l.kernel_w * l.cin * l.cout;
+    if (w.kernel.size() != kernel) throw Error(where + "kernel has " + std::to_string(w.kernel.size()) + " values, needs " + std::to_string(kernel));
+    if (w.bias.size() != (l.bias ? static_cast<std::size_t>(l.cout) : 0u)) throw Error(where + "bias has the wrong size");
+    const bool bn = l.normalizer == Normalizer::adaptive_bn;
+    if (w.beta.size() != (bn ? static_cast<std::size_t>(l.cout) : 0u)) throw Error(where + "beta has the wrong size");
+    require_finite(w.kernel, where + "weights");
+    require_finite(w.bias, where + "biases");
+    require_finite(w.beta, where + "beta");
+    if (!std::isfinite(w.w0) || !std::isfinite(w.w1)) throw Error(where + "w0 or w1 is not finite");
+  }
+}
+
+Model Model::parse(std::vector<std::uint8_t> bytes, const std::string& source) {
+  const SafeTensors st = SafeTensors::parse(std::move(bytes), source);
+  NetworkSpec spec = parse_spec(st.metadata(), source);
+  const std::string bad = "model '" + source + "': ";
+  std::vector<LayerWeights> weights;
+  for (const LayerSpec& l : spec.layers) {
+    LayerWeights w;
+    w.kernel = tensor(st, l.name + "/weights", {l.kernel_h, l.kernel_w, l.cin, l.cout}, bad);
+    if (l.bias) w.bias = tensor(st, l.name + "/biases", {l.cout}, bad);
+    if (l.normalizer == Normalizer::adaptive_bn) {
+      w.w0 = tensor(st, l.name + "/w0", {}, bad)[0];
+      w.w1 = tensor(st, l.name + "/w1", {}, bad)[0];
+      w.beta = tensor(st, l.name + "/BatchNorm/beta", {l.cout}, bad);
+    }
+    weights.push_back(std::move(w));
+  }
+  Model model(std::move(spec), std::move(weights), source);
+  for (const auto& [key, value] : st.metadata()) {
+    if (!spec_keys().count(key)) model.provenance_[key] = value;
+  }
+  return model;
+}
+
+Model Model::load(const std::filesystem::path& path) { return parse(read_file(path), path.string()); }
+
+std::vector<std::uint8_t> Model::encode() const {
+  std::map<std::string, Tensor> tensors;
+  for (std::size_t i = 0; i < weights_.size(); ++i) {
+    const LayerSpec& l = spec_.layers[i];
+    const LayerWeights& w = weights_[i];
+    tensors[l.name + "/weights"] = Tensor::f32({l.kernel_h, l.kernel_w, l.cin, l.cout}, w.kernel);
+    if (l.bias) tensors[l.name + "/biases"] = Tensor::f32({l.cout}, w.bias);
+    if (l.normalizer == Normalizer::adaptive_bn) {
+      tensors[l.name + "/w0"] = Tensor::f32({}, std::span<const float>(&w.w0, 1));
+      tensors[l.name + "/w1"] = Tensor::f32({}, std::span<const float>(&w.w1, 1));
+      tensors[l.name + "/BatchNorm/beta"] = Tensor::f32({l.cout}, w.beta);
+    }
+  }
+  auto metadata = provenance_;
+  for (auto& [key, value] : spec_metadata(spec_)) metadata[key] = value;
+  return encode_safetensors(tensors, metadata);
+}
+
+void Model::save(const std::filesystem::path& path) const { write_file_atomic(path, encode()); }
+
+std::vector<float> Model::operator_planes(const std::string& name) const {
+  if (!spec_.one_hot_operators) {
+    throw Error("model '" + source_ + "' has no operator planes; --operator applies to a combined model");
+  }
+  std::vector<float> planes(spec_.planes.size(), 0.0f);
+  std::string valid;
+  for (std::size_t i = 0; i < spec_.planes.size(); ++i) {
+    if (spec_.planes[i].name == name) {
+      planes[i] = 1.0f;
+      return planes;
+    }
+    valid += (valid.empty() ? "" : ", ") + spec_.planes[i].name;
+  }
+  throw Error("model '" + source_ + "' has no operator '" + name + "'; valid: " + valid);
+}
+
+void Model::check_planes(std::span<const float> planes) const {
+  const std::size_t want = spec_.planes.size();
+  if (planes.size() != want) {
+    std::string names;
+    for (const auto& p : spec_.planes) names += (names.empty() ? "" : ", ") + p.name;
+    throw Error("model '" + source_ + "' takes " + std::to_string(want) + " constant plane" + (want == 1 ? "" : "s") +
+                (want ? " (" + names + ")" : "") + ", got " + std::to_string(planes.size()) +
+                (spec_.one_hot_operators ? "; or give --operator NAME" : ""));
+  }
+  for (std::size_t i = 0; i < want; ++i) {
+    const InputPlane& p = spec_.planes[i];
+    if (!std::isfinite(planes[i]) || planes[i] < p.min || planes[i] > p.max) {
+      throw Error("model '" + source_ + "': plane " + std::to_string(i + 1) + " (" + p.name + ") value " +
+                  std::to_string(planes[i]) + " is out of range; valid: " + std::to_string(p.min) + ".." +
+                  std::to_string(p.max));
+    }
+  }
+}
+
+cv::Mat network_input(const Model& model, const Image& rgb, std::span<const float> planes) {
+  const NetworkSpec& spec = model.spec();
+  require_image(rgb, "model '" + model.source() + "'");
+  if (rgb.channels() != spec.image_channels) {
+    throw Error("model '" + model.source() + "' takes " + std::to_string(spec.image_channels) +
+                "-channel images, got " + std::to_string(rgb.channels()));
+  }
+  model.check_planes(planes);
+  const int channels = spec.input_channels();
+  cv::Mat input(rgb.rows, rgb.cols, CV_32FC(channels));
+  const bool swap = spec.channel_order == ChannelOrder::bgr && spec.image_channels == 3;
+  for (int y = 0; y < rgb.rows; ++y) {
+    const float* s = rgb.ptr<float>(y);
+    float* d = input.ptr<float>(y);
+    for (int x = 0; x < rgb.cols; ++x, s += spec.image_channels, d += channels) {
+      for (int c = 0; c < spec.image_channels; ++c) d[c] = s[swap ? 2 - c : c];
+      for (std::size_t p = 0; p < planes.size(); ++p) d[spec.image_channels + p] = planes[p];
+    }
+  }
+  return input;
+}
+
+Image image_from_output(const Model& model, const cv::Mat& output) {
+  const NetworkSpec& spec = model.spec();
+  if (output.channels() != spec.image_channels || output.depth() != CV_32F) {
+    throw Error("model '" + model.source() + "': executor returned the wrong shape");
+  }
+  if (spec.channel_order != ChannelOrder::bgr || spec.image_channels != 3) return output.clone();
+  Image rgb;
+  cv::cvtColor(output, rgb, cv::COLOR_BGR2RGB);
+  return rgb;
+}
+
+Image quantise(const Model& model, const Image& raw, int depth) {
+  if (depth != 8 && depth != 16) throw Error("quantisation depth " + std::to_string(depth) + " is invalid; valid: 8 or 16");
+  const float levels = depth == 8 ? 255.0f : 65535.0f;
+  const bool truncate = model.spec().quantisation == Quantisation::truncate;
+  Image out(raw.size(), raw.type());
+  const int n = raw.cols * raw.channels();
+  for (int y = 0; y < raw.rows; ++y) {
+    const float* s = raw.ptr<float>(y);
+    float* d = out.ptr<float>(y);
+    for (int i = 0; i < n; ++i) {
+      // Clip first (NaN counts as 0), then float32 arithmetic as numpy did.
+      const float v = s[i] > 0.0f ? std::min(s[i], 1.0f) : 0.0f;
+      const float scaled = v * levels;
+      d[i] = (truncate ? std::trunc(scaled) : std::round(scaled)) / levels;
+    }
+  }
+  return out;
+}
+
+}  // namespace opforge::model

@@ -1,0 +1,196 @@
+#include "opforge/model/cpu_executor.hpp"
+
+#include <gtest/gtest.h>
+#include <tbb/global_control.h>
+
+#include <random>
+
+#include "opforge/core/io.hpp"
+#include "reference_forward.hpp"
+#include "test_support.hpp"
+
+namespace opforge {
+namespace {
+
+using model::CpuExecutor;
+using model::LayerSpec;
+using model::LayerWeights;
+using model::Model;
+using model::NetworkSpec;
+
+// A network of random weights: every layer kind the CPU executor runs.
+Model random_model(const std::vector<LayerSpec>& layers, int image_channels, int planes, unsigned seed) {
+  NetworkSpec spec;
+  spec.architecture = "test";
+  spec.image_channels = image_channels;
+  for (int p = 0; p < planes; ++p) spec.planes.push_back({"plane" + std::to_string(p), "", 0, 1});
+  spec.layers = layers;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<LayerWeights> weights;
+  for (const auto& l : layers) {
+    LayerWeights w;
+    const float scale = 1.0f / std::sqrt(float(l.kernel_h * l.kernel_w * l.cin));
+    w.kernel.resize(static_cast<std::size_t>(l.kernel_h) * l.kernel_w * l.cin * l.cout);
+    for (auto& v : w.kernel) v = normal(rng) * scale;
+    if (l.bias) {
+      w.bias.resize(l.cout);
+      for (auto& v : w.bias) v = 0.1f * normal(rng);
+    }
+    if (l.normalizer == model::Normalizer::adaptive_bn) {
+      w.w0 = 1.0f + 0.3f * normal(rng);
+      w.w1 = 0.5f + 0.3f * normal(rng);
+      w.beta.resize(l.cout);
+      for (auto& v : w.beta) v = 0.1f * normal(rng);
+    }
+    weights.push_back(std::move(w));
+  }
+  return Model(spec, weights, "random");
+}
+
+LayerSpec conv(const std::string& name, int k, int cin, int cout, int dilation, bool normalised, bool bias = false,
+               model::Activation act = model::Activation::leaky_relu) {
+  LayerSpec l;
+  l.name = name;
+  l.kernel_h = l.kernel_w = k;
+  l.cin = cin;
+  l.cout = cout;
+  l.dilation = dilation;
+  l.bias = bias;
+  l.normalizer = normalised ? model::Normalizer::adaptive_bn : model::Normalizer::none;
+  l.activation = act;
+  return l;
+}
+
+// CAN-shaped, small: widths that exercise every chunk size (3..32 channels,
+// 40 = one 32-chunk plus one 8-chunk), dilations beyond the image, in-place
+// and two-buffer layers, a 5x5 kernel, ReLU and no activation.
+Model mixed_model(int width, unsigned seed) {
+  return random_model({conv("a", 3, 5, width, 1, true), conv("b", 3, width, width, 2, true),
+                       conv("c", 3, width, width, 16, true), conv("d", 5, width, 40, 3, true, true, model::Activation::relu),
+                       conv("e", 1, 40, width, 1, false, true, model::Activation::none), conv("f", 3, width, width, 64, true),
+                       conv("last", 1, width, 3, 1, false, true, model::Activation::none)},
+                      3, 2, seed);
+}
+
+cv::Mat random_input(int rows, int cols, int channels, unsigned seed) {
+  cv::Mat input(rows, cols, CV_32FC(channels));
+  cv::RNG rng(seed);
+  rng.fill(input, cv::RNG::UNIFORM, 0.0, 1.0);
+  return input;
+}
+
+double max_abs_vs(const cv::Mat& fast, const test::Planes<double>& ref) {
+  double worst = 0;
+  const float* f = fast.ptr<float>();
+  for (std::size_t i = 0; i < ref.values.size(); ++i) worst = std::max(worst, std::abs(double(f[i]) - ref.values[i]));
+  return worst;
+}
+
+TEST(CpuExecutor, MatchesTheNaiveForwardOnRandomNetworksAndOddSizes) {
+  const std::vector<std::pair<int, int>> sizes = {{1, 1}, {2, 3}, {3, 517}, {37, 29}, {70, 5}, {1, 40}};
+  for (int width : {3, 8, 24, 32}) {
+    const Model m = mixed_model(width, 100 + width);
+    for (const auto& [rows, cols] : sizes) {
+      SCOPED_TRACE("width " + std::to_string(width) + ", " + std::to_string(rows) + "x" + std::to_string(cols));
+      const cv::Mat input = random_input(rows, cols, m.spec().input_channels(), rows * 1000 + cols);
+      const auto ref = test::reference_forward(m, test::planes_from<double>(input));
+      for (auto kernels : {CpuExecutor::Kernels::automatic, CpuExecutor::Kernels::portable}) {
+        CpuExecutor executor(kernels);
+        const cv::Mat out = executor.forward(m, input);
+        ASSERT_EQ(out.rows, rows);
+        ASSERT_EQ(out.cols, cols);
+        ASSERT_EQ(out.channels(), 3);
+        // float32 against float64 through seven layers with per-image
+        // normalisation: well inside 1e-4 on values of order 1.
+        EXPECT_LT(max_abs_vs(out, ref), 1e-4) << executor.name();
+      }
+    }
+  }
+}
+
+TEST(CpuExecutor, VectorAndPortableKernelsAgree) {
+  if (!CpuExecutor::has_avx2()) GTEST_SKIP() << "this CPU has no AVX2+FMA: only the portable kernels run here";
+  const Model m = mixed_model(24, 7);
+  const cv::Mat input = random_input(41, 67, m.spec().input_channels(), 3);
+  const cv::Mat a = CpuExecutor(CpuExecutor::Kernels::automatic).forward(m, input);
+  const cv::Mat b = CpuExecutor(CpuExecutor::Kernels::portable).forward(m, input);
+  EXPECT_LT(cv::norm(a, b, cv::NORM_INF), 1e-5);  // FMA contraction is the only difference
+}
+
+TEST(CpuExecutor, ResultDoesNotDependOnTheThreadCount) {
+  const Model m = mixed_model(32, 11);
+  const cv::Mat input = random_input(203, 61, m.spec().input_channels(), 5);
+  cv::Mat one, two;
+  {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
+    one = CpuExecutor().forward(m, input);
+  }
+  {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 2);
+    two = CpuExecutor().forward(m, input);
+  }
+  EXPECT_EQ(cv::norm(one, two, cv::NORM_INF), 0.0);
+}
+
+TEST(CpuExecutor, EveryPublishedModelMatchesTheFloat64Forward) {
+  // A 96x128 crop of a test photo: every layer's dilation reaches past it,
+  // so zero padding is exercised on every tap.
+  const Image photo = read_image(test::data_path("can24/000001_input.png"));
+  const Image crop = photo(cv::Rect(700, 500, 128, 96)).clone();
+  for (const std::string name :
+       {"Dark_channel_dehazing", "L0_smoothing", "Multiscale_tone_manipulation", "Nonlocal_dehazing", "Pencil_drawing",
+        "Photographic_style", "Relative_total_variation", "Rudin_Osher_Fatemi", "TV_L1", "parameterized_L0_smoothing",
+        "combined"}) {
+    SCOPED_TRACE(name);
+    const Model m = Model::load(test::data_path("models/" + name + ".safetensors"));
+    std::vector<float> planes;
+    if (name == "parameterized_L0_smoothing") planes = {0.5f};
+    if (name == "combined") planes = m.operator_planes("Detail_manipulation");
+    const cv::Mat input = model::network_input(m, crop, planes);
+    const cv::Mat out = CpuExecutor().forward(m, input);
+    const auto ref = test::reference_forward(m, test::planes_from<double>(input));
+    EXPECT_LE(max_abs_vs(out, ref), 1e-5);
+  }
+}
+
+TEST(CpuExecutor, ReproducesThePublishedCan24L0Output) {
+  // The authors' published result for MIT-Adobe 000001 (1627x1080): at most
+  // one level off anywhere, and at least 99.9% of values equal.
+  const Model m = Model::load(test::data_path("models/L0_smoothing.safetensors"));
+  const Image input = read_image(test::data_path("can24/000001_input.png"));
+  const Image published = read_image(test::data_path("can24/000001_L0_smoothing_published.png"));
+  const Image ours = model::quantise(m, CpuExecutor().run(m, input));
+  ASSERT_EQ(ours.size(), published.size());
+  const float* a = ours.ptr<float>();
+  const float* b = published.ptr<float>();
+  const std::size_t n = ours.total() * 3;
+  std::size_t equal = 0;
+  long worst = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const long d = std::labs(std::lround(a[i] * 255) - std::lround(b[i] * 255));
+    worst = std::max(worst, d);
+    equal += d == 0;
+  }
+  EXPECT_LE(worst, 1);
+  EXPECT_GE(double(equal) / n, 0.999);
+  RecordProperty("values_equal_percent", std::to_string(100.0 * equal / n));
+}
+
+TEST(CpuExecutor, RefusesInputItCannotRun) {
+  const Model m = Model::load(test::data_path("models/L0_smoothing.safetensors"));
+  CpuExecutor executor;
+  EXPECT_NE(test::error_of([&] { executor.forward(m, cv::Mat(4, 4, CV_32FC(4), cv::Scalar::all(0))); })
+                .find("takes 3-channel float32 input, got 4"),
+            std::string::npos);
+  Image grey(4, 4, CV_32FC1, cv::Scalar(0.5));
+  EXPECT_NE(test::error_of([&] { executor.run(m, grey); }).find("takes 3-channel images, got 1"), std::string::npos);
+  Image nan(4, 4, CV_32FC3, cv::Scalar::all(0.5));
+  nan.at<cv::Vec3f>(2, 1)[1] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_NE(test::error_of([&] { executor.run(m, nan); }).find("row 2, column 1, channel 1"), std::string::npos);
+  // An image beyond the memory budget is refused before anything is allocated.
+  EXPECT_GT(CpuExecutor::peak_bytes(m.spec(), 2160, 3840), 2160.0 * 3840 * 24 * 4);
+}
+
+}  // namespace
+}  // namespace opforge
