@@ -7,7 +7,6 @@
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
 #include "opforge/core/params.hpp"
-#include "opforge/core/threads.hpp"
 #include "opforge/operators/registry.hpp"
 
 namespace opforge::cli {
@@ -50,7 +49,6 @@ int apply_command(const Args& args) {
   }
   const int depth = vm["depth"].as<int>();
   if (depth != 8 && depth != 16) throw UsageError("--depth " + std::to_string(depth) + " is invalid; valid: 8 or 16");
-  const ThreadLimit thread_limit(threads_option(vm));
   const std::uint64_t seed = parse_seed(vm["seed"].as<std::string>());
   const DecodeLimits limits = decode_limits_option(vm);
 

@@ -8,13 +8,7 @@ namespace po = boost::program_options;
 
 void add_threads_option(po::options_description& options) {
   options.add_options()("threads", po::value<int>(), "worker threads, 1..1024 (default: all cores); results do not depend on it");
-}
-
-std::optional<int> threads_option(const po::variables_map& vm) {
-  if (!vm.count("threads")) return std::nullopt;
-  const int threads = vm["threads"].as<int>();
-  check_thread_count(threads);
-  return threads;
+  // Only for --help: main() has taken the option out of the arguments.
 }
 
 void add_max_pixels_option(po::options_description& options) {

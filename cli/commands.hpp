@@ -19,16 +19,18 @@ int list_command(const Args& args);
 int apply_command(const Args& args);
 int metrics_command(const Args& args);
 int datagen_command(const Args& args);
+int infer_command(const Args& args);
+int model_command(const Args& args);
 
 /// A usage error (unknown option, missing argument): exit status 2.
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// Adds `--threads N` (the one rule: 1..1024, default all cores) to `options`.
+/// Describes `--threads N` in a command's --help. main() parses the option
+/// itself, once for every command that computes, and limits TBB for the
+/// command's whole run; commands never see it.
 void add_threads_option(boost::program_options::options_description& options);
-/// The --threads value, checked; nullopt when it was not given.
-std::optional<int> threads_option(const boost::program_options::variables_map& vm);
 
 /// Adds `--max-pixels N` (the decoders' pixel limit, default PIL's) to `options`.
 void add_max_pixels_option(boost::program_options::options_description& options);

@@ -88,7 +88,6 @@ int datagen_command(const Args& args) {
   if (!vm.count("out")) throw UsageError("--out DIR is required");
   if (vm.count("shard") && vm.count("shards")) throw UsageError("give --shard I/N or --shards N, not both");
   options.out_dir = vm["out"].as<std::string>();
-  options.threads = threads_option(vm);
   if (vm.count("shard")) options.shard = parse_shard(vm["shard"].as<std::string>());
   if (vm.count("shards")) options.shard = shard_from_environment(vm["shards"].as<int>(), [](const char* n) { return std::getenv(n); });
   if (vm.count("sources")) options.sources = source_spec_from_argument(vm["sources"].as<std::string>());

@@ -173,8 +173,9 @@ cv::Mat decode_npy(std::span<const std::uint8_t> bytes, const std::string& name,
   return m;
 }
 
-std::vector<std::uint8_t> encode_npy(const cv::Mat& m) {
-  CV_Assert(m.depth() == CV_32F && m.isContinuous());
+std::vector<std::uint8_t> encode_npy(const cv::Mat& image) {
+  CV_Assert(image.depth() == CV_32F);
+  const cv::Mat m = image.isContinuous() ? image : image.clone();  // a region of a larger image, say
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(m.rows) + ", " +
                        std::to_string(m.cols) + (m.channels() == 1 ? "" : ", " + std::to_string(m.channels())) +
                        "), }";

@@ -1,0 +1,195 @@
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <set>
+
+#include "commands.hpp"
+#include "opforge/core/error.hpp"
+#include "opforge/core/io.hpp"
+#include "opforge/core/params.hpp"
+#include "opforge/model/cpu_executor.hpp"
+
+namespace opforge::cli {
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kInferHelp =
+    "\nIN and OUT are image files, or directories: every .png/.jpg/.jpeg/.npy in IN (not recursive) is run\n"
+    "and written to OUT/<name>.<--format>. OUT's format: .png (8-bit, --depth 16 for 16-bit) and .jpg\n"
+    "are quantised as the model says (the published CAN models truncate); .npy holds the raw float32\n"
+    "RGB output, unclipped. Channel order is the model's business: IN and OUT are RGB files as always.\n"
+    "\n"
+    "Exit status: 0 every image written; 2 bad usage, a bad model or input (one line each; with a\n"
+    "directory the others are still run); 1 internal error.\n";
+
+std::vector<float> parse_planes(const std::string& text) {
+  std::vector<float> planes;
+  std::size_t begin = 0;
+  while (true) {
+    const std::size_t comma = text.find(',', begin);
+    const std::string item = text.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin);
+    double value = 0;
+    if (!parse_number(item, value) || std::abs(value) > 1e30) {
+      throw UsageError("--planes '" + text + "': '" + item + "' is not a number; valid: V,V,... (one per plane)");
+    }
+    planes.push_back(static_cast<float>(value));
+    if (comma == std::string::npos) break;
+    begin = comma + 1;
+  }
+  return planes;
+}
+
+bool is_input_image(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".npy";
+}
+
+struct Job {
+  fs::path in, out;
+};
+
+// The files of a directory run, checked before any work starts.
+std::vector<Job> directory_jobs(const fs::path& in, const fs::path& out, const std::string& format) {
+  std::error_code ec;
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec)) {
+    throw Error("IN '" + in.string() + "' is a directory, so OUT '" + out.string() + "' must be one too");
+  }
+  if (fs::exists(out, ec) && fs::equivalent(in, out, ec)) {
+    throw Error("OUT '" + out.string() + "' is IN itself; give another directory");
+  }
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(in)) {
+    const auto name = entry.path().filename().string();
+    if (name.empty() || name[0] == '.' || !entry.is_regular_file() || !is_input_image(entry.path())) continue;
+    files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  if (files.empty()) throw Error("no images in '" + in.string() + "' (valid: .png, .jpg, .jpeg, .npy)");
+  std::vector<Job> jobs;
+  std::map<fs::path, fs::path> claimed;
+  for (const auto& f : files) {
+    const fs::path target = out / (f.stem().string() + "." + format);
+    const auto [it, fresh] = claimed.emplace(target, f);
+    if (!fresh) {
+      throw Error("'" + it->second.filename().string() + "' and '" + f.filename().string() + "' would both write '" +
+                  target.string() + "'");
+    }
+    jobs.push_back({f, target});
+  }
+  return jobs;
+}
+
+// "[12/40] name" on a terminal, rewritten in place; nothing otherwise.
+class Progress {
+ public:
+  Progress(std::size_t total, bool enabled) : total_(total), enabled_(enabled && ::isatty(STDERR_FILENO) == 1) {}
+  void show(std::size_t done, const fs::path& current) const {
+    if (!enabled_) return;
+    std::fprintf(stderr, "\r\033[K[%zu/%zu] %s", done + 1, total_, current.filename().string().c_str());
+    std::fflush(stderr);
+  }
+  void clear() const {
+    if (enabled_) std::fprintf(stderr, "\r\033[K");
+  }
+
+ private:
+  std::size_t total_;
+  bool enabled_;
+};
+
+}  // namespace
+
+int infer_command(const Args& args) {
+  po::options_description opts("opforge infer MODEL IN OUT [options]");
+  opts.add_options()("help,h", "this help")(
+      "planes", po::value<std::string>(), "V,V,...: the model's constant input planes, in order (`opforge model info`)")(
+      "operator", po::value<std::string>(), "NAME: a combined model's one-hot operator planes, by name")(
+      "device", po::value<std::string>()->default_value("cpu"), "cpu (or auto: the best device this build has)")(
+      "depth", po::value<int>()->default_value(8), "PNG output bits per channel: 8 or 16")(
+      "format", po::value<std::string>()->default_value("png"), "output format for a directory: png, jpg or npy")(
+      "quiet,q", po::bool_switch(), "no progress display");
+  add_threads_option(opts);
+  add_max_pixels_option(opts);
+  po::variables_map vm;
+  const auto positional = parse_command_line(args, opts, {"MODEL", "IN", "OUT"}, vm);
+  if (vm.count("help")) {
+    std::cout << opts << kInferHelp;
+    return 0;
+  }
+  const int depth = vm["depth"].as<int>();
+  if (depth != 8 && depth != 16) throw UsageError("--depth " + std::to_string(depth) + " is invalid; valid: 8 or 16");
+  const std::string device = vm["device"].as<std::string>();
+  if (device == "vulkan") throw Error("--device vulkan is not available in this build of opforge; valid: cpu, auto");
+  if (device != "cpu" && device != "auto") throw UsageError("--device '" + device + "' is invalid; valid: cpu, auto");
+  const std::string format = vm["format"].as<std::string>();
+  if (format != "png" && format != "jpg" && format != "npy") {
+    throw UsageError("--format '" + format + "' is invalid; valid: png, jpg, npy");
+  }
+  if (vm.count("planes") && vm.count("operator")) throw UsageError("give --planes or --operator, not both");
+  const DecodeLimits limits = decode_limits_option(vm);
+
+  // Everything cheap is checked before the first image is read.
+  const model::Model model = model::Model::load(positional[0]);
+  std::vector<float> planes;
+  if (vm.count("planes")) planes = parse_planes(vm["planes"].as<std::string>());
+  if (vm.count("operator")) planes = model.operator_planes(vm["operator"].as<std::string>());
+  model.check_planes(planes);
+  const fs::path in = positional[1], out = positional[2];
+  std::error_code ec;
+  const bool directory = fs::is_directory(in, ec);
+  std::vector<Job> jobs;
+  if (directory) {
+    jobs = directory_jobs(in, out, format);
+  } else {
+    require_writable_extension(out);
+    jobs.push_back({in, out});
+  }
+  model::CpuExecutor executor;
+  const auto run_one = [&](const Job& job) {
+    const Image image = read_image(job.in, limits);
+    const Image raw = executor.run(model, image, planes);
+    if (job.out.extension() == ".npy") {
+      write_image(job.out, raw);
+    } else {
+      write_image(job.out, model::quantise(model, raw, depth), {.png_depth = depth});
+    }
+  };
+  if (!directory) {
+    run_one(jobs[0]);
+    return 0;
+  }
+  fs::create_directories(out);
+  const Progress progress(jobs.size(), !vm["quiet"].as<bool>());
+  const auto start = std::chrono::steady_clock::now();
+  std::size_t failed = 0;
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    progress.show(i, jobs[i].in);
+    try {
+      run_one(jobs[i]);
+    } catch (const Error& e) {
+      ++failed;
+      progress.clear();
+      const std::string message = e.what();
+      const std::string name = jobs[i].in.string();
+      std::cerr << "opforge infer: " << (message.find(name) == std::string::npos ? name + ": " : "") << message << "\n";
+    } catch (const std::bad_alloc&) {
+      ++failed;
+      progress.clear();
+      std::cerr << "opforge infer: " << jobs[i].in.string() << ": out of memory\n";
+    }
+  }
+  progress.clear();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("infer %s: %zu image(s), %zu written, %zu failed, %.1f s (%s)\n", out.string().c_str(), jobs.size(),
+              jobs.size() - failed, failed, seconds, executor.name().c_str());
+  return failed == 0 ? 0 : 2;
+}
+
+}  // namespace opforge::cli

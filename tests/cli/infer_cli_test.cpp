@@ -1,0 +1,218 @@
+// `opforge infer` and `opforge model info`: the published results through the
+// command line, every published model against the float64 reference, and one
+// line with exit status 2 (nothing written) for every kind of bad model or
+// bad request.
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.hpp"
+#include "opforge/core/io.hpp"
+#include "opforge/core/safetensors.hpp"
+#include "opforge/model/model.hpp"
+#include "reference_forward.hpp"
+#include "test_support.hpp"
+
+namespace opforge {
+namespace {
+
+namespace fs = std::filesystem;
+using test::Result;
+using test::run;
+
+std::string model_path(const std::string& name) { return test::data_path("models/" + name + ".safetensors").string(); }
+
+void expect_one_line(const std::string& label, const Result& r, const std::string& part) {
+  EXPECT_EQ(r.status, 2) << label << ": " << r.err;
+  EXPECT_EQ(r.err_lines(), 1) << label << ": " << r.err;
+  EXPECT_NE(r.err.find(part), std::string::npos) << label << ": '" << part << "' not in: " << r.err;
+}
+
+TEST(InferCli, ReproducesThePublishedCan24L0ResultFromAnRgbPng) {
+  const fs::path dir = test::scratch_dir("infer-published");
+  const fs::path out = dir / "000001.png";
+  const Result r = run({"infer", model_path("L0_smoothing"), test::data_path("can24/000001_input.png").string(),
+                        out.string(), "--threads", "2"},
+                       dir);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const Image ours = read_image(out);
+  const Image published = read_image(test::data_path("can24/000001_L0_smoothing_published.png"));
+  ASSERT_EQ(ours.size(), published.size());
+  const float* a = ours.ptr<float>();
+  const float* b = published.ptr<float>();
+  std::size_t equal = 0;
+  long worst = 0;
+  const std::size_t n = ours.total() * 3;
+  for (std::size_t i = 0; i < n; ++i) {
+    const long d = std::labs(std::lround(a[i] * 255) - std::lround(b[i] * 255));
+    worst = std::max(worst, d);
+    equal += d == 0;
+  }
+  EXPECT_LE(worst, 1);                    // at most one level off anywhere
+  EXPECT_GE(double(equal) / n, 0.999);   // and at least 99.9% of values equal
+}
+
+TEST(InferCli, RunsEveryPublishedModelAsTheFloat64ReferenceDoes) {
+  const fs::path dir = test::scratch_dir("infer-all-models");
+  const Image photo = read_image(test::data_path("can24/000001_input.png"));
+  const Image crop = photo(cv::Rect(300, 900, 80, 64)).clone();
+  write_image(dir / "crop.npy", crop);
+  for (const std::string name :
+       {"Dark_channel_dehazing", "L0_smoothing", "Multiscale_tone_manipulation", "Nonlocal_dehazing", "Pencil_drawing",
+        "Photographic_style", "Relative_total_variation", "Rudin_Osher_Fatemi", "TV_L1", "parameterized_L0_smoothing",
+        "combined"}) {
+    SCOPED_TRACE(name);
+    const model::Model m = model::Model::load(model_path(name));
+    std::vector<std::string> args = {"infer", model_path(name), (dir / "crop.npy").string(), (dir / "out.npy").string()};
+    std::vector<float> planes;
+    if (name == "parameterized_L0_smoothing") {
+      args.insert(args.end(), {"--planes", "0.5"});
+      planes = {0.5f};
+    }
+    if (name == "combined") {
+      args.insert(args.end(), {"--operator", "Detail_manipulation"});
+      planes = m.operator_planes("Detail_manipulation");
+    }
+    const Result r = run(args, dir);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const Image out = read_image(dir / "out.npy");  // raw RGB output, before quantisation
+    const auto ref = test::reference_forward(m, test::planes_from<double>(model::network_input(m, crop, planes)));
+    // The reference is in the model's BGR order; the file is RGB.
+    double worst = 0;
+    for (int y = 0; y < out.rows; ++y) {
+      for (int x = 0; x < out.cols; ++x) {
+        for (int c = 0; c < 3; ++c) worst = std::max(worst, std::abs(out.at<cv::Vec3f>(y, x)[c] - ref.at(y, x, 2 - c)));
+      }
+    }
+    EXPECT_LE(worst, 1e-5);
+  }
+}
+
+TEST(InferCli, ResultsDoNotDependOnThreads) {
+  const fs::path dir = test::scratch_dir("infer-threads");
+  const std::string in = test::data_path("samples/mit_adobe_000003_1024.jpg").string();
+  ASSERT_EQ(run({"infer", model_path("Pencil_drawing"), in, (dir / "one.npy").string(), "--threads", "1"}, dir).status, 0);
+  ASSERT_EQ(run({"infer", model_path("Pencil_drawing"), in, (dir / "two.npy").string(), "--threads=2"}, dir).status, 0);
+  EXPECT_EQ(read_file(dir / "one.npy"), read_file(dir / "two.npy"));
+}
+
+TEST(InferCli, RunsADirectoryAndCarriesOnPastFailures) {
+  const fs::path dir = test::scratch_dir("infer-directory");
+  fs::create_directories(dir / "in");
+  const Image photo = read_image(test::data_path("can24/000001_input.png"));
+  write_image(dir / "in" / "a.png", photo(cv::Rect(0, 0, 64, 48)));
+  write_image(dir / "in" / "c.npy", photo(cv::Rect(64, 0, 33, 17)));
+  std::ofstream(dir / "in" / "b.png") << "not an image";
+  std::ofstream(dir / "in" / "notes.txt") << "ignored";
+  const Result r = run({"infer", model_path("TV_L1"), (dir / "in").string(), (dir / "out").string()}, dir);
+  EXPECT_EQ(r.status, 2) << r.err;  // one image failed
+  EXPECT_EQ(r.err_lines(), 1) << r.err;
+  EXPECT_NE(r.err.find("b.png"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("3 image(s), 2 written, 1 failed"), std::string::npos) << r.out;
+  EXPECT_EQ(read_image(dir / "out" / "a.png").size(), cv::Size(64, 48));
+  EXPECT_EQ(read_image(dir / "out" / "c.png").size(), cv::Size(33, 17));
+  EXPECT_FALSE(fs::exists(dir / "out" / "b.png"));
+  // Two inputs that would write the same output are refused before any work.
+  write_image(dir / "in" / "a.jpg", photo(cv::Rect(0, 0, 8, 8)));
+  expect_one_line("clash", run({"infer", model_path("TV_L1"), (dir / "in").string(), (dir / "out2").string()}, dir),
+                  "would both write");
+  EXPECT_FALSE(fs::exists(dir / "out2"));
+}
+
+// The published L0 file with its metadata or tensors changed.
+fs::path altered_model(const fs::path& dir, const std::string& name,
+                       const std::function<void(std::map<std::string, std::string>&, std::map<std::string, Tensor>&)>& change) {
+  const auto st = SafeTensors::load(model_path("L0_smoothing"));
+  std::map<std::string, Tensor> tensors;
+  for (const auto& [tensor, info] : st.tensors()) {
+    const auto raw = st.bytes(tensor);
+    tensors[tensor] = Tensor{info.dtype, info.shape, std::vector<std::uint8_t>(raw.begin(), raw.end())};
+  }
+  auto metadata = st.metadata();
+  change(metadata, tensors);
+  const fs::path path = dir / (name + ".safetensors");
+  write_file_atomic(path, encode_safetensors(tensors, metadata));
+  return path;
+}
+
+TEST(InferCli, RefusesBadModelsAndRequestsWithOneLine) {
+  const fs::path dir = test::scratch_dir("infer-bad");
+  const std::string in = test::data_path("samples/mit_adobe_000003_1024.jpg").string();
+  const std::string out = (dir / "out.png").string();
+  using Meta = std::map<std::string, std::string>;
+  using Tensors = std::map<std::string, Tensor>;
+  auto bytes = read_file(model_path("L0_smoothing"));
+  bytes.resize(bytes.size() / 2);
+  write_file_atomic(dir / "truncated.safetensors", bytes);
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"infer", (dir / "truncated.safetensors").string(), in, out}, "cannot read safetensors"},
+      {{"infer", altered_model(dir, "dtype", [](Meta&, Tensors& t) { t["g_conv1/w1"] = Tensor::i64({}, std::vector<std::int64_t>{0}); }).string(), in, out},
+       "expected a floating-point dtype"},
+      {{"infer", altered_model(dir, "json", [](Meta& m, Tensors&) { m["layers"] = "{]"; }).string(), in, out},
+       "'layers' is not valid JSON"},
+      {{"infer", altered_model(dir, "chain", [](Meta& m, Tensors&) {
+                   auto layers = nlohmann::json::parse(m["layers"]);
+                   layers[8]["cin"] = 32;
+                   m["layers"] = layers.dump();
+                 }).string(), in, out},
+       "layer 'g_conv_last': takes 32 channels but receives 24 (the layers do not chain)"},
+      {{"infer", test::data_path("models/README.md").string(), in, out}, "cannot read safetensors"},
+      {{"infer", model_path("parameterized_L0_smoothing"), in, out}, "takes 1 constant plane (parameter), got 0"},
+      {{"infer", model_path("parameterized_L0_smoothing"), in, out, "--planes", "0.5,0.5"}, "got 2"},
+      {{"infer", model_path("parameterized_L0_smoothing"), in, out, "--planes", "x"}, "'x' is not a number"},
+      {{"infer", model_path("parameterized_L0_smoothing"), in, out, "--planes", "3"}, "out of range; valid: 0"},
+      {{"infer", model_path("combined"), in, out, "--operator", "Sharpen"}, "has no operator 'Sharpen'; valid: Nonlocal_dehazing"},
+      {{"infer", model_path("L0_smoothing"), in, out, "--operator", "L0_smoothing"}, "has no operator planes"},
+      {{"infer", model_path("combined"), in, out, "--operator", "TV_L1", "--planes", "1"}, "not both"},
+      {{"infer", model_path("L0_smoothing"), in, out, "--device", "vulkan"}, "--device vulkan is not available"},
+      {{"infer", model_path("L0_smoothing"), in, out, "--device", "tpu"}, "valid: cpu, auto"},
+      {{"infer", model_path("L0_smoothing"), in, (dir / "out.bmp").string()}, "out.bmp"},
+      {{"infer", model_path("L0_smoothing"), (dir / "missing.png").string(), out}, "missing.png"},
+      {{"infer", model_path("L0_smoothing"), in, out, "--threads", "0"}, "--threads 0 is out of range; valid: 1..1024"},
+      {{"model", "info", (dir / "truncated.safetensors").string()}, "cannot read safetensors"},
+      {{"model", "describe", model_path("L0_smoothing")}, "unknown subcommand 'describe'; valid: info"},
+  };
+  for (const auto& [args, part] : cases) {
+    std::string label;
+    for (const auto& a : args) label += a.substr(a.find_last_of('/') + 1) + " ";
+    expect_one_line(label, run(args, dir), part);
+    EXPECT_FALSE(fs::exists(out)) << label;
+  }
+}
+
+TEST(InferCli, ModelInfoDescribesTheNetwork) {
+  const fs::path dir = test::scratch_dir("model-info");
+  const Result text = run({"model", "info", model_path("parameterized_L0_smoothing")}, dir);
+  ASSERT_EQ(text.status, 0) << text.err;
+  for (const char* part : {"can32_an_parameterized", "4 channels: 3 image (BGR", "plane 1  parameter", "receptive field  513 x 513",
+                           "g_conv8      3x3   32 -> 32   dilation 128", "parameters       75285", "MIT"}) {
+    EXPECT_NE(text.out.find(part), std::string::npos) << part << " not in:\n" << text.out;
+  }
+  const Result json = run({"model", "info", model_path("L0_smoothing"), "--json"}, dir);
+  ASSERT_EQ(json.status, 0) << json.err;
+  const auto j = nlohmann::json::parse(json.out);
+  EXPECT_EQ(j["receptive_field"], 257);
+  EXPECT_EQ(j["parameters"], 37219);
+  EXPECT_EQ(j["macs_per_pixel"], 37008.0);
+  EXPECT_EQ(j["flops_per_pixel"], 74016.0);
+  EXPECT_EQ(j["channel_order"], "BGR");
+  EXPECT_EQ(j["quantisation"], "truncate");
+  EXPECT_EQ(j["layers"].size(), 9u);
+  EXPECT_EQ(j["layers"][6]["dilation"], 64);
+}
+
+TEST(InferCli, UsageComesFromTheCommandTable) {
+  const fs::path dir = test::scratch_dir("cli-usage");
+  const Result usage = run({"--help"}, dir);
+  ASSERT_EQ(usage.status, 0);
+  for (const char* c : {"  list", "  apply", "  metrics", "  datagen", "  infer", "  model info"}) {
+    EXPECT_NE(usage.out.find(c), std::string::npos) << c;
+  }
+  expect_one_line("unknown", run({"train"}, dir), "unknown command 'train'; valid: list, apply, metrics, datagen, infer, model");
+  // Commands that do not compute have no --threads.
+  expect_one_line("list --threads", run({"list", "--threads", "2"}, dir), "unrecognised option '--threads'");
+}
+
+}  // namespace
+}  // namespace opforge
