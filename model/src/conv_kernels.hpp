@@ -20,7 +20,7 @@ struct Tap {
 
 /// Pixels per block for a chunk of `vectors` vectors: P·V accumulators, P
 /// broadcasts and one weight vector fit the 16 AVX2 registers.
-constexpr int block_pixels(int vectors) { return vectors == 4 ? 2 : vectors == 3 ? 3 : vectors == 2 ? 4 : 6; }
+constexpr int block_pixels(int vectors) { return vectors == 4 ? 3 : vectors == 3 ? 3 : vectors == 2 ? 4 : 6; }
 
 /// acc[p·vectors·kLanes + c] = Σ_taps Σ_i input[p·cin + i]·weights[i·stride + c]
 /// for p < pixels·blocks, c < vectors·kLanes: `blocks` consecutive blocks of
