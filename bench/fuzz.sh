@@ -6,13 +6,13 @@
 # saved as build-fuzz/crashes/<target>/crash-*: fix it, then copy the file
 # into tests/data/fuzz/<target>/, where `make test` replays it for ever.
 #
-#   bash bench/fuzz.sh [SECONDS] [TARGET...]      (targets: png jpeg npy safetensors recipe journal)
+#   bash bench/fuzz.sh [SECONDS] [TARGET...]      (targets: png jpeg npy safetensors model recipe journal)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(png jpeg npy safetensors recipe journal)
+[ ${#targets[@]} -gt 0 ] || targets=(png jpeg npy safetensors model recipe journal)
 
 bash scripts/install-deps.sh fuzz
 build=build-fuzz

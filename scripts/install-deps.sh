@@ -15,6 +15,8 @@ packages=(
   # the reference BLAS at 1 MP). The pthread flavour: the serial one is not
   # safe to call from several threads; opforge sets it to one thread per call.
   libopenblas0-pthread
+  # and its headers, for bench/can_bench's GEMM peak and im2col + SGEMM peer
+  libopenblas-dev
   # Vulkan runtime: loader + headers, GLSL compiler, Mesa's lavapipe (CPU ICD)
   libvulkan-dev glslc mesa-vulkan-drivers
   # CLI, recipes, metadata

@@ -1,0 +1,109 @@
+#!/usr/bin/python3
+"""PyTorch's CPU forward of a CAN model file, the peer of bench/can_bench.
+
+Builds the network from the safetensors file itself (its `layers` metadata
+and HWIO weights; no safetensors package needed), runs it on a network input
+written by `can_bench speed --write-input` (H x W x C float32 .npy in the
+model's channel order), and prints one JSON line: the best time of --repeat
+runs after one warm-up, and where the output was written.
+
+    /usr/bin/python3 bench/can_torch.py MODEL INPUT.npy [--threads 2] [--repeat 3]
+                                        [--no-mkldnn] [--write-output OUT.npy]
+
+--no-mkldnn turns off PyTorch's oneDNN convolutions, so the dilated
+convolutions run as im2col + GEMM (OpenBLAS on Debian) instead.
+PyTorch is a measurement peer only: nothing in opforge imports it.
+"""
+import argparse
+import json
+import struct
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def load_safetensors(path):
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    data = raw[8 + n:]
+    tensors = {}
+    for name, info in header.items():
+        if info["dtype"] != "F32":
+            continue
+        b, e = info["data_offsets"]
+        tensors[name] = np.frombuffer(data[b:e], dtype="<f4").reshape(info["shape"])
+    return meta, tensors
+
+
+class Can(torch.nn.Module):
+    """The forward semantics of the model README: conv (SAME, dilated, no
+    bias), BN with the image's own statistics (biased variance, no gamma),
+    z = w0*y + w1*bn, leaky ReLU; the last 1x1 conv with bias."""
+
+    def __init__(self, meta, tensors):
+        super().__init__()
+        self.layers = json.loads(meta["layers"])
+        self.eps = float(meta.get("bn_epsilon", "0.001"))
+        self.w = {}
+        for l in self.layers:
+            name = l["name"]
+            hwio = tensors[name + "/weights"]
+            self.w[name] = torch.from_numpy(np.ascontiguousarray(hwio.transpose(3, 2, 0, 1)))  # OIHW
+            if l.get("bias"):
+                self.w[name + "/b"] = torch.from_numpy(tensors[name + "/biases"].copy())
+            if l.get("normalizer") == "adaptive_bn":
+                self.w[name + "/w0"] = float(tensors[name + "/w0"].reshape(()))
+                self.w[name + "/w1"] = float(tensors[name + "/w1"].reshape(()))
+                self.w[name + "/beta"] = torch.from_numpy(tensors[name + "/BatchNorm/beta"].copy()).view(1, -1, 1, 1)
+
+    def forward(self, x):
+        for l in self.layers:
+            name, d = l["name"], l.get("dilation", 1)
+            k = l["kernel"][0]
+            y = F.conv2d(x, self.w[name], self.w.get(name + "/b"), padding=d * (k // 2), dilation=d)
+            if l.get("normalizer") == "adaptive_bn":
+                mean = y.mean(dim=(0, 2, 3), keepdim=True)
+                var = ((y - mean) ** 2).mean(dim=(0, 2, 3), keepdim=True)
+                bn = (y - mean) * torch.rsqrt(var + self.eps) + self.w[name + "/beta"]
+                y = self.w[name + "/w0"] * y + self.w[name + "/w1"] * bn
+            act = l.get("activation")
+            if act and act.startswith("lrelu_"):
+                y = F.leaky_relu(y, float(act[6:]))
+            elif act == "relu":
+                y = F.relu(y)
+            x = y
+        return x
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("model")
+    p.add_argument("input")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--no-mkldnn", action="store_true")
+    p.add_argument("--write-output")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    meta, tensors = load_safetensors(a.model)
+    net = Can(meta, tensors)
+    x = torch.from_numpy(np.load(a.input)).permute(2, 0, 1).unsqueeze(0).contiguous()
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=not a.no_mkldnn):
+        out = net(x)  # warm-up
+        best = float("inf")
+        for _ in range(a.repeat):
+            t0 = time.perf_counter()
+            out = net(x)
+            best = min(best, time.perf_counter() - t0)
+    if a.write_output:
+        np.save(a.write_output, out[0].permute(1, 2, 0).contiguous().numpy())
+    print(json.dumps({"seconds": best, "threads": a.threads, "mkldnn": not a.no_mkldnn,
+                      "torch": torch.__version__, "output": a.write_output}))
+
+
+if __name__ == "__main__":
+    main()
