@@ -3,7 +3,8 @@
 #  1. opforge's direct kernels against the machine's SGEMM rate and against an
 #     im2col + OpenBLAS SGEMM forward of the same network (bench/can_bench);
 #  2. PyTorch's CPU forward of the same model file (bench/can_torch.py), with
-#     its oneDNN convolutions and with them turned off (im2col + OpenBLAS),
+#     its oneDNN convolutions (NCHW and NHWC) and with them turned off
+#     (im2col + OpenBLAS),
 #     and how far its output lies from opforge's;
 #  3. the peak RSS of `opforge infer` on a 3840x2160 image with CAN32.
 # PyTorch is a peer only: install it for this script with
@@ -26,14 +27,14 @@ ours=$(sed -n 's/^direct_seconds //p' "$tmp/ours.txt")
 
 echo "== PyTorch CPU forward, same input, $threads threads"
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then
-  for flags in "" "--no-mkldnn"; do
+  for flags in "" "--channels-last" "--no-mkldnn"; do
     /usr/bin/python3 bench/can_torch.py "$model" "$tmp/in.npy" --threads "$threads" $flags \
       --write-output "$tmp/torch.npy" > "$tmp/torch.json"
     /usr/bin/python3 - "$tmp/torch.json" "$tmp/torch.npy" "$tmp/ours.npy" "$ours" <<'PY'
 import json, sys, numpy as np
 r = json.load(open(sys.argv[1]))
 diff = float(np.abs(np.load(sys.argv[2]) - np.load(sys.argv[3])).max())
-path = "oneDNN" if r["mkldnn"] else "im2col + BLAS"
+path = ("oneDNN, NHWC" if r["channels_last"] else "oneDNN") if r["mkldnn"] else "im2col + BLAS"
 print(f"torch {r['torch']} ({path}): {r['seconds']:.3f} s; opforge is {r['seconds'] / float(sys.argv[4]):.2f}x faster; "
       f"max |torch - opforge| = {diff:.2g}")
 PY

@@ -8,7 +8,7 @@ model's channel order), and prints one JSON line: the best time of --repeat
 runs after one warm-up, and where the output was written.
 
     /usr/bin/python3 bench/can_torch.py MODEL INPUT.npy [--threads 2] [--repeat 3]
-                                        [--no-mkldnn] [--write-output OUT.npy]
+                                        [--no-mkldnn] [--channels-last] [--write-output OUT.npy]
 
 --no-mkldnn turns off PyTorch's oneDNN convolutions, so the dilated
 convolutions run as im2col + GEMM (OpenBLAS on Debian) instead.
@@ -86,12 +86,18 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--no-mkldnn", action="store_true")
+    p.add_argument("--channels-last", action="store_true", help="NHWC activations (oneDNN's preferred layout)")
     p.add_argument("--write-output")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     meta, tensors = load_safetensors(a.model)
     net = Can(meta, tensors)
     x = torch.from_numpy(np.load(a.input)).permute(2, 0, 1).unsqueeze(0).contiguous()
+    if a.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        for k, v in net.w.items():
+            if isinstance(v, torch.Tensor) and v.dim() == 4 and k.count("/") == 0:
+                net.w[k] = v.contiguous(memory_format=torch.channels_last)
     with torch.no_grad(), torch.backends.mkldnn.flags(enabled=not a.no_mkldnn):
         out = net(x)  # warm-up
         best = float("inf")
@@ -101,7 +107,7 @@ def main():
             best = min(best, time.perf_counter() - t0)
     if a.write_output:
         np.save(a.write_output, out[0].permute(1, 2, 0).contiguous().numpy())
-    print(json.dumps({"seconds": best, "threads": a.threads, "mkldnn": not a.no_mkldnn,
+    print(json.dumps({"seconds": best, "threads": a.threads, "mkldnn": not a.no_mkldnn, "channels_last": a.channels_last,
                       "torch": torch.__version__, "output": a.write_output}))
 
 

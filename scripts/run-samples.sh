@@ -4,7 +4,11 @@
 #     prints its summary, then writes its contact sheet;
 #  2. applies each operator to the conformance inputs and the 1 MP sample,
 #     printing each run's time and, where the authors' reference output
-#     exists, the PSNR against it (results in out/).
+#     exists, the PSNR against it (results in out/);
+#  3. runs the published CAN models (Chen et al., ICCV 2017) with
+#     `opforge infer`: CAN24 L0 smoothing on the published test photo, against
+#     the authors' published result, and the combined network's
+#     Detail_manipulation (an operator with no CAN24 file) on the sample.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -62,4 +66,24 @@ for input in "$data"/samples/*; do
   run_case "$input" dehaze_nonlocal "" gamma=1
   run_case "$input" sr_bicubic "" scale=3
 done
+echo
+echo "== learned models: the published CAN files through opforge infer (CPU)"
+infer_case() {  # model input output reference-or-empty infer-args...
+  local model=$1 input=$2 out=$3 reference=$4 t0 t1 result="(no published result)"
+  shift 4
+  t0=$EPOCHREALTIME
+  "$opforge" infer "$data/models/$model.safetensors" "$input" "$out" "$@"
+  t1=$EPOCHREALTIME
+  if [ -n "$reference" ]; then
+    result=$("$opforge" metrics "$out" "$reference" --json |
+      sed -E 's/.*"max_abs":([^,}]*).*/\1/' | awk '{ printf "max |diff| %.0f level(s) of 255 vs the published output\n", $1 * 255 }')
+  fi
+  printf '%-28s %-30s %8.3f  %s\n' "$(basename "$input")" "$model $*" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$result"
+}
+infer_case L0_smoothing "$data/can24/000001_input.png" out/000001_can24_L0_smoothing.png \
+  "$data/can24/000001_L0_smoothing_published.png"
+infer_case combined "$data/samples/mit_adobe_000003_1024.jpg" out/mit_adobe_000003_can32_detail.png "" \
+  --operator Detail_manipulation
+infer_case parameterized_L0_smoothing "$data/samples/mit_adobe_000003_1024.jpg" out/mit_adobe_000003_can32_l0_0.5.png "" \
+  --planes 0.5
 echo "results in out/"
