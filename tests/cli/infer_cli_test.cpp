@@ -181,6 +181,22 @@ TEST(InferCli, RefusesBadModelsAndRequestsWithOneLine) {
   }
 }
 
+TEST(InferCli, AnImageBeyondTheMemoryBudgetIsRefusedBeforeWork) {
+#ifdef OPFORGE_SANITIZED
+  GTEST_SKIP() << "AddressSanitizer reserves terabytes of address space: ulimit -v cannot apply";
+#endif
+  const fs::path dir = test::scratch_dir("infer-memory");
+  write_image(dir / "big.png", test::synthetic_image(2400, 2400, 3));
+  // CAN32 at 5.8 MP keeps 32 float planes (0.74 GB) beside its 13 input
+  // planes: under a 700 MB address space it is refused up front, not
+  // killed by bad_alloc half-way.
+  const Result r = run({"infer", model_path("combined"), (dir / "big.png").string(), (dir / "out.png").string(),
+                        "--operator", "TV_L1"},
+                       dir, "ulimit -v 700000;");
+  expect_one_line("ulimit -v", r, "forward pass needs an estimated");
+  EXPECT_FALSE(fs::exists(dir / "out.png"));
+}
+
 TEST(InferCli, ModelInfoDescribesTheNetwork) {
   const fs::path dir = test::scratch_dir("model-info");
   const Result text = run({"model", "info", model_path("parameterized_L0_smoothing")}, dir);
