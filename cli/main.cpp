@@ -4,6 +4,7 @@
 // the problem and the valid range); 1 internal failure.
 
 #include <boost/program_options/errors.hpp>
+#include <opencv2/core.hpp>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -133,6 +134,14 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const std::bad_alloc&) {
     std::cerr << "opforge " << name << ": out of memory\n";
+    return 1;
+  } catch (const cv::Exception& e) {
+    // OpenCV reports a failed allocation as its own exception.
+    if (e.code == cv::Error::StsNoMem) {
+      std::cerr << "opforge " << name << ": out of memory\n";
+    } else {
+      std::cerr << "opforge " << name << ": internal error: " << e.what() << "\n";
+    }
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "opforge " << name << ": internal error: " << e.what() << "\n";

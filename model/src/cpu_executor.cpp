@@ -348,7 +348,7 @@ bool CpuExecutor::has_avx2() { return detail::cpu_has_avx2_fma(); }
 
 std::string CpuExecutor::name() const { return vectorised_ ? "cpu (avx2+fma)" : "cpu (portable)"; }
 
-double CpuExecutor::peak_bytes(const NetworkSpec& spec, int rows, int cols) {
+double CpuExecutor::peak_bytes(const NetworkSpec& spec, int rows, int cols) const {
   const double pixels = double(rows) * cols;
   // Two activation buffers at most (one when widths agree), the rows an
   // in-place layer holds back, the output and the per-row sums.

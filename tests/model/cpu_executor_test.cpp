@@ -189,7 +189,7 @@ TEST(CpuExecutor, RefusesInputItCannotRun) {
   nan.at<cv::Vec3f>(2, 1)[1] = std::numeric_limits<float>::quiet_NaN();
   EXPECT_NE(test::error_of([&] { executor.run(m, nan); }).find("row 2, column 1, channel 1"), std::string::npos);
   // An image beyond the memory budget is refused before anything is allocated.
-  EXPECT_GT(CpuExecutor::peak_bytes(m.spec(), 2160, 3840), 2160.0 * 3840 * 24 * 4);
+  EXPECT_GT(executor.peak_bytes(m.spec(), 2160, 3840), 2160.0 * 3840 * 24 * 4);
 }
 
 }  // namespace

@@ -25,9 +25,7 @@ class CpuExecutor final : public Executor {
   std::string name() const override;
   cv::Mat forward(const Model& model, const cv::Mat& input) override;
 
-  /// Peak bytes forward() allocates for an H×W image (the refusal before it
-  /// starts uses this).
-  static double peak_bytes(const NetworkSpec& spec, int rows, int cols);
+  double peak_bytes(const NetworkSpec& spec, int rows, int cols) const override;
   /// Whether the AVX2+FMA kernels run on this CPU.
   static bool has_avx2();
 

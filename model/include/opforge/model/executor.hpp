@@ -20,7 +20,13 @@ class Executor {
   /// The network's raw output (unclipped, unquantised) for an RGB [0,1]
   /// image and the model's constant planes, as an RGB Image: the model's
   /// channel order is applied on the way in and undone on the way out.
+  /// Everything is checked, the memory estimate included (opforge::Error
+  /// naming what it needs and what is available), before anything large is
+  /// allocated.
   Image run(const Model& model, const Image& rgb, std::span<const float> planes = {});
+
+  /// Peak bytes forward() allocates for an H×W image, besides its input.
+  virtual double peak_bytes(const NetworkSpec& spec, int rows, int cols) const = 0;
 
   /// The network on its own input layout: H×W×input_channels float32 in the
   /// model's channel order → H×W×output_channels.
