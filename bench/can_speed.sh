@@ -10,15 +10,18 @@
 # PyTorch is a peer only: install it for this script with
 # `apt-get install python3-torch` (Debian's); without it step 2 is skipped.
 #
-#   bash bench/can_speed.sh [BUILD] [MODEL] [IMAGE]     (THREADS=2 by default)
+#   bash bench/can_speed.sh [BUILD] [MODEL] [IMAGE]     (THREADS=2; IMAGE: a 1920x1080 frame)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 model=${2:-tests/data/models/L0_smoothing.safetensors}
-image=${3:-tests/data/can24/000001_input.png}
 threads=${THREADS:-2}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+photo=tests/data/can24/000001_input.png
+# The default input: the published test photo at 1920x1080 (a 1080p frame).
+image=${3:-$tmp/1080p.png}
+[ $# -ge 3 ] || "$build/bench/can_bench" resize "$photo" "$image" 1920 1080
 
 echo "== opforge (direct kernels) and im2col + OpenBLAS SGEMM"
 "$build/bench/can_bench" speed "$model" "$image" --threads "$threads" \
@@ -44,7 +47,7 @@ else
 fi
 
 echo "== peak RSS, opforge infer, CAN32 on 3840x2160"
-"$build/bench/can_bench" resize "$image" "$tmp/4k.png" 3840 2160
+"$build/bench/can_bench" resize "$photo" "$tmp/4k.png" 3840 2160
 for m in parameterized_L0_smoothing:--planes=0.5 combined:--operator=L0_smoothing; do
   name=${m%%:*} flag=${m#*:}
   /usr/bin/time -f "%M %e" -o "$tmp/time.txt" "$build/cli/opforge" infer "tests/data/models/$name.safetensors" \

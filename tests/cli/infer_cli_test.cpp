@@ -11,6 +11,7 @@
 #include "opforge/core/io.hpp"
 #include "opforge/core/safetensors.hpp"
 #include "opforge/model/model.hpp"
+#include "model_fixtures.hpp"
 #include "reference_forward.hpp"
 #include "test_support.hpp"
 
@@ -21,7 +22,7 @@ namespace fs = std::filesystem;
 using test::Result;
 using test::run;
 
-std::string model_path(const std::string& name) { return test::data_path("models/" + name + ".safetensors").string(); }
+using test::model_path;
 
 void expect_one_line(const std::string& label, const Result& r, const std::string& part) {
   EXPECT_EQ(r.status, 2) << label << ": " << r.err;
@@ -39,18 +40,9 @@ TEST(InferCli, ReproducesThePublishedCan24L0ResultFromAnRgbPng) {
   const Image ours = read_image(out);
   const Image published = read_image(test::data_path("can24/000001_L0_smoothing_published.png"));
   ASSERT_EQ(ours.size(), published.size());
-  const float* a = ours.ptr<float>();
-  const float* b = published.ptr<float>();
-  std::size_t equal = 0;
-  long worst = 0;
-  const std::size_t n = ours.total() * 3;
-  for (std::size_t i = 0; i < n; ++i) {
-    const long d = std::labs(std::lround(a[i] * 255) - std::lround(b[i] * 255));
-    worst = std::max(worst, d);
-    equal += d == 0;
-  }
-  EXPECT_LE(worst, 1);                    // at most one level off anywhere
-  EXPECT_GE(double(equal) / n, 0.999);   // and at least 99.9% of values equal
+  const auto c = test::compare_levels(ours, published);
+  EXPECT_LE(c.worst, 1);                 // at most one level off anywhere
+  EXPECT_GE(c.equal_fraction, 0.999);   // and at least 99.9% of values equal
 }
 
 TEST(InferCli, RunsEveryPublishedModelAsTheFloat64ReferenceDoes) {
@@ -58,10 +50,7 @@ TEST(InferCli, RunsEveryPublishedModelAsTheFloat64ReferenceDoes) {
   const Image photo = read_image(test::data_path("can24/000001_input.png"));
   const Image crop = photo(cv::Rect(300, 900, 80, 64)).clone();
   write_image(dir / "crop.npy", crop);
-  for (const std::string name :
-       {"Dark_channel_dehazing", "L0_smoothing", "Multiscale_tone_manipulation", "Nonlocal_dehazing", "Pencil_drawing",
-        "Photographic_style", "Relative_total_variation", "Rudin_Osher_Fatemi", "TV_L1", "parameterized_L0_smoothing",
-        "combined"}) {
+  for (const std::string& name : test::kPublishedModels) {
     SCOPED_TRACE(name);
     const model::Model m = model::Model::load(model_path(name));
     std::vector<std::string> args = {"infer", model_path(name), (dir / "crop.npy").string(), (dir / "out.npy").string()};
@@ -120,19 +109,10 @@ TEST(InferCli, RunsADirectoryAndCarriesOnPastFailures) {
   EXPECT_FALSE(fs::exists(dir / "out2"));
 }
 
-// The published L0 file with its metadata or tensors changed.
-fs::path altered_model(const fs::path& dir, const std::string& name,
-                       const std::function<void(std::map<std::string, std::string>&, std::map<std::string, Tensor>&)>& change) {
-  const auto st = SafeTensors::load(model_path("L0_smoothing"));
-  std::map<std::string, Tensor> tensors;
-  for (const auto& [tensor, info] : st.tensors()) {
-    const auto raw = st.bytes(tensor);
-    tensors[tensor] = Tensor{info.dtype, info.shape, std::vector<std::uint8_t>(raw.begin(), raw.end())};
-  }
-  auto metadata = st.metadata();
-  change(metadata, tensors);
+// An altered copy of the published L0 file, written to `dir`.
+fs::path altered_model(const fs::path& dir, const std::string& name, const test::MetadataEdit& change) {
   const fs::path path = dir / (name + ".safetensors");
-  write_file_atomic(path, encode_safetensors(tensors, metadata));
+  write_file_atomic(path, test::altered_model(change));
   return path;
 }
 

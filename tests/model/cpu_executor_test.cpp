@@ -6,6 +6,7 @@
 #include <random>
 
 #include "opforge/core/io.hpp"
+#include "model_fixtures.hpp"
 #include "reference_forward.hpp"
 #include "test_support.hpp"
 
@@ -138,12 +139,9 @@ TEST(CpuExecutor, EveryPublishedModelMatchesTheFloat64Forward) {
   // so zero padding is exercised on every tap.
   const Image photo = read_image(test::data_path("can24/000001_input.png"));
   const Image crop = photo(cv::Rect(700, 500, 128, 96)).clone();
-  for (const std::string name :
-       {"Dark_channel_dehazing", "L0_smoothing", "Multiscale_tone_manipulation", "Nonlocal_dehazing", "Pencil_drawing",
-        "Photographic_style", "Relative_total_variation", "Rudin_Osher_Fatemi", "TV_L1", "parameterized_L0_smoothing",
-        "combined"}) {
+  for (const std::string& name : test::kPublishedModels) {
     SCOPED_TRACE(name);
-    const Model m = Model::load(test::data_path("models/" + name + ".safetensors"));
+    const Model m = Model::load(test::model_path(name));
     std::vector<float> planes;
     if (name == "parameterized_L0_smoothing") planes = {0.5f};
     if (name == "combined") planes = m.operator_planes("Detail_manipulation");
@@ -162,19 +160,10 @@ TEST(CpuExecutor, ReproducesThePublishedCan24L0Output) {
   const Image published = read_image(test::data_path("can24/000001_L0_smoothing_published.png"));
   const Image ours = model::quantise(m, CpuExecutor().run(m, input));
   ASSERT_EQ(ours.size(), published.size());
-  const float* a = ours.ptr<float>();
-  const float* b = published.ptr<float>();
-  const std::size_t n = ours.total() * 3;
-  std::size_t equal = 0;
-  long worst = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const long d = std::labs(std::lround(a[i] * 255) - std::lround(b[i] * 255));
-    worst = std::max(worst, d);
-    equal += d == 0;
-  }
-  EXPECT_LE(worst, 1);
-  EXPECT_GE(double(equal) / n, 0.999);
-  RecordProperty("values_equal_percent", std::to_string(100.0 * equal / n));
+  const auto c = test::compare_levels(ours, published);
+  EXPECT_LE(c.worst, 1);
+  EXPECT_GE(c.equal_fraction, 0.999);
+  RecordProperty("values_equal_percent", std::to_string(100.0 * c.equal_fraction));
 }
 
 TEST(CpuExecutor, RefusesInputItCannotRun) {

@@ -7,6 +7,7 @@
 
 #include "opforge/core/io.hpp"
 #include "opforge/core/safetensors.hpp"
+#include "model_fixtures.hpp"
 #include "test_support.hpp"
 
 namespace opforge {
@@ -14,14 +15,11 @@ namespace {
 
 using model::Model;
 
-const std::vector<std::string> kCan24 = {"Dark_channel_dehazing", "L0_smoothing",     "Multiscale_tone_manipulation",
-                                         "Nonlocal_dehazing",     "Pencil_drawing",   "Photographic_style",
-                                         "Relative_total_variation", "Rudin_Osher_Fatemi", "TV_L1"};
-
-Model published(const std::string& name) { return Model::load(test::data_path("models/" + name + ".safetensors")); }
+Model published(const std::string& name) { return Model::load(test::model_path(name)); }
 
 TEST(Model, ReadsEveryPublishedCan24File) {
-  for (const auto& name : kCan24) {
+  // The nine CAN24_AN files: every published model but the last two.
+  for (const auto& name : std::vector<std::string>(test::kPublishedModels.begin(), test::kPublishedModels.end() - 2)) {
     SCOPED_TRACE(name);
     const Model m = published(name);
     const auto& s = m.spec();
@@ -100,20 +98,6 @@ TEST(Model, SavesAndLoadsBackTheSameNetwork) {
   EXPECT_EQ(again.encode(), original.encode());
 }
 
-// The published L0 file with its metadata or one tensor changed.
-std::vector<std::uint8_t> altered(const std::function<void(std::map<std::string, std::string>&,
-                                                           std::map<std::string, Tensor>&)>& change) {
-  const auto st = SafeTensors::load(test::data_path("models/L0_smoothing.safetensors"));
-  std::map<std::string, Tensor> tensors;
-  for (const auto& [name, info] : st.tensors()) {
-    const auto raw = st.bytes(name);
-    tensors[name] = Tensor{info.dtype, info.shape, std::vector<std::uint8_t>(raw.begin(), raw.end())};
-  }
-  auto metadata = st.metadata();
-  change(metadata, tensors);
-  return encode_safetensors(tensors, metadata);
-}
-
 std::string load_error(const std::vector<std::uint8_t>& bytes) {
   return test::error_of([&] { Model::parse(bytes, "bad.safetensors"); });
 }
@@ -125,7 +109,7 @@ nlohmann::json layers_of(const std::map<std::string, std::string>& metadata) {
 TEST(Model, RefusesFilesThatAreNotModels) {
   using Meta = std::map<std::string, std::string>;
   using Tensors = std::map<std::string, Tensor>;
-  EXPECT_EQ(load_error(altered([](Meta&, Tensors&) {})), "(no error)");
+  EXPECT_EQ(load_error(test::altered_model([](Meta&, Tensors&) {})), "(no error)");
   // Truncated.
   auto bytes = read_file(test::data_path("models/L0_smoothing.safetensors"));
   bytes.resize(bytes.size() - 100);
@@ -133,54 +117,54 @@ TEST(Model, RefusesFilesThatAreNotModels) {
   // Not a model at all: a safetensors file without a spec.
   EXPECT_NE(load_error(encode_safetensors({}, {})).find("not an opforge model"), std::string::npos);
   // Bad spec JSON.
-  EXPECT_NE(load_error(altered([](Meta& m, Tensors&) { m["layers"] = "[{\"name\":"; })).find("'layers' is not valid JSON"),
+  EXPECT_NE(load_error(test::altered_model([](Meta& m, Tensors&) { m["layers"] = "[{\"name\":"; })).find("'layers' is not valid JSON"),
             std::string::npos);
   // Layer shapes that do not chain.
-  EXPECT_NE(load_error(altered([](Meta& m, Tensors&) {
+  EXPECT_NE(load_error(test::altered_model([](Meta& m, Tensors&) {
               auto layers = layers_of(m);
               layers[3]["cin"] = 23;
               m["layers"] = layers.dump();
             })).find("layer 'g_conv4': takes 23 channels but receives 24"),
             std::string::npos);
   // Unknown normaliser or activation, even dilation, kernel.
-  EXPECT_NE(load_error(altered([](Meta& m, Tensors&) {
+  EXPECT_NE(load_error(test::altered_model([](Meta& m, Tensors&) {
               auto layers = layers_of(m);
               layers[0]["normalizer"] = "group_norm";
               m["layers"] = layers.dump();
             })).find("normalizer \"group_norm\" is not supported; valid: adaptive_bn, none"),
             std::string::npos);
-  EXPECT_NE(load_error(altered([](Meta& m, Tensors&) {
+  EXPECT_NE(load_error(test::altered_model([](Meta& m, Tensors&) {
               auto layers = layers_of(m);
               layers[0]["kernel"] = {4, 4};
               m["layers"] = layers.dump();
             })).find("kernel [4,4] is invalid; valid: odd sizes 1..15"),
             std::string::npos);
-  EXPECT_NE(load_error(altered([](Meta& m, Tensors&) {
+  EXPECT_NE(load_error(test::altered_model([](Meta& m, Tensors&) {
               auto layers = layers_of(m);
               layers[1]["dilation"] = 0;
               m["layers"] = layers.dump();
             })).find("dilation 0 is invalid; valid: 1..4096"),
             std::string::npos);
   // Wrong dtype, wrong shape, a missing tensor, a non-finite weight.
-  EXPECT_NE(load_error(altered([](Meta&, Tensors& t) {
+  EXPECT_NE(load_error(test::altered_model([](Meta&, Tensors& t) {
               t["g_conv1/w0"] = Tensor::i64({}, std::vector<std::int64_t>{1});
             })).find("expected a floating-point dtype"),
             std::string::npos);
-  EXPECT_NE(load_error(altered([](Meta&, Tensors& t) {
+  EXPECT_NE(load_error(test::altered_model([](Meta&, Tensors& t) {
               t["g_conv_last/biases"] = Tensor::f32({4}, std::vector<float>{0, 0, 0, 0});
             })).find("tensor 'g_conv_last/biases' has shape [4] but the layer needs [3]"),
             std::string::npos);
-  EXPECT_NE(load_error(altered([](Meta&, Tensors& t) { t.erase("g_conv5/BatchNorm/beta"); }))
+  EXPECT_NE(load_error(test::altered_model([](Meta&, Tensors& t) { t.erase("g_conv5/BatchNorm/beta"); }))
                 .find("tensor 'g_conv5/BatchNorm/beta' is missing"),
             std::string::npos);
-  EXPECT_NE(load_error(altered([](Meta&, Tensors& t) {
+  EXPECT_NE(load_error(test::altered_model([](Meta&, Tensors& t) {
               std::vector<float> w(3 * 3 * 3 * 24, 0.0f);
               w[7] = std::numeric_limits<float>::quiet_NaN();
               t["g_conv1/weights"] = Tensor::f32({3, 3, 3, 24}, w);
             })).find("layer 'g_conv1': weights holds a non-finite value at element 7"),
             std::string::npos);
   // A spec version from the future.
-  EXPECT_NE(load_error(altered([](Meta& m, Tensors&) { m["opforge_spec_version"] = "7"; }))
+  EXPECT_NE(load_error(test::altered_model([](Meta& m, Tensors&) { m["opforge_spec_version"] = "7"; }))
                 .find("spec version 7 is newer than this opforge reads (1)"),
             std::string::npos);
   // A last layer that does not give the image's channels.
@@ -194,7 +178,7 @@ TEST(Model, RefusesFilesThatAreNotModels) {
 
 TEST(Model, FloatSixteenWeightsLoadAsTheirFloatValues) {
   const Model original = published("L0_smoothing");
-  const auto bytes = altered([&](std::map<std::string, std::string>&, std::map<std::string, Tensor>& t) {
+  const auto bytes = test::altered_model([&](std::map<std::string, std::string>&, std::map<std::string, Tensor>& t) {
     t["g_conv1/weights"] = Tensor::f16({3, 3, 3, 24}, original.weights()[0].kernel);
   });
   const Model half = Model::parse(bytes, "half");
