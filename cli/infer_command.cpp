@@ -86,13 +86,23 @@ std::vector<Job> directory_jobs(const fs::path& in, const fs::path& out, const s
   return jobs;
 }
 
-// "[12/40] name" on a terminal, rewritten in place; nothing otherwise.
+// A progress bar on a terminal, as datagen's: "[####......] 12/40 images,
+// 1 failed, 0.85 images/s, ETA 0:33 name", rewritten in place; nothing when
+// stderr is not a terminal.
 class Progress {
  public:
-  Progress(std::size_t total, bool enabled) : total_(total), enabled_(enabled && ::isatty(STDERR_FILENO) == 1) {}
-  void show(std::size_t done, const fs::path& current) const {
+  Progress(std::size_t total, bool enabled)
+      : total_(total), enabled_(enabled && ::isatty(STDERR_FILENO) == 1), start_(std::chrono::steady_clock::now()) {}
+  void show(std::size_t done, std::size_t failed, const fs::path& current) const {
     if (!enabled_) return;
-    std::fprintf(stderr, "\r\033[K[%zu/%zu] %s", done + 1, total_, current.filename().string().c_str());
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
+    const int eta = rate > 0 ? static_cast<int>(static_cast<double>(total_ - done) / rate) : 0;
+    const int width = 30;
+    std::string bar(static_cast<std::size_t>(width * static_cast<double>(done) / static_cast<double>(total_)), '#');
+    bar.resize(width, '.');
+    std::fprintf(stderr, "\r\033[K[%s] %zu/%zu images, %zu failed, %.2f images/s, ETA %d:%02d %s", bar.c_str(), done,
+                 total_, failed, rate, eta / 60, eta % 60, current.filename().string().c_str());
     std::fflush(stderr);
   }
   void clear() const {
@@ -102,6 +112,7 @@ class Progress {
  private:
   std::size_t total_;
   bool enabled_;
+  std::chrono::steady_clock::time_point start_;
 };
 
 }  // namespace
@@ -170,7 +181,7 @@ int infer_command(const Args& args) {
   const auto start = std::chrono::steady_clock::now();
   std::size_t failed = 0;
   for (std::size_t i = 0; i < jobs.size(); ++i) {
-    progress.show(i, jobs[i].in);
+    progress.show(i, failed, jobs[i].in);
     try {
       run_one(jobs[i]);
     } catch (const Error& e) {
