@@ -46,7 +46,9 @@ SafeTensors SafeTensors::parse(std::vector<std::uint8_t> bytes, const std::strin
   if (file.size() < 8) throw Error(bad + "file shorter than the 8-byte header length");
   std::uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | file[i];
-  if (n > kMaxHeader) throw Error(bad + "header length " + std::to_string(n) + " exceeds the 100 MiB limit");
+  if (n > kMaxHeader) {
+    throw Error(bad + "header length " + std::to_string(n) + " exceeds the 100 MiB limit (not a safetensors file?)");
+  }
   if (n > file.size() - 8) {
     throw Error(bad + "header length " + std::to_string(n) + " runs past the end of the file (" +
                 std::to_string(file.size()) + " bytes)");
