@@ -1,0 +1,114 @@
+#pragma once
+// The trainer's layers: each a forward pass that keeps what its backward
+// pass needs, and a backward pass that adds the parameters' gradients and
+// returns the gradient with respect to its input. Every layer exists in
+// float (training) and double (the finite-difference checks in the tests).
+//
+// Reductions (weight gradients, normalisation statistics) are summed in a
+// fixed order over fixed blocks of rows, so a result never depends on the
+// thread count.
+
+#include <memory>
+#include <vector>
+
+#include "opforge/learner/tensor.hpp"
+
+namespace opforge::learner {
+
+template <typename T>
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  virtual Tensor<T> forward(const Tensor<T>& x) = 0;
+  /// Adds to the parameters' gradients; returns d(loss)/d(input).
+  virtual Tensor<T> backward(const Tensor<T>& dy) = 0;
+  virtual std::vector<Parameter<T>*> parameters() { return {}; }
+};
+
+struct ConvConfig {
+  int kernel_h = 3, kernel_w = 3;
+  int cin = 0, cout = 0;
+  int stride = 1, dilation = 1;
+  bool bias = false;
+};
+
+/// out[b,y,x,o] = bias[o] + Σ in[b, y·s + (ky−kh/2)·d, x·s + (kx−kw/2)·d, i] · W[ky,kx,i,o]:
+/// zero padding of (k/2)·d on every side, so the output is ⌈H/s⌉ × ⌈W/s⌉
+/// (the model file's "SAME" for stride 1). W is HWIO, as in the model file.
+template <typename T>
+class Conv2d final : public Layer<T> {
+ public:
+  /// `weights` HWIO, `bias` [cout] (or empty without one); the parameters
+  /// take the model file's names `prefix/weights` and `prefix/biases`.
+  Conv2d(const ConvConfig& config, const std::string& prefix, std::vector<T> weights, std::vector<T> bias = {});
+  Tensor<T> forward(const Tensor<T>& x) override;
+  Tensor<T> backward(const Tensor<T>& dy) override;
+  std::vector<Parameter<T>*> parameters() override;
+  const ConvConfig& config() const { return config_; }
+
+ private:
+  ConvConfig config_;
+  Parameter<T> weights_;
+  Parameter<T> bias_;
+  Tensor<T> input_;
+};
+
+/// CAN's adaptive normalisation z = w0·y + w1·((y − μ)/√(σ² + ε) + β), with
+/// μ and the biased σ² of each channel over the whole batch (N, H and W).
+template <typename T>
+class AdaptiveBatchNorm final : public Layer<T> {
+ public:
+  AdaptiveBatchNorm(int channels, const std::string& prefix, T w0, T w1, std::vector<T> beta, double epsilon = 0.001);
+  Tensor<T> forward(const Tensor<T>& x) override;
+  Tensor<T> backward(const Tensor<T>& dy) override;
+  std::vector<Parameter<T>*> parameters() override;
+
+ private:
+  int channels_;
+  double epsilon_;
+  Parameter<T> w0_, w1_, beta_;
+  Tensor<T> input_, normalised_;  // y and (y − μ)·r
+  std::vector<double> inv_std_;   // r per channel
+};
+
+/// max(slope·x, x); slope 0 is ReLU.
+template <typename T>
+class LeakyRelu final : public Layer<T> {
+ public:
+  explicit LeakyRelu(T slope) : slope_(slope) {}
+  Tensor<T> forward(const Tensor<T>& x) override;
+  Tensor<T> backward(const Tensor<T>& dy) override;
+
+ private:
+  T slope_;
+  Tensor<T> input_;
+};
+
+/// Layers run in order; backward in reverse.
+template <typename T>
+class Sequential final : public Layer<T> {
+ public:
+  void add(std::unique_ptr<Layer<T>> layer) { layers_.push_back(std::move(layer)); }
+  Tensor<T> forward(const Tensor<T>& x) override;
+  Tensor<T> backward(const Tensor<T>& dy) override;
+  std::vector<Parameter<T>*> parameters() override;
+
+ private:
+  std::vector<std::unique_ptr<Layer<T>>> layers_;
+};
+
+/// A loss value and its gradient with respect to the prediction.
+template <typename T>
+struct Loss {
+  double value = 0;
+  Tensor<T> grad;
+};
+
+/// mean((p − t)²) over every value (PyTorch's MSELoss, reduction "mean").
+template <typename T>
+Loss<T> mse_loss(const Tensor<T>& prediction, const Tensor<T>& target);
+/// mean(|p − t|), gradient sign(p − t)/N with 0 at 0 (PyTorch's L1Loss).
+template <typename T>
+Loss<T> l1_loss(const Tensor<T>& prediction, const Tensor<T>& target);
+
+}  // namespace opforge::learner

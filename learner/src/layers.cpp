@@ -1,0 +1,365 @@
+#include "opforge/learner/layers.hpp"
+
+#include <tbb/parallel_for.h>
+
+#include <cmath>
+
+#include "opforge/core/error.hpp"
+
+namespace opforge::learner {
+namespace {
+
+// Rows per block of a deterministic reduction: the blocks, and the order
+// their partial sums are added in, depend only on the shapes.
+constexpr int kReductionRows = 8;
+
+template <typename T>
+void require_channels(const Tensor<T>& x, int channels, const char* who) {
+  if (x.c != channels || x.n < 1 || x.h < 1 || x.w < 1) {
+    throw Error(std::string(who) + ": input " + x.shape_text() + " does not have " + std::to_string(channels) +
+                " channels");
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Conv2d
+
+template <typename T>
+Conv2d<T>::Conv2d(const ConvConfig& config, const std::string& prefix, std::vector<T> weights, std::vector<T> bias)
+    : config_(config),
+      weights_(prefix + "/weights", {config.kernel_h, config.kernel_w, config.cin, config.cout}, std::move(weights)),
+      bias_(prefix + "/biases", {config.cout}, config.bias ? std::move(bias) : std::vector<T>{}) {
+  const std::size_t need = static_cast<std::size_t>(config.kernel_h) * config.kernel_w * config.cin * config.cout;
+  if (weights_.value.size() != need) throw Error(prefix + ": " + std::to_string(weights_.value.size()) + " weights, needs " + std::to_string(need));
+  if (config.bias && bias_.value.size() != static_cast<std::size_t>(config.cout)) throw Error(prefix + ": bias needs " + std::to_string(config.cout) + " values");
+  if (config.stride < 1 || config.dilation < 1) throw Error(prefix + ": stride and dilation must be >= 1");
+}
+
+template <typename T>
+std::vector<Parameter<T>*> Conv2d<T>::parameters() {
+  if (config_.bias) return {&weights_, &bias_};
+  return {&weights_};
+}
+
+template <typename T>
+Tensor<T> Conv2d<T>::forward(const Tensor<T>& x) {
+  const ConvConfig& k = config_;
+  require_channels(x, k.cin, weights_.name.c_str());
+  input_ = x;
+  const int s = k.stride, d = k.dilation;
+  const int ho = (x.h + s - 1) / s, wo = (x.w + s - 1) / s;
+  Tensor<T> out(x.n, ho, wo, k.cout);
+  const T* w = weights_.value.data();
+  tbb::parallel_for(0, x.n * ho, [&](int row) {
+    const int b = row / ho, y = row % ho;
+    for (int ox = 0; ox < wo; ++ox) {
+      T* acc = &out.at(b, y, ox, 0);
+      for (int o = 0; o < k.cout; ++o) acc[o] = k.bias ? bias_.value[o] : T(0);
+      for (int ky = 0; ky < k.kernel_h; ++ky) {
+        const int iy = y * s + (ky - k.kernel_h / 2) * d;
+        if (iy < 0 || iy >= x.h) continue;
+        for (int kx = 0; kx < k.kernel_w; ++kx) {
+          const int ix = ox * s + (kx - k.kernel_w / 2) * d;
+          if (ix < 0 || ix >= x.w) continue;
+          const T* in = &x.at(b, iy, ix, 0);
+          const T* tap = w + static_cast<std::size_t>(ky * k.kernel_w + kx) * k.cin * k.cout;
+          for (int i = 0; i < k.cin; ++i) {
+            const T v = in[i];
+            const T* wr = tap + static_cast<std::size_t>(i) * k.cout;
+            for (int o = 0; o < k.cout; ++o) acc[o] += v * wr[o];
+          }
+        }
+      }
+    }
+  });
+  return out;
+}
+
+template <typename T>
+Tensor<T> Conv2d<T>::backward(const Tensor<T>& dy) {
+  const ConvConfig& k = config_;
+  const Tensor<T>& x = input_;
+  const int s = k.stride, d = k.dilation;
+  const int ho = (x.h + s - 1) / s, wo = (x.w + s - 1) / s;
+  if (dy.n != x.n || dy.h != ho || dy.w != wo || dy.c != k.cout) {
+    throw Error(weights_.name + ": gradient " + dy.shape_text() + " does not match the forward output");
+  }
+  const int taps = k.kernel_h * k.kernel_w;
+  // d(input): each input pixel gathers from the outputs that read it, with
+  // each tap's weights transposed to [cout][cin] so the inner loop runs
+  // over contiguous input channels.
+  std::vector<T> transposed(weights_.value.size());
+  for (int t = 0; t < taps; ++t)
+    for (int i = 0; i < k.cin; ++i)
+      for (int o = 0; o < k.cout; ++o)
+        transposed[(static_cast<std::size_t>(t) * k.cout + o) * k.cin + i] =
+            weights_.value[(static_cast<std::size_t>(t) * k.cin + i) * k.cout + o];
+  Tensor<T> dx(x.n, x.h, x.w, k.cin);
+  tbb::parallel_for(0, x.n * x.h, [&](int row) {
+    const int b = row / x.h, iy = row % x.h;
+    for (int ix = 0; ix < x.w; ++ix) {
+      T* g = &dx.at(b, iy, ix, 0);
+      for (int ky = 0; ky < k.kernel_h; ++ky) {
+        const int ty = iy - (ky - k.kernel_h / 2) * d;
+        if (ty < 0 || ty % s != 0 || ty / s >= ho) continue;
+        for (int kx = 0; kx < k.kernel_w; ++kx) {
+          const int tx = ix - (kx - k.kernel_w / 2) * d;
+          if (tx < 0 || tx % s != 0 || tx / s >= wo) continue;
+          const T* up = &dy.at(b, ty / s, tx / s, 0);
+          const T* tap = transposed.data() + static_cast<std::size_t>(ky * k.kernel_w + kx) * k.cout * k.cin;
+          for (int o = 0; o < k.cout; ++o) {
+            const T v = up[o];
+            const T* wr = tap + static_cast<std::size_t>(o) * k.cin;
+            for (int i = 0; i < k.cin; ++i) g[i] += v * wr[i];
+          }
+        }
+      }
+    }
+  });
+  // d(weights), d(bias): partial sums over fixed blocks of output rows,
+  // added in block order.
+  const int blocks_per_image = (ho + kReductionRows - 1) / kReductionRows;
+  const int blocks = x.n * blocks_per_image;
+  const std::size_t wsize = weights_.value.size();
+  std::vector<T> partial(static_cast<std::size_t>(blocks) * (wsize + k.cout), T(0));
+  tbb::parallel_for(0, blocks, [&](int block) {
+    const int b = block / blocks_per_image;
+    const int y0 = (block % blocks_per_image) * kReductionRows, y1 = std::min(ho, y0 + kReductionRows);
+    T* pw = &partial[static_cast<std::size_t>(block) * (wsize + k.cout)];
+    T* pb = pw + wsize;
+    for (int y = y0; y < y1; ++y) {
+      for (int ox = 0; ox < wo; ++ox) {
+        const T* up = &dy.at(b, y, ox, 0);
+        for (int o = 0; o < k.cout; ++o) pb[o] += up[o];
+        for (int ky = 0; ky < k.kernel_h; ++ky) {
+          const int iy = y * s + (ky - k.kernel_h / 2) * d;
+          if (iy < 0 || iy >= x.h) continue;
+          for (int kx = 0; kx < k.kernel_w; ++kx) {
+            const int ix = ox * s + (kx - k.kernel_w / 2) * d;
+            if (ix < 0 || ix >= x.w) continue;
+            const T* in = &x.at(b, iy, ix, 0);
+            T* tap = pw + static_cast<std::size_t>(ky * k.kernel_w + kx) * k.cin * k.cout;
+            for (int i = 0; i < k.cin; ++i) {
+              const T v = in[i];
+              T* wr = tap + static_cast<std::size_t>(i) * k.cout;
+              for (int o = 0; o < k.cout; ++o) wr[o] += v * up[o];
+            }
+          }
+        }
+      }
+    }
+  });
+  for (int block = 0; block < blocks; ++block) {
+    const T* pw = &partial[static_cast<std::size_t>(block) * (wsize + k.cout)];
+    for (std::size_t j = 0; j < wsize; ++j) weights_.grad[j] += pw[j];
+    if (k.bias)
+      for (int o = 0; o < k.cout; ++o) bias_.grad[o] += pw[wsize + o];
+  }
+  return dx;
+}
+
+// ---------------------------------------------------- AdaptiveBatchNorm
+
+template <typename T>
+AdaptiveBatchNorm<T>::AdaptiveBatchNorm(int channels, const std::string& prefix, T w0, T w1, std::vector<T> beta,
+                                        double epsilon)
+    : channels_(channels),
+      epsilon_(epsilon),
+      w0_(prefix + "/w0", {}, {w0}),
+      w1_(prefix + "/w1", {}, {w1}),
+      beta_(prefix + "/BatchNorm/beta", {channels}, std::move(beta)) {
+  if (beta_.value.size() != static_cast<std::size_t>(channels)) throw Error(prefix + ": beta needs " + std::to_string(channels) + " values");
+}
+
+template <typename T>
+std::vector<Parameter<T>*> AdaptiveBatchNorm<T>::parameters() {
+  return {&w0_, &w1_, &beta_};
+}
+
+namespace {
+
+// Per-channel sums of f(pixel values) over every pixel, in float64: one
+// partial per row, added in row order.
+template <typename T, typename F>
+std::vector<double> channel_sums(const Tensor<T>& x, int sums_per_channel, F&& f) {
+  const int rows = x.n * x.h;
+  const std::size_t stride = static_cast<std::size_t>(sums_per_channel) * x.c;
+  std::vector<double> partial(static_cast<std::size_t>(rows) * stride, 0.0);
+  tbb::parallel_for(0, rows, [&](int row) {
+    double* p = &partial[static_cast<std::size_t>(row) * stride];
+    const std::size_t base = static_cast<std::size_t>(row) * x.w * x.c;
+    for (int px = 0; px < x.w; ++px) f(base + static_cast<std::size_t>(px) * x.c, p);
+  });
+  std::vector<double> total(stride, 0.0);
+  for (int row = 0; row < rows; ++row)
+    for (std::size_t j = 0; j < stride; ++j) total[j] += partial[static_cast<std::size_t>(row) * stride + j];
+  return total;
+}
+
+}  // namespace
+
+template <typename T>
+Tensor<T> AdaptiveBatchNorm<T>::forward(const Tensor<T>& x) {
+  require_channels(x, channels_, w0_.name.c_str());
+  input_ = x;
+  const int c = channels_;
+  const auto sums = channel_sums(x, 2, [&](std::size_t at, double* p) {
+    for (int ch = 0; ch < c; ++ch) {
+      const double v = x.data[at + ch];
+      p[ch] += v;
+      p[c + ch] += v * v;
+    }
+  });
+  const double count = double(x.n) * x.h * x.w;
+  std::vector<T> mean(c);
+  inv_std_.assign(c, 0.0);
+  for (int ch = 0; ch < c; ++ch) {
+    const double mu = sums[ch] / count;
+    mean[ch] = T(mu);
+    inv_std_[ch] = 1.0 / std::sqrt(std::max(0.0, sums[c + ch] / count - mu * mu) + epsilon_);
+  }
+  normalised_ = Tensor<T>(x.n, x.h, x.w, c);
+  Tensor<T> out(x.n, x.h, x.w, c);
+  const T w0 = w0_.value[0], w1 = w1_.value[0];
+  tbb::parallel_for(std::size_t(0), x.size() / c, [&](std::size_t px) {
+    for (int ch = 0; ch < c; ++ch) {
+      const std::size_t at = px * c + ch;
+      const T hat = (x.data[at] - mean[ch]) * T(inv_std_[ch]);
+      normalised_.data[at] = hat;
+      out.data[at] = w0 * x.data[at] + w1 * (hat + beta_.value[ch]);
+    }
+  });
+  return out;
+}
+
+template <typename T>
+Tensor<T> AdaptiveBatchNorm<T>::backward(const Tensor<T>& dy) {
+  if (!dy.same_shape(input_)) throw Error(w0_.name + ": gradient " + dy.shape_text() + " does not match the forward output");
+  const int c = channels_;
+  // Per channel: Σ dz, Σ dz·y, Σ dz·x̂.
+  const auto sums = channel_sums(dy, 3, [&](std::size_t at, double* p) {
+    for (int ch = 0; ch < c; ++ch) {
+      const double g = dy.data[at + ch];
+      p[ch] += g;
+      p[c + ch] += g * double(input_.data[at + ch]);
+      p[2 * c + ch] += g * double(normalised_.data[at + ch]);
+    }
+  });
+  const double count = double(dy.n) * dy.h * dy.w;
+  const T w0 = w0_.value[0], w1 = w1_.value[0];
+  double dw0 = 0, dw1 = 0;
+  std::vector<T> mean_g(c), mean_g_hat(c);
+  for (int ch = 0; ch < c; ++ch) {
+    dw0 += sums[c + ch];
+    dw1 += sums[2 * c + ch] + sums[ch] * double(beta_.value[ch]);
+    beta_.grad[ch] += T(double(w1) * sums[ch]);
+    mean_g[ch] = T(double(w1) * sums[ch] / count);            // mean of w1·dz
+    mean_g_hat[ch] = T(double(w1) * sums[2 * c + ch] / count);  // mean of w1·dz·x̂
+  }
+  w0_.grad[0] += T(dw0);
+  w1_.grad[0] += T(dw1);
+  Tensor<T> dx(dy.n, dy.h, dy.w, c);
+  tbb::parallel_for(std::size_t(0), dy.size() / c, [&](std::size_t px) {
+    for (int ch = 0; ch < c; ++ch) {
+      const std::size_t at = px * c + ch;
+      const T g = w1 * dy.data[at];
+      dx.data[at] = w0 * dy.data[at] + T(inv_std_[ch]) * (g - mean_g[ch] - normalised_.data[at] * mean_g_hat[ch]);
+    }
+  });
+  return dx;
+}
+
+// ---------------------------------------------------------- activations
+
+template <typename T>
+Tensor<T> LeakyRelu<T>::forward(const Tensor<T>& x) {
+  input_ = x;
+  Tensor<T> out = x;
+  for (auto& v : out.data) v = std::max(slope_ * v, v);
+  return out;
+}
+
+template <typename T>
+Tensor<T> LeakyRelu<T>::backward(const Tensor<T>& dy) {
+  if (!dy.same_shape(input_)) throw Error("leaky ReLU: gradient " + dy.shape_text() + " does not match the forward output");
+  Tensor<T> dx = dy;
+  // The slope where slope·x > x, i.e. x < 0 (for slope < 1); 1 elsewhere, as PyTorch.
+  for (std::size_t i = 0; i < dx.size(); ++i) dx.data[i] *= input_.data[i] > T(0) ? T(1) : slope_;
+  return dx;
+}
+
+// ----------------------------------------------------------- Sequential
+
+template <typename T>
+Tensor<T> Sequential<T>::forward(const Tensor<T>& x) {
+  Tensor<T> y = x;
+  for (auto& l : layers_) y = l->forward(y);
+  return y;
+}
+
+template <typename T>
+Tensor<T> Sequential<T>::backward(const Tensor<T>& dy) {
+  Tensor<T> g = dy;
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) g = (*it)->backward(g);
+  return g;
+}
+
+template <typename T>
+std::vector<Parameter<T>*> Sequential<T>::parameters() {
+  std::vector<Parameter<T>*> all;
+  for (auto& l : layers_)
+    for (auto* p : l->parameters()) all.push_back(p);
+  return all;
+}
+
+// ---------------------------------------------------------------- losses
+
+template <typename T>
+Loss<T> mse_loss(const Tensor<T>& prediction, const Tensor<T>& target) {
+  if (!prediction.same_shape(target)) {
+    throw Error("MSE loss: prediction " + prediction.shape_text() + " and target " + target.shape_text() + " differ");
+  }
+  Loss<T> loss{0, Tensor<T>(prediction.n, prediction.h, prediction.w, prediction.c)};
+  const double n = double(prediction.size());
+  double sum = 0;
+  for (std::size_t i = 0; i < prediction.size(); ++i) {
+    const double e = double(prediction.data[i]) - double(target.data[i]);
+    sum += e * e;
+    loss.grad.data[i] = T(2.0 * e / n);
+  }
+  loss.value = sum / n;
+  return loss;
+}
+
+template <typename T>
+Loss<T> l1_loss(const Tensor<T>& prediction, const Tensor<T>& target) {
+  if (!prediction.same_shape(target)) {
+    throw Error("L1 loss: prediction " + prediction.shape_text() + " and target " + target.shape_text() + " differ");
+  }
+  Loss<T> loss{0, Tensor<T>(prediction.n, prediction.h, prediction.w, prediction.c)};
+  const double n = double(prediction.size());
+  double sum = 0;
+  for (std::size_t i = 0; i < prediction.size(); ++i) {
+    const double e = double(prediction.data[i]) - double(target.data[i]);
+    sum += std::abs(e);
+    loss.grad.data[i] = T((e > 0 ? 1.0 : e < 0 ? -1.0 : 0.0) / n);
+  }
+  loss.value = sum / n;
+  return loss;
+}
+
+template class Conv2d<float>;
+template class Conv2d<double>;
+template class AdaptiveBatchNorm<float>;
+template class AdaptiveBatchNorm<double>;
+template class LeakyRelu<float>;
+template class LeakyRelu<double>;
+template class Sequential<float>;
+template class Sequential<double>;
+template Loss<float> mse_loss(const Tensor<float>&, const Tensor<float>&);
+template Loss<double> mse_loss(const Tensor<double>&, const Tensor<double>&);
+template Loss<float> l1_loss(const Tensor<float>&, const Tensor<float>&);
+template Loss<double> l1_loss(const Tensor<double>&, const Tensor<double>&);
+
+}  // namespace opforge::learner

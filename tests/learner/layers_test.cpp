@@ -1,0 +1,238 @@
+// Every backward pass against central finite differences in float64, the
+// float layers against the double ones, thread-count independence, and
+// Adam's steps against PyTorch's formula.
+
+#include "opforge/learner/layers.hpp"
+
+#include <gtest/gtest.h>
+#include <tbb/global_control.h>
+
+#include <functional>
+#include <random>
+
+#include "opforge/core/error.hpp"
+#include "opforge/learner/adam.hpp"
+
+namespace opforge::learner {
+namespace {
+
+template <typename T>
+Tensor<T> random_tensor(int n, int h, int w, int c, std::mt19937& rng, double lo = -1, double hi = 1) {
+  Tensor<T> t(n, h, w, c);
+  std::uniform_real_distribution<double> u(lo, hi);
+  for (auto& v : t.data) v = T(u(rng));
+  return t;
+}
+
+std::vector<double> random_values(std::size_t count, std::mt19937& rng, double scale = 0.5) {
+  std::normal_distribution<double> normal(0.0, scale);
+  std::vector<double> v(count);
+  for (auto& x : v) x = normal(rng);
+  return v;
+}
+
+// loss(x) = Σ layer(x) · R for a fixed random R, so d(loss)/d(output) = R.
+struct Probe {
+  Layer<double>& layer;
+  Tensor<double> weights;  // R
+  double loss(const Tensor<double>& x) {
+    const Tensor<double> y = layer.forward(x);
+    double s = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) s += y.data[i] * weights.data[i];
+    return s;
+  }
+};
+
+// Central differences of `f` at every entry of `values`, against `analytic`.
+void expect_gradient(std::vector<double>& values, const std::vector<double>& analytic, const std::function<double()>& f,
+                     const std::string& what, double tolerance = 1e-6) {
+  ASSERT_EQ(values.size(), analytic.size()) << what;
+  const double h = 1e-6;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const double keep = values[i];
+    values[i] = keep + h;
+    const double up = f();
+    values[i] = keep - h;
+    const double down = f();
+    values[i] = keep;
+    const double numeric = (up - down) / (2 * h);
+    EXPECT_NEAR(analytic[i], numeric, tolerance * std::max(1.0, std::abs(numeric))) << what << " element " << i;
+  }
+}
+
+// Checks d(input) and every parameter's gradient of `layer` at `x`.
+void check_layer(Layer<double>& layer, Tensor<double> x, std::mt19937& rng, const std::string& name) {
+  const Tensor<double> y = layer.forward(x);
+  Probe probe{layer, random_tensor<double>(y.n, y.h, y.w, y.c, rng)};
+  for (auto* p : layer.parameters()) p->zero_grad();
+  layer.forward(x);
+  const Tensor<double> dx = layer.backward(probe.weights);
+  std::vector<std::vector<double>> grads;
+  for (auto* p : layer.parameters()) grads.push_back(p->grad);
+  expect_gradient(x.data, dx.data, [&] { return probe.loss(x); }, name + " d(input)");
+  const auto params = layer.parameters();
+  for (std::size_t k = 0; k < params.size(); ++k) {
+    expect_gradient(params[k]->value, grads[k], [&] { return probe.loss(x); }, name + " d(" + params[k]->name + ")");
+  }
+}
+
+TEST(LearnerLayers, ConvolutionGradientsMatchFiniteDifferences) {
+  std::mt19937 rng(1);
+  struct Case {
+    int k, stride, dilation, h, w;
+    bool bias;
+  };
+  for (const Case c : {Case{3, 1, 1, 5, 6, true}, Case{3, 1, 3, 7, 5, false}, Case{3, 2, 1, 7, 6, true},
+                       Case{3, 2, 2, 6, 9, false}, Case{1, 1, 1, 3, 4, true}, Case{5, 1, 1, 4, 6, false}}) {
+    const ConvConfig config{c.k, c.k, 3, 4, c.stride, c.dilation, c.bias};
+    Conv2d<double> conv(config, "conv", random_values(std::size_t(c.k) * c.k * 12, rng),
+                        c.bias ? random_values(4, rng) : std::vector<double>{});
+    check_layer(conv, random_tensor<double>(2, c.h, c.w, 3, rng), rng,
+                "conv k" + std::to_string(c.k) + " s" + std::to_string(c.stride) + " d" + std::to_string(c.dilation));
+  }
+}
+
+TEST(LearnerLayers, ConvolutionOutputSizeIsCeilOfInputOverStride) {
+  std::mt19937 rng(2);
+  for (int size : {1, 2, 5, 6, 7}) {
+    Conv2d<double> conv({3, 3, 1, 1, 2, 1, false}, "c", random_values(9, rng));
+    const auto y = conv.forward(random_tensor<double>(1, size, size + 1, 1, rng));
+    EXPECT_EQ(y.h, (size + 1) / 2);
+    EXPECT_EQ(y.w, (size + 2) / 2);
+  }
+}
+
+TEST(LearnerLayers, AdaptiveNormalisationGradientsMatchFiniteDifferences) {
+  std::mt19937 rng(3);
+  AdaptiveBatchNorm<double> bn(3, "bn", 0.7, 0.4, random_values(3, rng));
+  check_layer(bn, random_tensor<double>(2, 4, 5, 3, rng, -2, 3), rng, "adaptive bn");
+}
+
+TEST(LearnerLayers, AdaptiveNormalisationIsTheModelFilesFormula) {
+  std::mt19937 rng(4);
+  AdaptiveBatchNorm<double> bn(2, "bn", 0.5, 2.0, {0.25, -1.0});
+  const auto x = random_tensor<double>(1, 3, 4, 2, rng);
+  const auto y = bn.forward(x);
+  for (int ch = 0; ch < 2; ++ch) {
+    double mean = 0, var = 0;
+    for (int i = 0; i < 12; ++i) mean += x.data[i * 2 + ch] / 12;
+    for (int i = 0; i < 12; ++i) var += (x.data[i * 2 + ch] - mean) * (x.data[i * 2 + ch] - mean) / 12;  // biased
+    for (int i = 0; i < 12; ++i) {
+      const double v = x.data[i * 2 + ch];
+      const double expected = 0.5 * v + 2.0 * ((v - mean) / std::sqrt(var + 0.001) + (ch == 0 ? 0.25 : -1.0));
+      EXPECT_NEAR(y.data[i * 2 + ch], expected, 1e-12);
+    }
+  }
+}
+
+TEST(LearnerLayers, LeakyReluGradientMatchesFiniteDifferences) {
+  std::mt19937 rng(5);
+  LeakyRelu<double> act(0.2);
+  auto x = random_tensor<double>(1, 3, 3, 2, rng);
+  for (auto& v : x.data) v += v > 0 ? 0.1 : -0.1;  // away from the kink
+  check_layer(act, x, rng, "leaky relu");
+}
+
+// A CAN in miniature: dilated 3x3 + adaptive BN + leaky ReLU, twice, then
+// the 1x1 output layer with bias, under the MSE loss.
+template <typename T>
+std::unique_ptr<Sequential<T>> tiny_can(unsigned seed) {
+  std::mt19937 rng(seed);
+  auto cast = [](const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); };
+  auto net = std::make_unique<Sequential<T>>();
+  net->add(std::make_unique<Conv2d<T>>(ConvConfig{3, 3, 3, 6, 1, 1, false}, "g_conv1", cast(random_values(162, rng))));
+  net->add(std::make_unique<AdaptiveBatchNorm<T>>(6, "g_conv1", T(0.9), T(0.3), cast(random_values(6, rng, 0.1))));
+  net->add(std::make_unique<LeakyRelu<T>>(T(0.2)));
+  net->add(std::make_unique<Conv2d<T>>(ConvConfig{3, 3, 6, 6, 1, 2, false}, "g_conv2", cast(random_values(324, rng, 0.3))));
+  net->add(std::make_unique<AdaptiveBatchNorm<T>>(6, "g_conv2", T(1.1), T(0.2), cast(random_values(6, rng, 0.1))));
+  net->add(std::make_unique<LeakyRelu<T>>(T(0.2)));
+  net->add(std::make_unique<Conv2d<T>>(ConvConfig{1, 1, 6, 3, 1, 1, true}, "g_conv_last", cast(random_values(18, rng)),
+                                       cast(random_values(3, rng, 0.1))));
+  return net;
+}
+
+TEST(LearnerLayers, ANetworkUnderMseHasTheFiniteDifferenceGradient) {
+  auto net = tiny_can<double>(6);
+  std::mt19937 rng(7);
+  auto x = random_tensor<double>(1, 6, 7, 3, rng, 0, 1);
+  const auto target = random_tensor<double>(1, 6, 7, 3, rng, 0, 1);
+  for (auto* p : net->parameters()) p->zero_grad();
+  const auto loss = mse_loss(net->forward(x), target);
+  const auto dx = net->backward(loss.grad);
+  const auto f = [&] { return mse_loss(net->forward(x), target).value; };
+  expect_gradient(x.data, dx.data, f, "network d(input)");
+  for (auto* p : net->parameters()) {
+    const auto analytic = p->grad;
+    expect_gradient(p->value, analytic, f, "network d(" + p->name + ")");
+  }
+}
+
+TEST(LearnerLayers, L1LossGradientMatchesFiniteDifferences) {
+  std::mt19937 rng(8);
+  auto p = random_tensor<double>(1, 2, 3, 2, rng);
+  const auto t = random_tensor<double>(1, 2, 3, 2, rng);
+  const auto loss = l1_loss(p, t);
+  expect_gradient(p.data, loss.grad.data, [&] { return l1_loss(p, t).value; }, "l1");
+}
+
+TEST(LearnerLayers, FloatLayersAgreeWithDoubleAndIgnoreTheThreadCount) {
+  auto f = tiny_can<float>(9);
+  auto d = tiny_can<double>(9);
+  std::mt19937 rng(10);
+  const auto xd = random_tensor<double>(2, 37, 29, 3, rng, 0, 1);
+  const auto td = random_tensor<double>(2, 37, 29, 3, rng, 0, 1);
+  Tensor<float> xf(2, 37, 29, 3), tf(2, 37, 29, 3);
+  for (std::size_t i = 0; i < xd.size(); ++i) xf.data[i] = float(xd.data[i]), tf.data[i] = float(td.data[i]);
+  const auto run = [&](int threads) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+    for (auto* p : f->parameters()) p->zero_grad();
+    const auto loss = mse_loss(f->forward(xf), tf);
+    f->backward(loss.grad);
+    std::vector<float> all;
+    for (auto* p : f->parameters()) all.insert(all.end(), p->grad.begin(), p->grad.end());
+    return std::make_pair(loss.value, all);
+  };
+  const auto one = run(1), two = run(2);
+  EXPECT_EQ(one.first, two.first);
+  EXPECT_EQ(one.second, two.second);  // bit-identical gradients
+  for (auto* p : d->parameters()) p->zero_grad();
+  const auto loss = mse_loss(d->forward(xd), td);
+  d->backward(loss.grad);
+  EXPECT_NEAR(one.first, loss.value, 1e-6 * loss.value);
+  std::size_t at = 0;
+  for (auto* p : d->parameters()) {
+    for (double g : p->grad) {
+      EXPECT_NEAR(one.second[at], g, 1e-4 * std::max(1e-3, std::abs(g))) << p->name;
+      ++at;
+    }
+  }
+}
+
+TEST(LearnerAdam, StepsAsPyTorchDoes) {
+  // PyTorch's Adam on one scalar: p ← p − lr/(1−β1^t) · m / (√v/√(1−β2^t) + ε).
+  Parameter<double> p("p", {}, {1.0});
+  Adam<double> adam({&p}, {.learning_rate = 0.1});
+  double m = 0, v = 0, value = 1.0;
+  const double grads[] = {0.5, -0.25, 2.0, 1e-3};
+  for (int t = 1; t <= 4; ++t) {
+    p.grad[0] = grads[t - 1];
+    adam.step();
+    m = 0.9 * m + 0.1 * grads[t - 1];
+    v = 0.999 * v + 0.001 * grads[t - 1] * grads[t - 1];
+    value -= 0.1 / (1 - std::pow(0.9, t)) * m / (std::sqrt(v) / std::sqrt(1 - std::pow(0.999, t)) + 1e-8);
+    EXPECT_DOUBLE_EQ(p.value[0], value) << "step " << t;
+  }
+  // The first step moves by lr whatever the gradient's size.
+  Parameter<double> big("big", {}, {0.0});
+  Adam<double> first({&big}, {.learning_rate = 0.01});
+  big.grad[0] = 1e3;
+  first.step();
+  EXPECT_NEAR(big.value[0], -0.01, 1e-12);
+  EXPECT_EQ(adam.steps(), 4);
+  Parameter<double> q("q", {}, {0.0});
+  Adam<double> other({&q}, {});
+  EXPECT_THROW(other.restore(1, {}, {}), Error);
+}
+
+}  // namespace
+}  // namespace opforge::learner
