@@ -106,6 +106,13 @@ Model Model::parse(std::vector<std::uint8_t> bytes, const std::string& source) {
   return model;
 }
 
+void Model::set_provenance(std::map<std::string, std::string> provenance) {
+  for (const auto& [key, value] : provenance) {
+    if (spec_keys().count(key)) throw Error("model '" + source_ + "': '" + key + "' is a spec key, not provenance");
+  }
+  provenance_ = std::move(provenance);
+}
+
 Model Model::load(const std::filesystem::path& path) { return parse(read_file(path), path.string()); }
 
 std::vector<std::uint8_t> Model::encode() const {

@@ -43,6 +43,9 @@ class Model {
   const std::string& source() const { return source_; }
   /// Metadata keys that are not part of the spec (provenance, notes).
   const std::map<std::string, std::string>& provenance() const { return provenance_; }
+  /// Replaces them (a trained model keeps its starting point's, say); a key
+  /// that belongs to the spec is refused.
+  void set_provenance(std::map<std::string, std::string> provenance);
 
   /// The constant planes for `--operator NAME` on a one-hot model: 1 on that
   /// operator's plane, 0 elsewhere. Throws Error listing the valid names.

@@ -1,0 +1,47 @@
+#pragma once
+// A trainable network built from a model: the spec's layers as learner
+// layers (float), the model's weights as their parameters, and back to a
+// model file once trained. The parameters keep the model file's tensor
+// names, so a trained network saves as a file `opforge infer` runs.
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "opforge/learner/layers.hpp"
+#include "opforge/model/model.hpp"
+
+namespace opforge::learner {
+
+class Network {
+ public:
+  explicit Network(const model::Model& model);
+
+  Tensor<float> forward(const Tensor<float>& x) { return layers_.forward(x); }
+  Tensor<float> backward(const Tensor<float>& dy) { return layers_.backward(dy); }
+  const std::vector<Parameter<float>*>& parameters() { return parameters_; }
+  const model::NetworkSpec& spec() const { return spec_; }
+
+  /// The current weights as a model (the original's provenance kept).
+  model::Model to_model() const;
+
+ private:
+  model::NetworkSpec spec_;
+  std::map<std::string, std::string> provenance_;
+  Sequential<float> layers_;
+  std::vector<Parameter<float>*> parameters_;  // in layer order
+};
+
+/// The spec of one of the three published CAN architectures ("can24_an",
+/// "can32_an_parameterized", "can32_an_combined"), as the paper's code
+/// builds it, with `operators` naming the combined network's one-hot planes.
+/// Throws Error for another name.
+model::NetworkSpec can_spec(const std::string& architecture, const std::vector<std::string>& operators = {});
+
+/// Chen et al.'s initialisation: every kernel the identity map (centre tap 1
+/// from channel i to channel i for i < min(cin, cout), 0 elsewhere), no
+/// bias, w0 = 1, w1 = 0, β = 0. The untrained network is the identity on
+/// images in [0, 1]: each layer passes the image's channels through.
+model::Model identity_initialised(const model::NetworkSpec& spec);
+
+}  // namespace opforge::learner

@@ -1,0 +1,107 @@
+#include "opforge/learner/network.hpp"
+
+#include "opforge/core/error.hpp"
+
+namespace opforge::learner {
+
+Network::Network(const model::Model& m) : spec_(m.spec()), provenance_(m.provenance()) {
+  for (std::size_t i = 0; i < spec_.layers.size(); ++i) {
+    const model::LayerSpec& l = spec_.layers[i];
+    const model::LayerWeights& w = m.weights()[i];
+    layers_.add(std::make_unique<Conv2d<float>>(
+        ConvConfig{l.kernel_h, l.kernel_w, l.cin, l.cout, l.stride, l.dilation, l.bias}, l.name, w.kernel, w.bias));
+    if (l.normalizer == model::Normalizer::adaptive_bn) {
+      layers_.add(std::make_unique<AdaptiveBatchNorm<float>>(l.cout, l.name, w.w0, w.w1, w.beta, spec_.bn_epsilon));
+    }
+    if (l.activation == model::Activation::leaky_relu) layers_.add(std::make_unique<LeakyRelu<float>>(l.negative_slope));
+    if (l.activation == model::Activation::relu) layers_.add(std::make_unique<LeakyRelu<float>>(0.0f));
+  }
+  parameters_ = layers_.parameters();
+}
+
+model::Model Network::to_model() const {
+  std::map<std::string, const Parameter<float>*> by_name;
+  for (const auto* p : parameters_) by_name[p->name] = p;
+  const auto value = [&](const std::string& name) -> const std::vector<float>& {
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) throw Error("network has no parameter '" + name + "'");
+    return it->second->value;
+  };
+  std::vector<model::LayerWeights> weights;
+  for (const auto& l : spec_.layers) {
+    model::LayerWeights w;
+    w.kernel = value(l.name + "/weights");
+    if (l.bias) w.bias = value(l.name + "/biases");
+    if (l.normalizer == model::Normalizer::adaptive_bn) {
+      w.w0 = value(l.name + "/w0")[0];
+      w.w1 = value(l.name + "/w1")[0];
+      w.beta = value(l.name + "/BatchNorm/beta");
+    }
+    weights.push_back(std::move(w));
+  }
+  model::Model out(spec_, std::move(weights), "trained");
+  out.set_provenance(provenance_);
+  return out;
+}
+
+model::NetworkSpec can_spec(const std::string& architecture, const std::vector<std::string>& operators) {
+  model::NetworkSpec spec;
+  spec.architecture = architecture;
+  spec.channel_order = model::ChannelOrder::bgr;  // the paper's code reads images with cv2
+  spec.quantisation = model::Quantisation::truncate;
+  int width = 32;
+  std::vector<int> dilations = {1, 2, 4, 8, 16, 32, 64, 128, 1};
+  if (architecture == "can24_an") {
+    width = 24;
+    dilations = {1, 2, 4, 8, 16, 32, 64, 1};  // no rate-128 layer
+  } else if (architecture == "can32_an_parameterized") {
+    spec.planes.push_back({"parameter", "the operator's parameter, normalised to [0, 1]", 0, 1});
+  } else if (architecture == "can32_an_combined") {
+    if (operators.empty()) throw Error("can32_an_combined needs the names of its operators");
+    for (const auto& name : operators) spec.planes.push_back({name, "one-hot operator code (blends sum to 1)", 0, 1});
+    spec.one_hot_operators = true;
+  } else {
+    throw Error("unknown CAN architecture '" + architecture +
+                "'; valid: can24_an, can32_an_parameterized, can32_an_combined");
+  }
+  int cin = spec.input_channels();
+  for (std::size_t i = 0; i < dilations.size(); ++i) {
+    model::LayerSpec l;
+    l.name = i + 1 == dilations.size() ? "g_conv9" : "g_conv" + std::to_string(i + 1);
+    l.cin = cin;
+    l.cout = width;
+    l.dilation = dilations[i];
+    l.normalizer = model::Normalizer::adaptive_bn;
+    l.activation = model::Activation::leaky_relu;
+    spec.layers.push_back(l);
+    cin = width;
+  }
+  model::LayerSpec last;
+  last.name = "g_conv_last";
+  last.kernel_h = last.kernel_w = 1;
+  last.cin = width;
+  last.cout = 3;
+  last.bias = true;
+  spec.layers.push_back(last);
+  return spec;
+}
+
+model::Model identity_initialised(const model::NetworkSpec& spec) {
+  std::vector<model::LayerWeights> weights;
+  for (const auto& l : spec.layers) {
+    model::LayerWeights w;
+    w.kernel.assign(static_cast<std::size_t>(l.kernel_h) * l.kernel_w * l.cin * l.cout, 0.0f);
+    const std::size_t centre = static_cast<std::size_t>(l.kernel_h / 2) * l.kernel_w + l.kernel_w / 2;
+    for (int i = 0; i < std::min(l.cin, l.cout); ++i) w.kernel[(centre * l.cin + i) * l.cout + i] = 1.0f;
+    if (l.bias) w.bias.assign(l.cout, 0.0f);
+    if (l.normalizer == model::Normalizer::adaptive_bn) {
+      w.w0 = 1.0f;
+      w.w1 = 0.0f;
+      w.beta.assign(l.cout, 0.0f);
+    }
+    weights.push_back(std::move(w));
+  }
+  return model::Model(spec, std::move(weights), "initial " + spec.architecture);
+}
+
+}  // namespace opforge::learner
