@@ -1,5 +1,7 @@
 #include "dataset_dir.hpp"
 
+#include "opforge/datagen/dataset.hpp"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -167,14 +169,15 @@ std::optional<JournalRow> parse_journal_row(std::string_view line) {
   try {
     JournalRow row;
     row.json = json::parse(line);
-    row.key = row.json.at("key").get<std::string>();
-    row.source = row.json.at("source").get<std::string>();
-    row.source_sha256 = row.json.at("source_sha256").get<std::string>();
-    row.source_index = row.json.at("source_index").get<std::size_t>();
-    row.input_file = row.json.at("input_file_name").get<std::string>();
-    row.output_file = row.json.at("output_file_name").get<std::string>();
-    row.input_sha256 = row.json.at("input_sha256").get<std::string>();
-    row.output_sha256 = row.json.at("output_sha256").get<std::string>();
+    const DatasetRow r = DatasetRow::from_json(row.json);  // the one reader of a row's fields
+    row.key = r.key;
+    row.source = r.source;
+    row.source_sha256 = r.source_sha256;
+    row.source_index = r.source_index;
+    row.input_file = r.input_file;
+    row.output_file = r.output_file;
+    row.input_sha256 = r.input_sha256;
+    row.output_sha256 = r.output_sha256;
     if (!is_pair_key(row.key) || !is_hex_digest(row.source_sha256) || !is_hex_digest(row.input_sha256) ||
         !is_hex_digest(row.output_sha256)) {
       return std::nullopt;
@@ -187,6 +190,8 @@ std::optional<JournalRow> parse_journal_row(std::string_view line) {
     }
     return row;
   } catch (const json::exception&) {
+    return std::nullopt;
+  } catch (const Error&) {  // a missing or mistyped field
     return std::nullopt;
   } catch (const std::exception&) {  // stoull of an over-long key
     return std::nullopt;

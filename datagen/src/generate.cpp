@@ -1,4 +1,5 @@
 #include "opforge/datagen/generate.hpp"
+#include "opforge/datagen/dataset.hpp"
 
 #include <tbb/global_control.h>
 #include <tbb/parallel_pipeline.h>
@@ -215,25 +216,26 @@ Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, c
     write_file_atomic(dir / input_name, input_bytes);
     write_file_atomic(dir / output_name, output_bytes);
 
-    json row = {{"key", key},
-                {"input_file_name", input_name},
-                {"output_file_name", output_name},
-                {"operator", op.name},
-                {"operator_version", op.version},
-                {"kind", std::string(to_string(op.kind))},
-                {"params", param_json(op, pair.plan.values)},
-                {"seed", pair.plan.seed},
-                {"source", source.name},
-                {"source_sha256", task.slot->sha256},
-                {"source_index", task.source_index},
-                {"pair_index", task.pair_index},
-                {"crop", crop ? json::array({crop->x, crop->y, crop->width, crop->height}) : json(nullptr)},
-                {"input_sha256", sha256_hex(input_bytes)},
-                {"output_sha256", sha256_hex(output_bytes)},
-                {"format", std::string(to_string(recipe.format))},
-                {"recipe", recipe.name},
-                {"opforge_version", std::string(opforge_version())}};
-    return {.row = dump_line(row)};
+    DatasetRow row;
+    row.key = key;
+    row.input_file = input_name;
+    row.output_file = output_name;
+    row.op = op.name;
+    row.op_version = op.version;
+    row.kind = to_string(op.kind);
+    row.params = param_json(op, pair.plan.values);
+    row.seed = pair.plan.seed;
+    row.source = source.name;
+    row.source_sha256 = task.slot->sha256;
+    row.source_index = task.source_index;
+    row.pair_index = task.pair_index;
+    if (crop) row.crop = std::array<int, 4>{crop->x, crop->y, crop->width, crop->height};
+    row.input_sha256 = sha256_hex(input_bytes);
+    row.output_sha256 = sha256_hex(output_bytes);
+    row.format = to_string(recipe.format);
+    row.recipe = recipe.name;
+    row.opforge_version = opforge_version();
+    return {.row = dump_line(row.to_json())};
   } catch (const WriteError&) {
     throw;  // the disk is full or unwritable: stop, --resume continues
   } catch (const Error& e) {
