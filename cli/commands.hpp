@@ -21,6 +21,7 @@ int metrics_command(const Args& args);
 int datagen_command(const Args& args);
 int infer_command(const Args& args);
 int model_command(const Args& args);
+int train_command(const Args& args);
 
 /// A usage error (unknown option, missing argument): exit status 2.
 struct UsageError : std::runtime_error {

@@ -46,6 +46,10 @@ constexpr Command kCommands[] = {
      "  datagen merge DIR                          finish a sharded dataset\n"
      "  datagen preview RECIPE --out SHEET.png     contact sheet of a recipe's first pairs\n",
      datagen_command, true},
+    {"train",
+     " CONFIG --data DIR --out MODEL [--resume] [--steps N] [--threads N]\n"
+     "                                             train a network on a dataset\n",
+     train_command, true},
     {"infer",
      " MODEL IN OUT [--planes V,V,...] [--operator NAME] [--device cpu] [--threads N]\n"
      "                                             run a learned model on an image or a directory\n",

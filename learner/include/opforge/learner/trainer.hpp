@@ -1,0 +1,68 @@
+#pragma once
+// Training a network on a datagen dataset (docs/training.md).
+//
+// A run is a pure function of the config, the dataset and the step count:
+// the pair each step trains on and its crop and flip come from a
+// counter-based generator keyed by the config's seed and the step, and every
+// reduction has a fixed order, so a resumed run and a run on any number of
+// threads give the same bytes as one uninterrupted run.
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "opforge/learner/adam.hpp"
+
+namespace opforge::learner {
+
+struct TrainConfig {
+  std::string network = "can24_an";   ///< a CAN architecture (can_spec)
+  std::string init = "identity";      ///< "identity" or a model file to fine-tune
+  std::string loss = "mse";           ///< "mse" or "l1"
+  AdamConfig adam;
+  std::int64_t steps = 1000;
+  int crop = 256;                     ///< square training crops (0: whole images)
+  bool flips = true;                  ///< random horizontal flips
+  std::size_t validation_sources = 1; ///< source images held out (split_by_source)
+  std::int64_t validate_every = 100;  ///< steps; 0: only at the end
+  std::int64_t checkpoint_every = 100;
+  std::uint64_t seed = 1;
+  std::string text;                   ///< the config file's bytes (its hash guards --resume)
+};
+
+/// Reads a training config (YAML). Throws Error naming the file, the key and
+/// the valid values for anything unknown or out of range.
+TrainConfig load_train_config(const std::filesystem::path& path);
+TrainConfig parse_train_config(const std::string& yaml, const std::string& source);
+
+struct TrainOptions {
+  std::filesystem::path data;              ///< the dataset directory
+  std::filesystem::path out;               ///< the model file to write
+  bool resume = false;                     ///< continue from out's checkpoint
+  std::optional<std::int64_t> steps;       ///< overrides the config's
+  /// Set from a signal handler: the run writes a checkpoint after the
+  /// current step and returns with `interrupted`.
+  const std::atomic<bool>* stop = nullptr;
+  /// Called after every step: step (1-based), loss, the latest validation PSNR (NaN before one).
+  std::function<void(std::int64_t, double, double)> progress;
+};
+
+struct TrainSummary {
+  std::int64_t steps = 0;             ///< steps done in all, resumed ones included
+  double last_loss = 0;
+  double validation_psnr_db = 0;      ///< of the final network
+  double identity_psnr_db = 0;        ///< of the input itself, the baseline to beat
+  std::size_t skipped_pairs = 0;      ///< missing or corrupt pair files
+  bool interrupted = false;
+};
+
+/// The checkpoint that belongs to a model file: OUT.checkpoint.safetensors
+/// (weights, Adam's state and the step; loadable as a model too).
+std::filesystem::path checkpoint_path(const std::filesystem::path& out);
+
+TrainSummary train(const TrainConfig& config, const TrainOptions& options);
+
+}  // namespace opforge::learner

@@ -1,0 +1,99 @@
+// `opforge train` from the command line: a dataset from `opforge datagen`,
+// a model `opforge infer` runs, Ctrl-C leaving a checkpoint (exit 130) that
+// --resume continues to the same bytes, and one line for bad requests.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "cli_runner.hpp"
+#include "opforge/core/io.hpp"
+#include "test_support.hpp"
+
+namespace opforge {
+namespace {
+
+namespace fs = std::filesystem;
+using test::Result;
+using test::run;
+
+fs::path make_dataset(const fs::path& dir) {
+  fs::create_directories(dir / "sources");
+  for (const char* name : {"a.png", "b.png"}) write_image(dir / "sources" / name, test::synthetic_image(50, 47 + name[0] - 'a', 3));
+  std::ofstream(dir / "recipe.yaml") << "name: l0\nseed: 1\nsources:\n  directory: sources\npreprocess:\n  crop: 32\n"
+                                        "pairs_per_source: 2\noperators:\n  - name: l0_smooth\n    params:\n      lambda: 0.02\n";
+  EXPECT_EQ(run({"datagen", (dir / "recipe.yaml").string(), "--out", (dir / "data").string(), "-q"}, dir).status, 0);
+  std::ofstream(dir / "train.yaml") << "network: can24_an\nadam: {learning_rate: 0.0003}\nsteps: 6\ncrop: 16\n"
+                                       "validation_sources: 1\nvalidate_every: 3\ncheckpoint_every: 2\nseed: 2\n";
+  return dir / "data";
+}
+
+TEST(TrainCli, TrainsAModelThatInferRuns) {
+  const fs::path dir = test::scratch_dir("train-cli");
+  const fs::path data = make_dataset(dir);
+  const Result r = run({"train", (dir / "train.yaml").string(), "--data", data.string(), "--out",
+                        (dir / "m.safetensors").string(), "--threads", "2"},
+                       dir);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("6 steps"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("validation PSNR"), std::string::npos) << r.out;
+  const Result info = run({"model", "info", (dir / "m.safetensors").string()}, dir);
+  EXPECT_NE(info.out.find("can24_an"), std::string::npos) << info.out;
+  const Result infer = run({"infer", (dir / "m.safetensors").string(), (dir / "sources" / "a.png").string(),
+                            (dir / "a_out.png").string()},
+                           dir);
+  EXPECT_EQ(infer.status, 0) << infer.err;
+  EXPECT_EQ(read_image(dir / "a_out.png").size(), cv::Size(47, 50));
+}
+
+TEST(TrainCli, CtrlCWritesACheckpointAndResumeFinishesTheSameModel) {
+  const fs::path dir = test::scratch_dir("train-cli-sigint");
+  const fs::path data = make_dataset(dir);
+  const std::string config = (dir / "train.yaml").string();
+  // Long enough (a few seconds) for the signal to arrive mid-run.
+  const std::vector<std::string> common = {"train", config, "--data", data.string(), "--steps", "300", "-q", "--out"};
+  const auto with = [&](const std::string& out, std::vector<std::string> extra = {}) {
+    auto args = common;
+    args.push_back((dir / out).string());
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  ASSERT_EQ(run(with("straight.safetensors"), dir).status, 0);
+  // SIGINT after 0.3 s: the run stops after its current step with a checkpoint.
+  const Result interrupted = run(with("m.safetensors"), dir, "(sleep 0.3; kill -INT $$) & ");
+  if (interrupted.status == 0) GTEST_SKIP() << "the run finished before the signal came";
+  EXPECT_EQ(interrupted.status, 130) << interrupted.err;
+  EXPECT_NE(interrupted.err.find("continue with --resume"), std::string::npos) << interrupted.err;
+  EXPECT_FALSE(fs::exists(dir / "m.safetensors"));
+  const Result resumed = run(with("m.safetensors", {"--resume"}), dir);
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_EQ(read_file(dir / "m.safetensors"), read_file(dir / "straight.safetensors"));
+}
+
+TEST(TrainCli, BadRequestsGetOneLine) {
+  const fs::path dir = test::scratch_dir("train-cli-bad");
+  const fs::path data = make_dataset(dir);
+  std::ofstream(dir / "bad.yaml") << "network: can24_an\nlearnin_rate: 1\n";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"train", (dir / "bad.yaml").string(), "--data", data.string(), "--out", "m.safetensors"}, "unknown key 'learnin_rate'"},
+      {{"train", (dir / "train.yaml").string(), "--out", "m.safetensors"}, "--data DIR is required"},
+      {{"train", (dir / "train.yaml").string(), "--data", data.string()}, "--out MODEL.safetensors is required"},
+      {{"train", (dir / "train.yaml").string(), "--data", data.string(), "--out", "m.png"}, "must end in .safetensors"},
+      {{"train", (dir / "train.yaml").string(), "--data", dir.string(), "--out", "m.safetensors"}, "has no metadata.jsonl"},
+      {{"train", (dir / "train.yaml").string(), "--data", data.string(), "--out", "m.safetensors", "--resume"}, "no checkpoint"},
+      {{"train", (dir / "train.yaml").string(), "--data", data.string(), "--out", "m.safetensors", "--steps", "0"}, "valid: 1..1000000000"},
+  };
+  for (const auto& [args, part] : cases) {
+    const Result r = run(args, dir);
+    EXPECT_EQ(r.status, 2) << part << ": " << r.err;
+    EXPECT_EQ(r.err_lines(), 1) << r.err;
+    EXPECT_NE(r.err.find(part), std::string::npos) << part << " not in: " << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir / "m.safetensors"));
+}
+
+}  // namespace
+}  // namespace opforge

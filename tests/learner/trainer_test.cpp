@@ -1,0 +1,179 @@
+// Training on a tiny generated dataset: the loss falls, a resumed run and a
+// run on another thread count give the same bytes as one uninterrupted run,
+// an interruption leaves a checkpoint, and bad configs, datasets and
+// resumes are refused with one line.
+
+#include "opforge/learner/trainer.hpp"
+
+#include <gtest/gtest.h>
+#include <tbb/global_control.h>
+
+#include <unistd.h>
+
+#include <fstream>
+
+#include "opforge/core/io.hpp"
+#include "opforge/datagen/dataset.hpp"
+#include "opforge/datagen/generate.hpp"
+#include "opforge/datagen/recipe.hpp"
+#include "opforge/learner/network.hpp"
+#include "opforge/model/cpu_executor.hpp"
+#include "test_support.hpp"
+
+namespace opforge::learner {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Three synthetic sources, l0_smooth at one lambda, 40x40 crops; one per
+// test process (ctest runs the tests of this file side by side).
+const fs::path& tiny_dataset() {
+  static const fs::path dir = [] {
+    const fs::path d = test::scratch_dir("trainer-dataset-" + std::to_string(::getpid()));
+    fs::create_directories(d / "sources");
+    for (const char* name : {"s0.png", "s1.png", "s2.png"}) {
+      const int i = name[1] - '0';
+      write_image(d / "sources" / name, test::synthetic_image(56 + 5 * i, 60, 3));
+    }
+    std::ofstream(d / "recipe.yaml") << "name: tiny_l0\nseed: 9\nsources:\n  directory: sources\npreprocess:\n  crop: 40\n"
+                                        "pairs_per_source: 2\noperators:\n  - name: l0_smooth\n    params:\n      lambda: 0.02\n";
+    datagen::generate(datagen::load_recipe(d / "recipe.yaml"), {.out_dir = d / "data", .threads = 2, .progress = false});
+    return d / "data";
+  }();
+  return dir;
+}
+
+TrainConfig tiny_config(std::int64_t steps = 12, const std::string& learning_rate = "0.001") {
+  std::string yaml = "network: can24_an\nadam: {learning_rate: ";
+  yaml += learning_rate;
+  yaml += "}\nsteps: ";
+  yaml += std::to_string(steps);
+  yaml += "\ncrop: 24\nvalidation_sources: 1\nvalidate_every: 0\ncheckpoint_every: 5\nseed: 3\n";
+  return parse_train_config(yaml, "tiny.yaml");
+}
+
+TrainOptions options_for(const fs::path& out) {
+  TrainOptions o;
+  o.data = tiny_dataset();
+  o.out = out;
+  return o;
+}
+
+// Mean squared error of a model over the dataset's pairs.
+double dataset_mse(const model::Model& m) {
+  const auto ds = datagen::Dataset::open(tiny_dataset());
+  double sum = 0;
+  for (const auto& row : ds.rows()) {
+    const Image out = model::CpuExecutor().run(m, read_image(tiny_dataset() / row.input_file));
+    const Image target = read_image(tiny_dataset() / row.output_file);
+    const double n = double(out.total()) * 3;
+    sum += cv::norm(out, target, cv::NORM_L2SQR) / n;
+  }
+  return sum / double(ds.rows().size());
+}
+
+TEST(Trainer, TheLossFallsAndTheModelRunsInInfer) {
+  const fs::path dir = test::scratch_dir("trainer-falls");
+  std::vector<double> losses;
+  auto options = options_for(dir / "m.safetensors");
+  options.progress = [&](std::int64_t, double loss, double) { losses.push_back(loss); };
+  const TrainSummary s = train(tiny_config(40, "0.0003"), options);
+  EXPECT_EQ(s.steps, 40);
+  EXPECT_EQ(losses.size(), 40u);
+  EXPECT_FALSE(s.interrupted);
+  const model::Model trained = model::Model::load(dir / "m.safetensors");
+  const model::Model initial = identity_initialised(can_spec("can24_an"));
+  // Better than the identity it started from, on the training pairs and on
+  // the held-out source.
+  EXPECT_LT(dataset_mse(trained), 0.9 * dataset_mse(initial));
+  EXPECT_GT(s.validation_psnr_db, s.identity_psnr_db + 0.3);
+  EXPECT_EQ(trained.provenance().at("trained_by"), "opforge train");
+  EXPECT_EQ(trained.provenance().at("train_steps"), "40");
+  EXPECT_TRUE(fs::exists(checkpoint_path(dir / "m.safetensors")));
+}
+
+TEST(Trainer, ResumedAndOtherThreadCountRunsGiveTheSameBytes) {
+  const fs::path dir = test::scratch_dir("trainer-resume");
+  {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 2);
+    train(tiny_config(), options_for(dir / "straight.safetensors"));
+  }
+  {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
+    train(tiny_config(), options_for(dir / "one_thread.safetensors"));
+  }
+  auto first = options_for(dir / "resumed.safetensors");
+  first.steps = 7;  // stops between two checkpoints; its end writes one
+  train(tiny_config(), first);
+  auto rest = options_for(dir / "resumed.safetensors");
+  rest.resume = true;
+  EXPECT_EQ(train(tiny_config(), rest).steps, 12);
+  const auto straight = read_file(dir / "straight.safetensors");
+  EXPECT_EQ(read_file(dir / "one_thread.safetensors"), straight);
+  // The same weights; only the provenance (none differs) could tell them apart.
+  EXPECT_EQ(read_file(dir / "resumed.safetensors"), straight);
+}
+
+TEST(Trainer, AnInterruptionWritesACheckpointToResumeFrom) {
+  const fs::path dir = test::scratch_dir("trainer-interrupt");
+  std::atomic<bool> stop{true};  // as if Ctrl-C came during the first step
+  auto options = options_for(dir / "m.safetensors");
+  options.stop = &stop;
+  const TrainSummary s = train(tiny_config(), options);
+  EXPECT_TRUE(s.interrupted);
+  EXPECT_EQ(s.steps, 1);
+  EXPECT_FALSE(fs::exists(dir / "m.safetensors"));
+  EXPECT_TRUE(fs::exists(checkpoint_path(dir / "m.safetensors")));
+  // The checkpoint is itself a model file.
+  EXPECT_EQ(model::Model::load(checkpoint_path(dir / "m.safetensors")).spec().architecture, "can24_an");
+  auto again = options_for(dir / "m.safetensors");
+  again.resume = true;
+  EXPECT_EQ(train(tiny_config(), again).steps, 12);
+}
+
+TEST(Trainer, RefusesBadConfigsDatasetsAndResumes) {
+  const auto config_error = [](const std::string& yaml) {
+    return test::error_of([&] { parse_train_config(yaml, "c.yaml"); });
+  };
+  EXPECT_NE(config_error("network: can24_an\nlearning_rate: 0.1\n").find("unknown key 'learning_rate'"), std::string::npos);
+  EXPECT_NE(config_error("network: resnet\n").find("cannot be trained by this build yet; valid: can24_an"), std::string::npos);
+  EXPECT_NE(config_error("loss: huber\n").find("valid: mse, l1"), std::string::npos);
+  EXPECT_NE(config_error("steps: 0\n").find("steps must be a whole number in 1.."), std::string::npos);
+  EXPECT_NE(config_error("adam: {learning_rate: -1}\n").find("adam.learning_rate must be a number"), std::string::npos);
+  EXPECT_NE(config_error("flips: maybe\n").find("flips must be true or false"), std::string::npos);
+  EXPECT_NE(config_error("steps: [1\n").find("not valid YAML"), std::string::npos);
+
+  const fs::path dir = test::scratch_dir("trainer-bad");
+  auto options = options_for(dir / "m.safetensors");
+  options.resume = true;
+  EXPECT_NE(test::error_of([&] { train(tiny_config(), options); }).find("there is no checkpoint"), std::string::npos);
+  train(tiny_config(2), options_for(dir / "m.safetensors"));
+  auto other = tiny_config(2);
+  other = parse_train_config(other.text + "flips: false\n", "other.yaml");
+  EXPECT_NE(test::error_of([&] { train(other, options); }).find("written with another training config"), std::string::npos);
+  auto not_a_dataset = options_for(dir / "x.safetensors");
+  not_a_dataset.data = dir;
+  EXPECT_NE(test::error_of([&] { train(tiny_config(2), not_a_dataset); }).find("has no metadata.jsonl"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { parse_train_config(tiny_config(2).text + "seed: 4\n", "c.yaml"); }).find("is repeated"),
+            std::string::npos);
+  auto all_held_out = parse_train_config("validation_sources: 3\n", "c.yaml");
+  EXPECT_NE(test::error_of([&] { train(all_held_out, options_for(dir / "y.safetensors")); }).find("leaves none to train on"),
+            std::string::npos);
+}
+
+TEST(Trainer, SkipsAndCountsUnreadablePairs) {
+  const fs::path dir = test::scratch_dir("trainer-skip");
+  fs::copy(tiny_dataset(), dir / "data", fs::copy_options::recursive);
+  const auto ds = datagen::Dataset::open(dir / "data");
+  fs::remove(dir / "data" / ds.rows()[0].input_file);
+  std::ofstream(dir / "data" / ds.rows()[3].output_file) << "corrupt";
+  auto options = options_for(dir / "m.safetensors");
+  options.data = dir / "data";
+  const TrainSummary s = train(tiny_config(8), options);
+  EXPECT_EQ(s.steps, 8);
+  EXPECT_GE(s.skipped_pairs, 1u);  // the ones a step or the validation reached
+  EXPECT_LE(s.skipped_pairs, 2u);
+}
+
+}  // namespace
+}  // namespace opforge::learner
