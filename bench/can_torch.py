@@ -56,8 +56,8 @@ class Can(torch.nn.Module):
             if l.get("bias"):
                 self.w[name + "/b"] = torch.from_numpy(tensors[name + "/biases"].copy())
             if l.get("normalizer") == "adaptive_bn":
-                self.w[name + "/w0"] = float(tensors[name + "/w0"].reshape(()))
-                self.w[name + "/w1"] = float(tensors[name + "/w1"].reshape(()))
+                self.w[name + "/w0"] = torch.tensor(float(tensors[name + "/w0"].reshape(())))
+                self.w[name + "/w1"] = torch.tensor(float(tensors[name + "/w1"].reshape(())))
                 self.w[name + "/beta"] = torch.from_numpy(tensors[name + "/BatchNorm/beta"].copy()).view(1, -1, 1, 1)
 
     def forward(self, x):

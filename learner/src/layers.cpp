@@ -3,6 +3,10 @@
 #include <tbb/parallel_for.h>
 
 #include <cmath>
+#include <type_traits>
+
+#include "opforge/model/convolution.hpp"
+#include "weight_gradient.hpp"
 
 #include "opforge/core/error.hpp"
 
@@ -12,6 +16,18 @@ namespace {
 // Rows per block of a deterministic reduction: the blocks, and the order
 // their partial sums are added in, depend only on the shapes.
 constexpr int kReductionRows = 8;
+
+model::LayerSpec as_layer_spec(const ConvConfig& k, const std::string& name) {
+  model::LayerSpec l;
+  l.name = name;
+  l.kernel_h = k.kernel_h;
+  l.kernel_w = k.kernel_w;
+  l.cin = k.cin;
+  l.cout = k.cout;
+  l.dilation = k.dilation;
+  l.bias = k.bias;
+  return l;
+}
 
 template <typename T>
 void require_channels(const Tensor<T>& x, int channels, const char* who) {
@@ -50,6 +66,15 @@ Tensor<T> Conv2d<T>::forward(const Tensor<T>& x) {
   const int s = k.stride, d = k.dilation;
   const int ho = (x.h + s - 1) / s, wo = (x.w + s - 1) / s;
   Tensor<T> out(x.n, ho, wo, k.cout);
+  if constexpr (std::is_same_v<T, float>) {
+    if (s == 1) {  // the CPU executor's vector kernels
+      const model::LayerSpec spec = as_layer_spec(k, weights_.name);
+      for (int b = 0; b < x.n; ++b) {
+        model::convolve(spec, weights_.value, bias_.value, &x.at(b, 0, 0, 0), x.h, x.w, &out.at(b, 0, 0, 0));
+      }
+      return out;
+    }
+  }
   const T* w = weights_.value.data();
   tbb::parallel_for(0, x.n * ho, [&](int row) {
     const int b = row / ho, y = row % ho;
@@ -96,7 +121,27 @@ Tensor<T> Conv2d<T>::backward(const Tensor<T>& dy) {
         transposed[(static_cast<std::size_t>(t) * k.cout + o) * k.cin + i] =
             weights_.value[(static_cast<std::size_t>(t) * k.cin + i) * k.cout + o];
   Tensor<T> dx(x.n, x.h, x.w, k.cin);
-  tbb::parallel_for(0, x.n * x.h, [&](int row) {
+  bool dx_done = false;
+  if constexpr (std::is_same_v<T, float>) {
+    if (s == 1) {
+      // Stride 1: d(input) is the forward convolution of dy with the kernel
+      // flipped in space and transposed in channels.
+      std::vector<float> flipped(weights_.value.size());
+      for (int ky = 0; ky < k.kernel_h; ++ky)
+        for (int kx = 0; kx < k.kernel_w; ++kx)
+          for (int i = 0; i < k.cin; ++i)
+            for (int o = 0; o < k.cout; ++o)
+              flipped[((static_cast<std::size_t>(ky) * k.kernel_w + kx) * k.cout + o) * k.cin + i] =
+                  weights_.value[((static_cast<std::size_t>(k.kernel_h - 1 - ky) * k.kernel_w + (k.kernel_w - 1 - kx)) * k.cin + i) *
+                                     k.cout + o];
+      ConvConfig back = k;
+      std::swap(back.cin, back.cout);
+      const model::LayerSpec spec = as_layer_spec(back, weights_.name);
+      for (int b = 0; b < x.n; ++b) model::convolve(spec, flipped, {}, &dy.at(b, 0, 0, 0), x.h, x.w, &dx.at(b, 0, 0, 0));
+      dx_done = true;
+    }
+  }
+  if (!dx_done) tbb::parallel_for(0, x.n * x.h, [&](int row) {
     const int b = row / x.h, iy = row % x.h;
     for (int ix = 0; ix < x.w; ++ix) {
       T* g = &dx.at(b, iy, ix, 0);
@@ -129,6 +174,28 @@ Tensor<T> Conv2d<T>::backward(const Tensor<T>& dy) {
     T* pw = &partial[static_cast<std::size_t>(block) * (wsize + k.cout)];
     T* pb = pw + wsize;
     for (int y = y0; y < y1; ++y) {
+      if constexpr (std::is_same_v<T, float>) {
+        // Each tap reads a contiguous run of output columns: one kernel call.
+        for (int ox = 0; ox < wo; ++ox) {
+          const T* up = &dy.at(b, y, ox, 0);
+          for (int o = 0; o < k.cout; ++o) pb[o] += up[o];
+        }
+        for (int ky = 0; ky < k.kernel_h; ++ky) {
+          const int iy = y * s + (ky - k.kernel_h / 2) * d;
+          if (iy < 0 || iy >= x.h) continue;
+          for (int kx = 0; kx < k.kernel_w; ++kx) {
+            const int offset = (kx - k.kernel_w / 2) * d;
+            // ox·s + offset must lie in [0, W).
+            const int lo = offset >= 0 ? 0 : (-offset + s - 1) / s;
+            const int hi = x.w - 1 - offset < 0 ? 0 : std::min(wo, (x.w - 1 - offset) / s + 1);
+            if (lo >= hi) continue;
+            detail::accumulate_weight_gradient(&x.at(b, iy, lo * s + offset, 0), s * k.cin, &dy.at(b, y, lo, 0), hi - lo,
+                                               k.cin, k.cout,
+                                               pw + static_cast<std::size_t>(ky * k.kernel_w + kx) * k.cin * k.cout);
+          }
+        }
+        continue;
+      }
       for (int ox = 0; ox < wo; ++ox) {
         const T* up = &dy.at(b, y, ox, 0);
         for (int o = 0; o < k.cout; ++o) pb[o] += up[o];

@@ -13,6 +13,7 @@
 #include "conv_kernels.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/memory.hpp"
+#include "opforge/model/convolution.hpp"
 
 namespace opforge::model {
 namespace {
@@ -29,7 +30,7 @@ struct PackedLayer {
   std::vector<float> bias;  // [cout], zeros when the layer has none
 };
 
-PackedLayer pack(const LayerSpec& l, const LayerWeights& w) {
+PackedLayer pack(const LayerSpec& l, std::span<const float> kernel, std::span<const float> bias) {
   PackedLayer p;
   p.spec = &l;
   p.padded_cout = (l.cout + kLanes - 1) / kLanes * kLanes;
@@ -37,14 +38,16 @@ PackedLayer pack(const LayerSpec& l, const LayerWeights& w) {
   p.kernel.assign(static_cast<std::size_t>(taps) * l.cin * p.padded_cout, 0.0f);
   for (int t = 0; t < taps; ++t) {
     for (int i = 0; i < l.cin; ++i) {
-      const float* src = &w.kernel[(static_cast<std::size_t>(t) * l.cin + i) * l.cout];
+      const float* src = &kernel[(static_cast<std::size_t>(t) * l.cin + i) * l.cout];
       std::copy(src, src + l.cout, &p.kernel[(static_cast<std::size_t>(t) * l.cin + i) * p.padded_cout]);
     }
   }
   p.bias.assign(l.cout, 0.0f);
-  if (l.bias) p.bias = w.bias;
+  if (!bias.empty()) std::copy(bias.begin(), bias.end(), p.bias.begin());
   return p;
 }
+
+PackedLayer pack(const LayerSpec& l, const LayerWeights& w) { return pack(l, w.kernel, l.bias ? std::span<const float>(w.bias) : std::span<const float>()); }
 
 // values[c] = act(scale[c]·values[c] + shift[c]) over `pixels` pixels of
 // `channels` values; the activation is chosen outside the loops so that each
@@ -342,6 +345,24 @@ class Forward {
 };
 
 }  // namespace
+
+void convolve(const LayerSpec& layer, std::span<const float> kernel, std::span<const float> bias, const float* input,
+              int rows, int cols, float* output) {
+  if (layer.stride != 1) throw Error("layer '" + layer.name + "': model::convolve runs stride 1 only");
+  const std::size_t need = static_cast<std::size_t>(layer.kernel_h) * layer.kernel_w * layer.cin * layer.cout;
+  if (kernel.size() != need || (!bias.empty() && bias.size() != static_cast<std::size_t>(layer.cout))) {
+    throw Error("layer '" + layer.name + "': kernel or bias has the wrong size");
+  }
+  LayerSpec plain = layer;  // the convolution and bias only
+  plain.normalizer = Normalizer::none;
+  plain.activation = Activation::none;
+  const PackedLayer packed = pack(plain, kernel, bias);
+  const RowConvolution conv(packed, input, rows, cols, CpuExecutor::has_avx2());
+  const std::size_t row_values = static_cast<std::size_t>(cols) * layer.cout;
+  tbb::parallel_for(tbb::blocked_range<int>(0, rows, 1), [&](const tbb::blocked_range<int>& r) {
+    for (int y = r.begin(); y != r.end(); ++y) conv(y, output + y * row_values);
+  });
+}
 
 CpuExecutor::CpuExecutor(Kernels kernels) : vectorised_(kernels == Kernels::automatic && has_avx2()) {}
 

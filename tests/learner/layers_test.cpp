@@ -208,6 +208,45 @@ TEST(LearnerLayers, FloatLayersAgreeWithDoubleAndIgnoreTheThreadCount) {
   }
 }
 
+// The float convolution runs the vector kernels (forward and d(input) as the
+// CPU executor's, d(weights) its own); the double one plain loops.
+TEST(LearnerLayers, FloatConvolutionKernelsAgreeWithThePlainDoubleLoops) {
+  std::mt19937 rng(11);
+  struct Case {
+    int k, cin, cout, stride, dilation;
+  };
+  for (const Case c : {Case{3, 3, 24, 1, 1}, Case{3, 24, 24, 1, 4}, Case{3, 32, 32, 1, 2}, Case{3, 24, 40, 1, 1},
+                       Case{1, 24, 3, 1, 1}, Case{5, 8, 16, 1, 1}, Case{3, 16, 8, 2, 1}, Case{3, 13, 32, 1, 64}}) {
+    SCOPED_TRACE("k" + std::to_string(c.k) + " " + std::to_string(c.cin) + "->" + std::to_string(c.cout) + " s" +
+                 std::to_string(c.stride) + " d" + std::to_string(c.dilation));
+    const ConvConfig config{c.k, c.k, c.cin, c.cout, c.stride, c.dilation, true};
+    const auto w = random_values(std::size_t(c.k) * c.k * c.cin * c.cout, rng, 0.2);
+    const auto b = random_values(c.cout, rng, 0.1);
+    Conv2d<double> cd(config, "d", w, b);
+    Conv2d<float> cf(config, "f", std::vector<float>(w.begin(), w.end()), std::vector<float>(b.begin(), b.end()));
+    const auto xd = random_tensor<double>(2, 19, 23, c.cin, rng);
+    Tensor<float> xf(2, 19, 23, c.cin);
+    for (std::size_t i = 0; i < xd.size(); ++i) xf.data[i] = float(xd.data[i]);
+    const auto yd = cd.forward(xd);
+    const auto yf = cf.forward(xf);
+    ASSERT_TRUE(yf.same_shape(Tensor<float>(yd.n, yd.h, yd.w, yd.c)));
+    for (std::size_t i = 0; i < yd.size(); ++i) ASSERT_NEAR(yf.data[i], yd.data[i], 1e-4) << "forward " << i;
+    const auto gd = random_tensor<double>(yd.n, yd.h, yd.w, yd.c, rng);
+    Tensor<float> gf(yd.n, yd.h, yd.w, yd.c);
+    for (std::size_t i = 0; i < gd.size(); ++i) gf.data[i] = float(gd.data[i]);
+    const auto dxd = cd.backward(gd);
+    const auto dxf = cf.backward(gf);
+    for (std::size_t i = 0; i < dxd.size(); ++i) ASSERT_NEAR(dxf.data[i], dxd.data[i], 1e-4) << "d(input) " << i;
+    const auto pd = cd.parameters();
+    const auto pf = cf.parameters();
+    for (std::size_t k = 0; k < pd.size(); ++k) {
+      for (std::size_t i = 0; i < pd[k]->grad.size(); ++i) {
+        ASSERT_NEAR(pf[k]->grad[i], pd[k]->grad[i], 1e-3 + 1e-5 * std::abs(pd[k]->grad[i])) << pd[k]->name << " " << i;
+      }
+    }
+  }
+}
+
 TEST(LearnerAdam, StepsAsPyTorchDoes) {
   // PyTorch's Adam on one scalar: p ← p − lr/(1−β1^t) · m / (√v/√(1−β2^t) + ε).
   Parameter<double> p("p", {}, {1.0});
