@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> kConfigKeys = {"network", "init", "loss", "adam", "steps", "crop", "flips",
+const std::vector<std::string> kConfigKeys = {"network", "init", "loss", "adam", "schedule", "steps", "crop", "flips",
                                               "validation_sources", "validate_every", "checkpoint_every", "seed"};
 
 std::string key_list(const std::vector<std::string>& keys) {
@@ -113,6 +113,28 @@ TrainConfig parse_train_config(const std::string& yaml, const std::string& sourc
     if (adam["epsilon"]) c.adam.epsilon = r.number(adam["epsilon"], "adam.epsilon", 1e-30, 1);
   }
   if (root["steps"]) c.steps = r.integer(root["steps"], "steps", 1, 1'000'000'000);
+  if (const auto schedule = root["schedule"]) {
+    r.require_keys(schedule, {"kind", "at", "factor", "final"}, "schedule");
+    const std::string kind = schedule["kind"] ? r.text(schedule["kind"], "schedule.kind") : "constant";
+    if (kind == "constant") {
+      c.schedule.kind = Schedule::Kind::constant;
+    } else if (kind == "step") {
+      c.schedule.kind = Schedule::Kind::step;
+      if (!schedule["at"] || !schedule["at"].IsSequence()) r.fail(schedule, "a step schedule needs at: [STEP, ...]");
+      std::int64_t previous = 0;
+      for (const auto& item : schedule["at"]) {
+        const std::int64_t at = r.integer(item, "schedule.at", 1, c.steps);
+        if (at <= previous) r.fail(item, "schedule.at must increase");
+        c.schedule.at.push_back(previous = at);
+      }
+      if (schedule["factor"]) c.schedule.factor = r.number(schedule["factor"], "schedule.factor", 1e-6, 1);
+    } else if (kind == "cosine") {
+      c.schedule.kind = Schedule::Kind::cosine;
+      if (schedule["final"]) c.schedule.final = r.number(schedule["final"], "schedule.final", 0, 10);
+    } else {
+      r.fail(schedule["kind"], "schedule.kind '" + kind + "' is invalid; valid: constant, step, cosine");
+    }
+  }
   if (root["crop"]) c.crop = static_cast<int>(r.integer(root["crop"], "crop", 0, 65536));
   if (root["flips"]) c.flips = r.boolean(root["flips"], "flips");
   if (root["validation_sources"]) c.validation_sources = static_cast<std::size_t>(r.integer(root["validation_sources"], "validation_sources", 0, 1'000'000));
@@ -120,6 +142,22 @@ TrainConfig parse_train_config(const std::string& yaml, const std::string& sourc
   if (root["checkpoint_every"]) c.checkpoint_every = r.integer(root["checkpoint_every"], "checkpoint_every", 0, 1'000'000'000);
   if (root["seed"]) c.seed = static_cast<std::uint64_t>(r.integer(root["seed"], "seed", 0, std::numeric_limits<std::int64_t>::max()));
   return c;
+}
+
+double Schedule::rate(double base, std::int64_t step, std::int64_t steps) const {
+  switch (kind) {
+    case Kind::constant: return base;
+    case Kind::step: {
+      double r = base;
+      for (const auto milestone : at) {
+        if (step >= milestone) r *= factor;
+      }
+      return r;
+    }
+    case Kind::cosine:
+      return final + (base - final) * (1 + std::cos(3.14159265358979323846 * double(step) / double(steps))) / 2;
+  }
+  return base;
 }
 
 TrainConfig load_train_config(const fs::path& path) {
@@ -164,15 +202,16 @@ class Trainer {
     split_ = datagen::split_by_source(dataset_.rows(), config.validation_sources, config.seed);
     if (split_.train.empty()) throw Error("dataset '" + options.data.string() + "' has no pairs to train on");
     spec_ = can_spec(config.network);
-    start_ = config.init == "identity" ? identity_initialised(spec_) : model::Model::load(config.init);
-    if (start_.spec().architecture != spec_.architecture) {
-      throw Error("init model '" + config.init + "' is a " + start_.spec().architecture + ", the config trains a " +
+    start_.emplace(config.init == "identity" ? identity_initialised(spec_) : model::Model::load(config.init));
+    if (start_->spec().architecture != spec_.architecture) {
+      throw Error("init model '" + config.init + "' is a " + start_->spec().architecture + ", the config trains a " +
                   spec_.architecture);
     }
+    spec_ = start_->spec();  // a fine-tuned file's own conventions (channel order, planes)
   }
 
   TrainSummary run() {
-    Network net(start_);
+    Network net(*start_);
     Adam<float> adam(net.parameters(), config_.adam);
     TrainSummary summary;
     std::int64_t step = 0;
@@ -190,6 +229,7 @@ class Trainer {
                     checkpoint_path(options_.out).string() + ") is kept: lower adam.learning_rate and resume");
       }
       net.backward(loss.grad);
+      adam.set_learning_rate(config_.schedule.rate(config_.adam.learning_rate, step, total));
       adam.step();
       adam.zero_grad();
       ++step;
@@ -208,7 +248,7 @@ class Trainer {
     if (!summary.interrupted) {
       save_checkpoint(net, adam, step);
       model::Model trained = net.to_model();
-      auto provenance = start_.provenance();
+      auto provenance = start_->provenance();
       provenance["trained_by"] = "opforge train";
       provenance["train_config_sha256"] = config_hash(config_);
       provenance["train_steps"] = std::to_string(step);
@@ -344,7 +384,7 @@ class Trainer {
   datagen::Dataset dataset_;
   datagen::Split split_;
   model::NetworkSpec spec_;
-  model::Model start_{identity_initialised(can_spec("can24_an"))};
+  std::optional<model::Model> start_;  // the weights the run starts from
   std::vector<std::size_t> permutation_;
   std::uint64_t permutation_epoch_ = 0;
   std::set<std::size_t> unreadable_;

@@ -131,6 +131,27 @@ TEST(Trainer, AnInterruptionWritesACheckpointToResumeFrom) {
   EXPECT_EQ(train(tiny_config(), again).steps, 12);
 }
 
+TEST(Trainer, LearningRateSchedulesAsPyTorchs) {
+  const auto step = parse_train_config("steps: 100\nschedule: {kind: step, at: [50, 80], factor: 0.5}\n", "s.yaml");
+  EXPECT_DOUBLE_EQ(step.schedule.rate(0.01, 0, 100), 0.01);
+  EXPECT_DOUBLE_EQ(step.schedule.rate(0.01, 49, 100), 0.01);
+  EXPECT_DOUBLE_EQ(step.schedule.rate(0.01, 50, 100), 0.005);
+  EXPECT_DOUBLE_EQ(step.schedule.rate(0.01, 99, 100), 0.0025);
+  const auto cosine = parse_train_config("steps: 100\nschedule: {kind: cosine, final: 0.001}\n", "c.yaml");
+  EXPECT_DOUBLE_EQ(cosine.schedule.rate(0.01, 0, 100), 0.01);
+  EXPECT_NEAR(cosine.schedule.rate(0.01, 50, 100), 0.0055, 1e-15);  // halfway
+  EXPECT_NEAR(cosine.schedule.rate(0.01, 100, 100), 0.001, 1e-15);
+  EXPECT_NE(test::error_of([] { parse_train_config("schedule: {kind: step, at: [5, 3]}\n", "b.yaml"); }).find("must increase"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_train_config("schedule: {kind: warmup}\n", "b.yaml"); }).find("valid: constant, step, cosine"),
+            std::string::npos);
+  // A schedule changes the run (it is part of the config, so of the hash).
+  const fs::path dir = test::scratch_dir("trainer-schedule");
+  train(tiny_config(6), options_for(dir / "a.safetensors"));
+  train(parse_train_config(tiny_config(6).text + "schedule: {kind: cosine}\n", "c.yaml"), options_for(dir / "b.safetensors"));
+  EXPECT_NE(read_file(dir / "a.safetensors"), read_file(dir / "b.safetensors"));
+}
+
 TEST(Trainer, RefusesBadConfigsDatasetsAndResumes) {
   const auto config_error = [](const std::string& yaml) {
     return test::error_of([&] { parse_train_config(yaml, "c.yaml"); });

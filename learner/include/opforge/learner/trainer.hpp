@@ -13,16 +13,31 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "opforge/learner/adam.hpp"
 
 namespace opforge::learner {
+
+/// The learning rate over a run: constant; `step` (multiplied by `factor`
+/// at each step number in `at`, as PyTorch's MultiStepLR); or `cosine`
+/// (from the base rate down to `final` over the run, as CosineAnnealingLR).
+struct Schedule {
+  enum class Kind { constant, step, cosine };
+  Kind kind = Kind::constant;
+  std::vector<std::int64_t> at;
+  double factor = 0.1;
+  double final = 0;
+  /// The rate for step `step` (0-based) of `steps`.
+  double rate(double base, std::int64_t step, std::int64_t steps) const;
+};
 
 struct TrainConfig {
   std::string network = "can24_an";   ///< a CAN architecture (can_spec)
   std::string init = "identity";      ///< "identity" or a model file to fine-tune
   std::string loss = "mse";           ///< "mse" or "l1"
   AdamConfig adam;
+  Schedule schedule;
   std::int64_t steps = 1000;
   int crop = 256;                     ///< square training crops (0: whole images)
   bool flips = true;                  ///< random horizontal flips
