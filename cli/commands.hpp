@@ -22,6 +22,7 @@ int datagen_command(const Args& args);
 int infer_command(const Args& args);
 int model_command(const Args& args);
 int train_command(const Args& args);
+int eval_command(const Args& args);
 
 /// A usage error (unknown option, missing argument): exit status 2.
 struct UsageError : std::runtime_error {

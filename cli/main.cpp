@@ -50,6 +50,10 @@ constexpr Command kCommands[] = {
      " CONFIG --data DIR --out MODEL [--resume] [--steps N] [--threads N]\n"
      "                                             train a network on a dataset\n",
      train_command, true},
+    {"eval",
+     " MODEL --data DIR [--split val|train|all] [--json]\n"
+     "                                             PSNR/SSIM against the targets and the identity baseline\n",
+     eval_command, true},
     {"infer",
      " MODEL IN OUT [--planes V,V,...] [--operator NAME] [--device cpu] [--threads N]\n"
      "                                             run a learned model on an image or a directory\n",

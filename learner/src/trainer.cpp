@@ -253,6 +253,9 @@ class Trainer {
       provenance["train_config_sha256"] = config_hash(config_);
       provenance["train_steps"] = std::to_string(step);
       provenance["train_dataset"] = options_.data.string();
+      // The split, so that `opforge eval --split val` holds out the same photos.
+      provenance["train_validation_sources"] = std::to_string(config_.validation_sources);
+      provenance["train_seed"] = std::to_string(config_.seed);
       trained.set_provenance(provenance);
       trained.save(options_.out);
       std::tie(summary.validation_psnr_db, summary.identity_psnr_db) = validation_psnr(net);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "cli_runner.hpp"
 #include "opforge/core/io.hpp"
@@ -47,6 +48,18 @@ TEST(TrainCli, TrainsAModelThatInferRuns) {
                            dir);
   EXPECT_EQ(infer.status, 0) << infer.err;
   EXPECT_EQ(read_image(dir / "a_out.png").size(), cv::Size(47, 50));
+  // opforge eval: the held-out source by default, the identity baseline beside it.
+  const Result eval = run({"eval", (dir / "m.safetensors").string(), "--data", data.string(), "--json"}, dir);
+  ASSERT_EQ(eval.status, 0) << eval.err;
+  const auto j = nlohmann::json::parse(eval.out);
+  for (const char* key : {"psnr_db", "ssim", "identity_psnr_db", "identity_ssim", "bins"}) EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["pairs"], 2);  // one of the two sources is held out
+  EXPECT_EQ(j["split"], "val");
+  const Result text = run({"eval", (dir / "m.safetensors").string(), "--data", data.string(), "--split", "all"}, dir);
+  EXPECT_NE(text.out.find("4 pairs, 0 skipped"), std::string::npos) << text.out;
+  const Result bad = run({"eval", (dir / "m.safetensors").string(), "--data", data.string(), "--split", "test"}, dir);
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("valid: val, train, all"), std::string::npos) << bad.err;
 }
 
 TEST(TrainCli, CtrlCWritesACheckpointAndResumeFinishesTheSameModel) {

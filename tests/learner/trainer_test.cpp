@@ -16,6 +16,7 @@
 #include "opforge/datagen/dataset.hpp"
 #include "opforge/datagen/generate.hpp"
 #include "opforge/datagen/recipe.hpp"
+#include "opforge/learner/evaluate.hpp"
 #include "opforge/learner/network.hpp"
 #include "opforge/model/cpu_executor.hpp"
 #include "test_support.hpp"
@@ -129,6 +130,45 @@ TEST(Trainer, AnInterruptionWritesACheckpointToResumeFrom) {
   auto again = options_for(dir / "m.safetensors");
   again.resume = true;
   EXPECT_EQ(train(tiny_config(), again).steps, 12);
+}
+
+TEST(Evaluate, ScoresTheHeldOutSourcesAsTrainingDidAndBinsTheParameter) {
+  const fs::path dir = test::scratch_dir("evaluate");
+  const TrainSummary s = train(tiny_config(10, "0.0003"), options_for(dir / "m.safetensors"));
+  const model::Model m = model::Model::load(dir / "m.safetensors");
+  const EvalResult val = evaluate(m, {.data = tiny_dataset()});  // the split from the model's provenance
+  EXPECT_NEAR(val.overall.psnr_db, s.validation_psnr_db, 1e-9);
+  EXPECT_NEAR(val.overall.identity_psnr_db, s.identity_psnr_db, 1e-9);
+  EXPECT_EQ(val.overall.pairs, 2u);  // one source of three, two pairs each
+  EXPECT_EQ(evaluate(m, {.data = tiny_dataset(), .split = "train"}).overall.pairs, 4u);
+  EXPECT_TRUE(val.bins.empty());  // one lambda: nothing to bin
+  // A published model has no split of its own: --split all, or give one.
+  const model::Model published = model::Model::load(test::data_path("models/L0_smoothing.safetensors"));
+  EXPECT_NE(test::error_of([&] { evaluate(published, {.data = tiny_dataset()}); }).find("does not say how it was split"),
+            std::string::npos);
+  EXPECT_EQ(evaluate(published, {.data = tiny_dataset(), .split = "all"}).overall.pairs, 6u);
+  EXPECT_NE(test::error_of([&] { evaluate(published, {.data = tiny_dataset(), .split = "test"}); }).find("valid: val, train, all"),
+            std::string::npos);
+
+  // Pairs whose lambda varies are also scored per bin of lambda (log-spaced).
+  fs::create_directories(dir / "sources");
+  for (const char* name : {"a.png", "b.png"}) write_image(dir / "sources" / name, test::synthetic_image(40, 44, 3));
+  std::ofstream(dir / "recipe.yaml") << "name: varied\nseed: 4\nsources:\n  directory: sources\npairs_per_source: 5\n"
+                                        "operators:\n  - name: l0_smooth\n    params:\n      lambda: {log_uniform: [0.002, 0.2]}\n";
+  datagen::generate(datagen::load_recipe(dir / "recipe.yaml"), {.out_dir = dir / "varied", .threads = 2, .progress = false});
+  const EvalResult binned = evaluate(published, {.data = dir / "varied", .split = "all"});
+  ASSERT_FALSE(binned.bins.empty());
+  std::size_t in_bins = 0;
+  for (std::size_t k = 0; k < binned.bins.size(); ++k) {
+    EXPECT_EQ(binned.bins[k].param, "lambda");
+    EXPECT_LT(binned.bins[k].lo, binned.bins[k].hi);
+    if (k > 0) {
+      EXPECT_LE(binned.bins[k - 1].hi, binned.bins[k].lo);
+    }
+    in_bins += binned.bins[k].scores.pairs;
+  }
+  EXPECT_EQ(in_bins, binned.overall.pairs);
+  EXPECT_EQ(binned.overall.pairs, 10u);
 }
 
 TEST(Trainer, LearningRateSchedulesAsPyTorchs) {
