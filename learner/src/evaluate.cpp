@@ -75,9 +75,10 @@ EvalResult evaluate(const model::Model& m, const EvalOptions& options) {
   if (options.split == "all") {
     for (std::size_t i = 0; i < ds.rows().size(); ++i) picked.push_back(i);
   } else if (options.split == "val" || options.split == "train") {
-    const std::size_t held = options.validation_sources.value_or(
-        provenance_number(m, "train_validation_sources", "--validation-sources N"));
-    const std::uint64_t seed = options.seed.value_or(provenance_number(m, "train_seed", "--seed S"));
+    // (Not value_or: the model's provenance is read only when an option is absent.)
+    const std::size_t held = options.validation_sources ? *options.validation_sources
+                                                        : provenance_number(m, "train_validation_sources", "--validation-sources N");
+    const std::uint64_t seed = options.seed ? *options.seed : provenance_number(m, "train_seed", "--seed S");
     const datagen::Split split = datagen::split_by_source(ds.rows(), held, seed);
     picked = options.split == "val" ? split.validation : split.train;
   } else {

@@ -147,6 +147,9 @@ TEST(Evaluate, ScoresTheHeldOutSourcesAsTrainingDidAndBinsTheParameter) {
   EXPECT_NE(test::error_of([&] { evaluate(published, {.data = tiny_dataset()}); }).find("does not say how it was split"),
             std::string::npos);
   EXPECT_EQ(evaluate(published, {.data = tiny_dataset(), .split = "all"}).overall.pairs, 6u);
+  const EvalResult given = evaluate(published, {.data = tiny_dataset(), .validation_sources = 1, .seed = 3});
+  EXPECT_EQ(given.overall.pairs, 2u);
+  EXPECT_NEAR(given.overall.identity_psnr_db, val.overall.identity_psnr_db, 1e-12);  // the same held-out source
   EXPECT_NE(test::error_of([&] { evaluate(published, {.data = tiny_dataset(), .split = "test"}); }).find("valid: val, train, all"),
             std::string::npos);
 
