@@ -79,6 +79,7 @@ int train_command(const Args& args) {
       "out,o", po::value<std::string>(), "the model file to write (.safetensors)")(
       "resume", po::bool_switch(), "continue from OUT's checkpoint")(
       "steps", po::value<std::string>(), "train to this many steps in all (overrides the config)")(
+      "log", po::value<std::string>(), "FILE: a JSON-lines log of every step (pair, crop, flip, loss) and validation")(
       "quiet,q", po::bool_switch(), "no progress display");
   add_threads_option(opts);
   po::variables_map vm;
@@ -97,6 +98,7 @@ int train_command(const Args& args) {
     throw UsageError("--out '" + options.out.string() + "' must end in .safetensors");
   }
   options.resume = vm["resume"].as<bool>();
+  if (vm.count("log")) options.log = vm["log"].as<std::string>();
   if (vm.count("steps")) {
     std::uint64_t steps = 0;
     const std::string text = vm["steps"].as<std::string>();

@@ -3,6 +3,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <limits>
 #include <map>
 #include <set>
@@ -193,6 +195,9 @@ Tensor<float> to_tensor(const Image& rgb, const model::NetworkSpec& spec) {
 
 struct Pair {
   Image input, target;
+  std::size_t row = 0;
+  cv::Rect crop;
+  bool flipped = false;
 };
 
 class Trainer {
@@ -218,6 +223,7 @@ class Trainer {
     if (options_.resume) step = resume(net, adam);
     const std::int64_t total = options_.steps.value_or(config_.steps);
     double validation = std::numeric_limits<double>::quiet_NaN();
+    open_log(step);
     while (step < total) {
       const auto pair = training_pair(step);
       if (!pair) break;  // every pair is unreadable
@@ -229,12 +235,20 @@ class Trainer {
                     checkpoint_path(options_.out).string() + ") is kept: lower adam.learning_rate and resume");
       }
       net.backward(loss.grad);
-      adam.set_learning_rate(config_.schedule.rate(config_.adam.learning_rate, step, total));
+      const double rate = config_.schedule.rate(config_.adam.learning_rate, step, total);
+      adam.set_learning_rate(rate);
       adam.step();
       adam.zero_grad();
       ++step;
       summary.last_loss = loss.value;
-      if (config_.validate_every > 0 && step % config_.validate_every == 0) validation = validation_psnr(net).first;
+      const auto& c = pair->crop;
+      log_line({{"step", step}, {"key", dataset_.rows()[pair->row].key}, {"crop", {c.x, c.y, c.width, c.height}},
+                {"flip", pair->flipped}, {"loss", loss.value}, {"learning_rate", rate}});
+      if (config_.validate_every > 0 && step % config_.validate_every == 0) {
+        const auto [net_psnr, identity_psnr] = validation_psnr(net);
+        validation = net_psnr;
+        log_line({{"step", step}, {"validation_psnr_db", net_psnr}, {"identity_psnr_db", identity_psnr}});
+      }
       if (options_.progress) options_.progress(step, loss.value, validation);
       const bool stop = options_.stop != nullptr && options_.stop->load();
       if (stop || (config_.checkpoint_every > 0 && step % config_.checkpoint_every == 0)) save_checkpoint(net, adam, step);
@@ -259,8 +273,30 @@ class Trainer {
       trained.set_provenance(provenance);
       trained.save(options_.out);
       std::tie(summary.validation_psnr_db, summary.identity_psnr_db) = validation_psnr(net);
+      log_line({{"step", step}, {"validation_psnr_db", summary.validation_psnr_db},
+                {"identity_psnr_db", summary.identity_psnr_db}, {"final", true}});
     }
     return summary;
+  }
+
+  // The log is appended to (a resumed run continues it); the split line
+  // starts a fresh one.
+  void open_log(std::int64_t step) {
+    if (options_.log.empty()) return;
+    log_.open(options_.log, step == 0 ? std::ios::trunc : std::ios::app);
+    if (!log_) throw Error("cannot write the training log '" + options_.log.string() + "'");
+    if (step == 0) {
+      nlohmann::json train = nlohmann::json::array(), validation = nlohmann::json::array();
+      for (const auto i : split_.train) train.push_back(dataset_.rows()[i].key);
+      for (const auto i : split_.validation) validation.push_back(dataset_.rows()[i].key);
+      log_line({{"train", train}, {"validation", validation}});
+    }
+  }
+
+  void log_line(const nlohmann::json& j) {
+    if (!log_.is_open()) return;
+    log_ << j.dump() << "\n" << std::flush;
+    if (!log_) throw Error("cannot write the training log '" + options_.log.string() + "' (disk full?)");
   }
 
  private:
@@ -287,16 +323,21 @@ class Trainer {
       auto pair = load_pair(row);
       if (!pair) continue;
       const std::uint64_t bits = draw.bits(static_cast<std::uint64_t>(step));
+      std::optional<cv::Rect> crop;
       if (config_.crop > 0 && (pair->input.rows > config_.crop || pair->input.cols > config_.crop)) {
         const int ch = std::min(config_.crop, pair->input.rows), cw = std::min(config_.crop, pair->input.cols);
         const int y = static_cast<int>(bits % static_cast<std::uint64_t>(pair->input.rows - ch + 1));
         const int x = static_cast<int>((bits >> 24) % static_cast<std::uint64_t>(pair->input.cols - cw + 1));
         pair->input = pair->input(cv::Rect(x, y, cw, ch)).clone();
         pair->target = pair->target(cv::Rect(x, y, cw, ch)).clone();
+        crop = cv::Rect(x, y, cw, ch);
       }
+      pair->row = row;
+      pair->crop = crop.value_or(cv::Rect(0, 0, pair->input.cols, pair->input.rows));
       if (config_.flips && (bits >> 63)) {
         cv::flip(pair->input, pair->input, 1);
         cv::flip(pair->target, pair->target, 1);
+        pair->flipped = true;
       }
       return pair;
     }
@@ -307,7 +348,7 @@ class Trainer {
     if (unreadable_.count(row)) return std::nullopt;
     const datagen::DatasetRow& r = dataset_.rows()[row];
     try {
-      Pair p{read_image(options_.data / r.input_file), read_image(options_.data / r.output_file)};
+      Pair p{read_image(options_.data / r.input_file), read_image(options_.data / r.output_file), row, {}, false};
       if (p.input.size() != p.target.size() || p.input.channels() != 3 || p.target.channels() != 3) {
         throw Error("pair " + r.key + ": input and target differ in size or are not colour images");
       }
@@ -391,6 +432,7 @@ class Trainer {
   std::vector<std::size_t> permutation_;
   std::uint64_t permutation_epoch_ = 0;
   std::set<std::size_t> unreadable_;
+  std::ofstream log_;
 };
 
 }  // namespace

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
 
 #include "opforge/core/io.hpp"
 #include "opforge/datagen/dataset.hpp"
@@ -113,6 +115,40 @@ TEST(Trainer, ResumedAndOtherThreadCountRunsGiveTheSameBytes) {
   EXPECT_EQ(read_file(dir / "one_thread.safetensors"), straight);
   // The same weights; only the provenance (none differs) could tell them apart.
   EXPECT_EQ(read_file(dir / "resumed.safetensors"), straight);
+}
+
+TEST(Trainer, LogsTheSplitEveryStepAndTheValidations) {
+  const fs::path dir = test::scratch_dir("trainer-log");
+  auto options = options_for(dir / "m.safetensors");
+  options.log = dir / "log.jsonl";
+  options.steps = 4;
+  train(tiny_config(), options);
+  std::ifstream in(dir / "log.jsonl");
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 1u + 4u + 1u);  // the split, four steps, the final validation
+  EXPECT_EQ(lines[0]["train"].size(), 4u);
+  EXPECT_EQ(lines[0]["validation"].size(), 2u);
+  const auto ds = datagen::Dataset::open(tiny_dataset());
+  std::set<std::string> keys;
+  for (const auto& r : ds.rows()) keys.insert(r.key);
+  for (int s = 1; s <= 4; ++s) {
+    const auto& e = lines[s];
+    EXPECT_EQ(e["step"], s);
+    EXPECT_TRUE(keys.count(e["key"].get<std::string>()));
+    EXPECT_EQ(e["crop"][2], 24);
+    EXPECT_GT(e["loss"].get<double>(), 0);
+    EXPECT_DOUBLE_EQ(e["learning_rate"].get<double>(), 0.001);
+  }
+  EXPECT_TRUE(lines[5]["final"].get<bool>());
+  // A resumed run appends to the log rather than starting it again.
+  options.steps = 6;
+  options.resume = true;
+  train(tiny_config(), options);
+  std::ifstream again(dir / "log.jsonl");
+  std::size_t count = 0;
+  for (std::string line; std::getline(again, line);) ++count;
+  EXPECT_EQ(count, 6u + 2u + 1u);
 }
 
 TEST(Trainer, AnInterruptionWritesACheckpointToResumeFrom) {

@@ -63,6 +63,13 @@ struct TrainOptions {
   const std::atomic<bool>* stop = nullptr;
   /// Called after every step: step (1-based), loss, the latest validation PSNR (NaN before one).
   std::function<void(std::int64_t, double, double)> progress;
+  /// When set, a JSON-lines log of the run: first the split
+  /// ({"train": [keys], "validation": [keys]}), then one line per step
+  /// ({"step", "key", "crop": [x, y, w, h], "flip", "loss", "learning_rate"})
+  /// and one per validation ({"step", "validation_psnr_db",
+  /// "identity_psnr_db"}): the training curves, and enough to replay the
+  /// run's exact data order elsewhere (bench/can_train_equivalence.py).
+  std::filesystem::path log;
 };
 
 struct TrainSummary {
