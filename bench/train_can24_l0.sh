@@ -4,15 +4,18 @@
 # (default: the 12 MIT-Adobe 1080p test photos, at 480p as Chen et al. train),
 # 2 sources held out by content hash, whole images, batch 1, MSE + Adam; then
 # the held-out PSNR against the identity baseline. STEPS (default 1400) sets
-# the budget: about 30 minutes on 2 cores.
+# the budget: about 30 minutes on 2 cores for whole 480p images; CROP=256
+# trains on random 256x256 crops instead (about 4x the steps per minute).
 #
-#   bash bench/train_can24_l0.sh [BUILD] [PHOTOS_DIR]     (THREADS=2, STEPS=1400)
+#   bash bench/train_can24_l0.sh [BUILD] [PHOTOS_DIR]     (THREADS=2, STEPS=1400, CROP=0, LR=0.0003)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 photos=$(cd "${2:-../shared/data/mit_adobe_test_1080p}" && pwd)
 threads=${THREADS:-2}
 steps=${STEPS:-1400}
+crop=${CROP:-0}
+lr=${LR:-0.0003}
 work=${WORK:-$(mktemp -d)}
 mkdir -p "$work"
 cat > "$work/recipe.yaml" <<YAML
@@ -32,9 +35,9 @@ cat > "$work/train.yaml" <<YAML
 network: can24_an
 init: identity
 loss: mse
-adam: {learning_rate: 0.0003}
+adam: {learning_rate: $lr}
 steps: $steps
-crop: 0
+crop: $crop
 flips: true
 validation_sources: 2
 validate_every: 200
