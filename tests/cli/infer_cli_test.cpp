@@ -203,10 +203,10 @@ TEST(InferCli, UsageComesFromTheCommandTable) {
   const fs::path dir = test::scratch_dir("cli-usage");
   const Result usage = run({"--help"}, dir);
   ASSERT_EQ(usage.status, 0);
-  for (const char* c : {"  list", "  apply", "  metrics", "  datagen", "  train", "  infer", "  model info"}) {
+  for (const char* c : {"  list", "  apply", "  metrics", "  datagen", "  train", "  eval", "  infer", "  model info"}) {
     EXPECT_NE(usage.out.find(c), std::string::npos) << c;
   }
-  expect_one_line("unknown", run({"fly"}, dir), "unknown command 'fly'; valid: list, apply, metrics, datagen, train, infer, model");
+  expect_one_line("unknown", run({"fly"}, dir), "unknown command 'fly'; valid: list, apply, metrics, datagen, train, eval, infer, model");
   // Commands that do not compute have no --threads.
   expect_one_line("list --threads", run({"list", "--threads", "2"}, dir), "unrecognised option '--threads'");
 }
