@@ -337,6 +337,109 @@ Tensor<T> AdaptiveBatchNorm<T>::backward(const Tensor<T>& dy) {
   return dx;
 }
 
+// ---------------------------------------------------------- InstanceNorm
+
+template <typename T>
+InstanceNorm<T>::InstanceNorm(int channels, const std::string& prefix, std::vector<T> gamma, std::vector<T> beta,
+                              double epsilon)
+    : channels_(channels),
+      epsilon_(epsilon),
+      gamma_(prefix + "/gamma", {channels}, std::move(gamma)),
+      beta_(prefix + "/beta", {channels}, std::move(beta)) {
+  if (gamma_.value.size() != std::size_t(channels) || beta_.value.size() != std::size_t(channels)) {
+    throw Error(prefix + ": gamma and beta need " + std::to_string(channels) + " values each");
+  }
+}
+
+template <typename T>
+std::vector<Parameter<T>*> InstanceNorm<T>::parameters() {
+  return {&gamma_, &beta_};
+}
+
+template <typename T>
+Tensor<T> InstanceNorm<T>::forward(const Tensor<T>& x) {
+  require_channels(x, channels_, gamma_.name.c_str());
+  const int c = channels_;
+  const std::size_t plane = static_cast<std::size_t>(x.h) * x.w;
+  normalised_ = Tensor<T>(x.n, x.h, x.w, c);
+  inv_std_.assign(static_cast<std::size_t>(x.n) * c, 0.0);
+  Tensor<T> out(x.n, x.h, x.w, c);
+  // One sample at a time, its sums in float64 in pixel order.
+  tbb::parallel_for(0, x.n, [&](int b) {
+    std::vector<double> sum(c, 0.0), squares(c, 0.0);
+    const T* px = &x.data[static_cast<std::size_t>(b) * plane * c];
+    for (std::size_t p = 0; p < plane; ++p)
+      for (int ch = 0; ch < c; ++ch) {
+        const double v = px[p * c + ch];
+        sum[ch] += v;
+        squares[ch] += v * v;
+      }
+    for (int ch = 0; ch < c; ++ch) {
+      const double mean = sum[ch] / double(plane);
+      const double r = 1.0 / std::sqrt(std::max(0.0, squares[ch] / double(plane) - mean * mean) + epsilon_);
+      inv_std_[static_cast<std::size_t>(b) * c + ch] = r;
+      for (std::size_t p = 0; p < plane; ++p) {
+        const std::size_t at = (static_cast<std::size_t>(b) * plane + p) * c + ch;
+        const T hat = T((double(x.data[at]) - mean) * r);
+        normalised_.data[at] = hat;
+        out.data[at] = gamma_.value[ch] * hat + beta_.value[ch];
+      }
+    }
+  });
+  return out;
+}
+
+template <typename T>
+Tensor<T> InstanceNorm<T>::backward(const Tensor<T>& dy) {
+  if (!dy.same_shape(normalised_)) throw Error(gamma_.name + ": gradient " + dy.shape_text() + " does not match the forward output");
+  const int c = channels_;
+  const std::size_t plane = static_cast<std::size_t>(dy.h) * dy.w;
+  Tensor<T> dx(dy.n, dy.h, dy.w, c);
+  // Per sample and channel: Σ dy and Σ dy·x̂ (float64, pixel order); the
+  // parameters' gradients added sample by sample in order.
+  std::vector<double> sums(static_cast<std::size_t>(dy.n) * 2 * c, 0.0);
+  tbb::parallel_for(0, dy.n, [&](int b) {
+    double* s = &sums[static_cast<std::size_t>(b) * 2 * c];
+    for (std::size_t p = 0; p < plane; ++p)
+      for (int ch = 0; ch < c; ++ch) {
+        const std::size_t at = (static_cast<std::size_t>(b) * plane + p) * c + ch;
+        s[ch] += dy.data[at];
+        s[c + ch] += double(dy.data[at]) * double(normalised_.data[at]);
+      }
+    for (int ch = 0; ch < c; ++ch) {
+      const double g = double(gamma_.value[ch]) * inv_std_[static_cast<std::size_t>(b) * c + ch];
+      const double mean_dy = s[ch] / double(plane), mean_dy_hat = s[c + ch] / double(plane);
+      for (std::size_t p = 0; p < plane; ++p) {
+        const std::size_t at = (static_cast<std::size_t>(b) * plane + p) * c + ch;
+        dx.data[at] = T(g * (double(dy.data[at]) - mean_dy - double(normalised_.data[at]) * mean_dy_hat));
+      }
+    }
+  });
+  for (int b = 0; b < dy.n; ++b)
+    for (int ch = 0; ch < c; ++ch) {
+      beta_.grad[ch] += T(sums[static_cast<std::size_t>(b) * 2 * c + ch]);
+      gamma_.grad[ch] += T(sums[static_cast<std::size_t>(b) * 2 * c + c + ch]);
+    }
+  return dx;
+}
+
+// ------------------------------------------------------------- Residual
+
+template <typename T>
+Tensor<T> Residual<T>::forward(const Tensor<T>& x) {
+  Tensor<T> y = inner_->forward(x);
+  if (!y.same_shape(x)) throw Error("residual: the inner layers change the shape " + x.shape_text() + " to " + y.shape_text());
+  for (std::size_t i = 0; i < y.size(); ++i) y.data[i] += x.data[i];
+  return y;
+}
+
+template <typename T>
+Tensor<T> Residual<T>::backward(const Tensor<T>& dy) {
+  Tensor<T> dx = inner_->backward(dy);
+  for (std::size_t i = 0; i < dx.size(); ++i) dx.data[i] += dy.data[i];
+  return dx;
+}
+
 // ---------------------------------------------------------- activations
 
 template <typename T>
@@ -420,6 +523,10 @@ template class Conv2d<float>;
 template class Conv2d<double>;
 template class AdaptiveBatchNorm<float>;
 template class AdaptiveBatchNorm<double>;
+template class InstanceNorm<float>;
+template class InstanceNorm<double>;
+template class Residual<float>;
+template class Residual<double>;
 template class LeakyRelu<float>;
 template class LeakyRelu<double>;
 template class Sequential<float>;

@@ -125,6 +125,45 @@ TEST(LearnerLayers, AdaptiveNormalisationIsTheModelFilesFormula) {
   }
 }
 
+TEST(LearnerLayers, InstanceNormalisationGradientsMatchFiniteDifferences) {
+  std::mt19937 rng(12);
+  InstanceNorm<double> in(3, "in", {0.5, 1.5, -0.7}, {0.1, 0.0, -0.2});
+  check_layer(in, random_tensor<double>(2, 4, 5, 3, rng, -2, 3), rng, "instance norm");
+  // Each sample on its own statistics: y = γ·(x − μ_sample)/√(σ²_sample + ε) + β.
+  const auto x = random_tensor<double>(2, 3, 3, 3, rng);
+  const auto y = in.forward(x);
+  for (int b = 0; b < 2; ++b) {
+    double mean = 0, var = 0;
+    for (int p = 0; p < 9; ++p) mean += x.data[(b * 9 + p) * 3 + 1] / 9;
+    for (int p = 0; p < 9; ++p) var += std::pow(x.data[(b * 9 + p) * 3 + 1] - mean, 2) / 9;
+    EXPECT_NEAR(y.data[(b * 9 + 4) * 3 + 1], 1.5 * (x.data[(b * 9 + 4) * 3 + 1] - mean) / std::sqrt(var + 1e-5), 1e-12);
+  }
+}
+
+// Fan et al.'s residual block: relu(x + IN(conv_b(relu(IN(conv_a(x)))))).
+TEST(LearnerLayers, AResidualBlockHasTheFiniteDifferenceGradient) {
+  std::mt19937 rng(13);
+  auto inner = std::make_unique<Sequential<double>>();
+  inner->add(std::make_unique<Conv2d<double>>(ConvConfig{3, 3, 4, 4, 1, 2, false}, "a", random_values(144, rng, 0.3)));
+  inner->add(std::make_unique<InstanceNorm<double>>(4, "a_in", random_values(4, rng), random_values(4, rng)));
+  inner->add(std::make_unique<LeakyRelu<double>>(0.0));
+  inner->add(std::make_unique<Conv2d<double>>(ConvConfig{3, 3, 4, 4, 1, 1, false}, "b", random_values(144, rng, 0.3)));
+  inner->add(std::make_unique<InstanceNorm<double>>(4, "b_in", random_values(4, rng), random_values(4, rng)));
+  Sequential<double> block;
+  block.add(std::make_unique<Residual<double>>(std::move(inner)));
+  block.add(std::make_unique<LeakyRelu<double>>(0.0));
+  auto x = random_tensor<double>(2, 5, 6, 4, rng);
+  const auto target = random_tensor<double>(2, 5, 6, 4, rng);
+  for (auto* p : block.parameters()) p->zero_grad();
+  const auto dx = block.backward(mse_loss(block.forward(x), target).grad);
+  const auto f = [&] { return mse_loss(block.forward(x), target).value; };
+  expect_gradient(x.data, dx.data, f, "residual d(input)", 1e-5);
+  for (auto* p : block.parameters()) {
+    const auto analytic = p->grad;
+    expect_gradient(p->value, analytic, f, "residual d(" + p->name + ")", 1e-5);
+  }
+}
+
 TEST(LearnerLayers, LeakyReluGradientMatchesFiniteDifferences) {
   std::mt19937 rng(5);
   LeakyRelu<double> act(0.2);

@@ -71,6 +71,27 @@ class AdaptiveBatchNorm final : public Layer<T> {
   std::vector<double> inv_std_;   // r per channel
 };
 
+/// Instance normalisation with a learned per-channel scale and shift (Fan
+/// et al.'s IN layers): each sample's channel normalised by its own mean and
+/// biased variance over H×W, y = γ·(x − μ)/√(σ² + ε) + β (PyTorch's
+/// InstanceNorm2d(affine=True), ε = 1e-5 by default). Parameters
+/// `prefix/gamma` and `prefix/beta`, [channels].
+template <typename T>
+class InstanceNorm final : public Layer<T> {
+ public:
+  InstanceNorm(int channels, const std::string& prefix, std::vector<T> gamma, std::vector<T> beta, double epsilon = 1e-5);
+  Tensor<T> forward(const Tensor<T>& x) override;
+  Tensor<T> backward(const Tensor<T>& dy) override;
+  std::vector<Parameter<T>*> parameters() override;
+
+ private:
+  int channels_;
+  double epsilon_;
+  Parameter<T> gamma_, beta_;
+  Tensor<T> normalised_;          // x̂
+  std::vector<double> inv_std_;   // r per (sample, channel)
+};
+
 /// max(slope·x, x); slope 0 is ReLU.
 template <typename T>
 class LeakyRelu final : public Layer<T> {
@@ -82,6 +103,20 @@ class LeakyRelu final : public Layer<T> {
  private:
   T slope_;
   Tensor<T> input_;
+};
+
+/// y = x + inner(x): a residual connection around a stack of layers (the
+/// activation after the sum, if any, is the next layer).
+template <typename T>
+class Residual final : public Layer<T> {
+ public:
+  explicit Residual(std::unique_ptr<Layer<T>> inner) : inner_(std::move(inner)) {}
+  Tensor<T> forward(const Tensor<T>& x) override;
+  Tensor<T> backward(const Tensor<T>& dy) override;
+  std::vector<Parameter<T>*> parameters() override { return inner_->parameters(); }
+
+ private:
+  std::unique_ptr<Layer<T>> inner_;
 };
 
 /// Layers run in order; backward in reverse.
