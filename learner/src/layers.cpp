@@ -226,6 +226,113 @@ Tensor<T> Conv2d<T>::backward(const Tensor<T>& dy) {
   return dx;
 }
 
+// -------------------------------------------------------- ConvTranspose2d
+
+template <typename T>
+ConvTranspose2d<T>::ConvTranspose2d(const ConvTransposeConfig& config, const std::string& prefix, std::vector<T> weights,
+                                    std::vector<T> bias)
+    : config_(config),
+      weights_(prefix + "/weights", {config.kernel, config.kernel, config.cin, config.cout}, std::move(weights)),
+      bias_(prefix + "/biases", {config.cout}, config.bias ? std::move(bias) : std::vector<T>{}) {
+  const std::size_t need = static_cast<std::size_t>(config.kernel) * config.kernel * config.cin * config.cout;
+  if (weights_.value.size() != need) throw Error(prefix + ": " + std::to_string(weights_.value.size()) + " weights, needs " + std::to_string(need));
+  if (config.bias && bias_.value.size() != static_cast<std::size_t>(config.cout)) throw Error(prefix + ": bias needs " + std::to_string(config.cout) + " values");
+  if (config.stride < 1 || config.padding < 0 || config.kernel < 1) throw Error(prefix + ": invalid kernel, stride or padding");
+}
+
+template <typename T>
+std::vector<Parameter<T>*> ConvTranspose2d<T>::parameters() {
+  if (config_.bias) return {&weights_, &bias_};
+  return {&weights_};
+}
+
+template <typename T>
+Tensor<T> ConvTranspose2d<T>::forward(const Tensor<T>& x) {
+  const auto& k = config_;
+  require_channels(x, k.cin, weights_.name.c_str());
+  input_ = x;
+  const int ho = out_size(x.h), wo = out_size(x.w);
+  if (ho < 1 || wo < 1) throw Error(weights_.name + ": input " + x.shape_text() + " is too small");
+  Tensor<T> out(x.n, ho, wo, k.cout);
+  // Gather: output (oy, ox) reads input (iy, ix) where oy = iy·s − p + ky.
+  tbb::parallel_for(0, x.n * ho, [&](int row) {
+    const int b = row / ho, oy = row % ho;
+    for (int ox = 0; ox < wo; ++ox) {
+      T* acc = &out.at(b, oy, ox, 0);
+      for (int o = 0; o < k.cout; ++o) acc[o] = k.bias ? bias_.value[o] : T(0);
+      for (int ky = 0; ky < k.kernel; ++ky) {
+        const int ty = oy + k.padding - ky;
+        if (ty < 0 || ty % k.stride != 0 || ty / k.stride >= x.h) continue;
+        for (int kx = 0; kx < k.kernel; ++kx) {
+          const int tx = ox + k.padding - kx;
+          if (tx < 0 || tx % k.stride != 0 || tx / k.stride >= x.w) continue;
+          const T* in = &x.at(b, ty / k.stride, tx / k.stride, 0);
+          const T* tap = &weights_.value[static_cast<std::size_t>(ky * k.kernel + kx) * k.cin * k.cout];
+          for (int i = 0; i < k.cin; ++i)
+            for (int o = 0; o < k.cout; ++o) acc[o] += in[i] * tap[static_cast<std::size_t>(i) * k.cout + o];
+        }
+      }
+    }
+  });
+  return out;
+}
+
+template <typename T>
+Tensor<T> ConvTranspose2d<T>::backward(const Tensor<T>& dy) {
+  const auto& k = config_;
+  const Tensor<T>& x = input_;
+  const int ho = out_size(x.h), wo = out_size(x.w);
+  if (dy.n != x.n || dy.h != ho || dy.w != wo || dy.c != k.cout) {
+    throw Error(weights_.name + ": gradient " + dy.shape_text() + " does not match the forward output");
+  }
+  Tensor<T> dx(x.n, x.h, x.w, k.cin);
+  const int blocks_per_image = (x.h + kReductionRows - 1) / kReductionRows;
+  const int blocks = x.n * blocks_per_image;
+  const std::size_t wsize = weights_.value.size();
+  std::vector<T> partial(static_cast<std::size_t>(blocks) * wsize, T(0));
+  // Input rows in fixed blocks: d(input) directly, d(weights) as partial sums.
+  tbb::parallel_for(0, blocks, [&](int block) {
+    const int b = block / blocks_per_image;
+    const int y0 = (block % blocks_per_image) * kReductionRows, y1 = std::min(x.h, y0 + kReductionRows);
+    T* pw = &partial[static_cast<std::size_t>(block) * wsize];
+    for (int iy = y0; iy < y1; ++iy) {
+      for (int ix = 0; ix < x.w; ++ix) {
+        const T* in = &x.at(b, iy, ix, 0);
+        T* g = &dx.at(b, iy, ix, 0);
+        for (int ky = 0; ky < k.kernel; ++ky) {
+          const int oy = iy * k.stride - k.padding + ky;
+          if (oy < 0 || oy >= ho) continue;
+          for (int kx = 0; kx < k.kernel; ++kx) {
+            const int ox = ix * k.stride - k.padding + kx;
+            if (ox < 0 || ox >= wo) continue;
+            const T* up = &dy.at(b, oy, ox, 0);
+            const std::size_t tap = static_cast<std::size_t>(ky * k.kernel + kx) * k.cin * k.cout;
+            for (int i = 0; i < k.cin; ++i) {
+              const T* w = &weights_.value[tap + static_cast<std::size_t>(i) * k.cout];
+              T* gw = pw + tap + static_cast<std::size_t>(i) * k.cout;
+              T sum = T(0);
+              for (int o = 0; o < k.cout; ++o) {
+                sum += up[o] * w[o];
+                gw[o] += in[i] * up[o];
+              }
+              g[i] += sum;
+            }
+          }
+        }
+      }
+    }
+  });
+  for (int block = 0; block < blocks; ++block)
+    for (std::size_t j = 0; j < wsize; ++j) weights_.grad[j] += partial[static_cast<std::size_t>(block) * wsize + j];
+  if (k.bias) {
+    for (int b = 0; b < dy.n; ++b)
+      for (int y = 0; y < ho; ++y)
+        for (int xx = 0; xx < wo; ++xx)
+          for (int o = 0; o < k.cout; ++o) bias_.grad[o] += dy.at(b, y, xx, o);
+  }
+  return dx;
+}
+
 // ---------------------------------------------------- AdaptiveBatchNorm
 
 template <typename T>
@@ -523,6 +630,8 @@ template class Conv2d<float>;
 template class Conv2d<double>;
 template class AdaptiveBatchNorm<float>;
 template class AdaptiveBatchNorm<double>;
+template class ConvTranspose2d<float>;
+template class ConvTranspose2d<double>;
 template class InstanceNorm<float>;
 template class InstanceNorm<double>;
 template class Residual<float>;

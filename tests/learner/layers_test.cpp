@@ -102,6 +102,29 @@ TEST(LearnerLayers, ConvolutionOutputSizeIsCeilOfInputOverStride) {
   }
 }
 
+TEST(LearnerLayers, TransposedConvolutionUpsamplesAsPyTorchAndHasTheFiniteDifferenceGradient) {
+  std::mt19937 rng(14);
+  for (const bool bias : {true, false}) {
+    ConvTranspose2d<double> up({4, 3, 2, 2, 1, bias}, "up", random_values(4 * 4 * 3 * 2, rng), bias ? random_values(2, rng) : std::vector<double>{});
+    check_layer(up, random_tensor<double>(2, 3, 4, 3, rng), rng, bias ? "transposed with bias" : "transposed");
+  }
+  // One input pixel spreads the kernel around (iy·2 − 1, ix·2 − 1); the output is 2H × 2W.
+  std::vector<double> w(16);
+  for (int i = 0; i < 16; ++i) w[i] = i + 1;
+  ConvTranspose2d<double> one({4, 1, 1, 2, 1, false}, "one", w);
+  Tensor<double> x(1, 3, 3, 1);
+  x.at(0, 1, 1, 0) = 1.0;
+  const auto y = one.forward(x);
+  ASSERT_EQ(y.h, 6);
+  ASSERT_EQ(y.w, 6);
+  for (int oy = 0; oy < 6; ++oy)
+    for (int ox = 0; ox < 6; ++ox) {
+      const int ky = oy - 1, kx = ox - 1;  // oy = 1·2 − 1 + ky
+      const double expected = ky >= 0 && ky < 4 && kx >= 0 && kx < 4 ? w[ky * 4 + kx] : 0.0;
+      EXPECT_EQ(y.at(0, oy, ox, 0), expected) << oy << "," << ox;
+    }
+}
+
 TEST(LearnerLayers, AdaptiveNormalisationGradientsMatchFiniteDifferences) {
   std::mt19937 rng(3);
   AdaptiveBatchNorm<double> bn(3, "bn", 0.7, 0.4, random_values(3, rng));

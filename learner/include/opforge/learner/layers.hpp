@@ -53,6 +53,34 @@ class Conv2d final : public Layer<T> {
   Tensor<T> input_;
 };
 
+struct ConvTransposeConfig {
+  int kernel = 4;
+  int cin = 0, cout = 0;
+  int stride = 2, padding = 1;
+  bool bias = false;
+};
+
+/// A transposed convolution as PyTorch's ConvTranspose2d (Fan et al.'s 4×4,
+/// stride 2, padding 1 upsampling): input pixel (iy, ix) adds
+/// in·W[ky,kx,i,o] to output (iy·s − p + ky, ix·s − p + kx); the output is
+/// (H − 1)·s − 2p + k rows (2H for 4/2/1). W is stored [k][k][cin][cout] like
+/// every kernel here (PyTorch's layout is [cin][cout][k][k]).
+template <typename T>
+class ConvTranspose2d final : public Layer<T> {
+ public:
+  ConvTranspose2d(const ConvTransposeConfig& config, const std::string& prefix, std::vector<T> weights,
+                  std::vector<T> bias = {});
+  Tensor<T> forward(const Tensor<T>& x) override;
+  Tensor<T> backward(const Tensor<T>& dy) override;
+  std::vector<Parameter<T>*> parameters() override;
+
+ private:
+  int out_size(int in) const { return (in - 1) * config_.stride - 2 * config_.padding + config_.kernel; }
+  ConvTransposeConfig config_;
+  Parameter<T> weights_, bias_;
+  Tensor<T> input_;
+};
+
 /// CAN's adaptive normalisation z = w0·y + w1·((y − μ)/√(σ² + ε) + β), with
 /// μ and the biased σ² of each channel over the whole batch (N, H and W).
 template <typename T>
