@@ -111,15 +111,6 @@ Tensor<T> Conv2d<T>::backward(const Tensor<T>& dy) {
     throw Error(weights_.name + ": gradient " + dy.shape_text() + " does not match the forward output");
   }
   const int taps = k.kernel_h * k.kernel_w;
-  // d(input): each input pixel gathers from the outputs that read it, with
-  // each tap's weights transposed to [cout][cin] so the inner loop runs
-  // over contiguous input channels.
-  std::vector<T> transposed(weights_.value.size());
-  for (int t = 0; t < taps; ++t)
-    for (int i = 0; i < k.cin; ++i)
-      for (int o = 0; o < k.cout; ++o)
-        transposed[(static_cast<std::size_t>(t) * k.cout + o) * k.cin + i] =
-            weights_.value[(static_cast<std::size_t>(t) * k.cin + i) * k.cout + o];
   Tensor<T> dx(x.n, x.h, x.w, k.cin);
   bool dx_done = false;
   if constexpr (std::is_same_v<T, float>) {
@@ -141,27 +132,38 @@ Tensor<T> Conv2d<T>::backward(const Tensor<T>& dy) {
       dx_done = true;
     }
   }
-  if (!dx_done) tbb::parallel_for(0, x.n * x.h, [&](int row) {
-    const int b = row / x.h, iy = row % x.h;
-    for (int ix = 0; ix < x.w; ++ix) {
-      T* g = &dx.at(b, iy, ix, 0);
-      for (int ky = 0; ky < k.kernel_h; ++ky) {
-        const int ty = iy - (ky - k.kernel_h / 2) * d;
-        if (ty < 0 || ty % s != 0 || ty / s >= ho) continue;
-        for (int kx = 0; kx < k.kernel_w; ++kx) {
-          const int tx = ix - (kx - k.kernel_w / 2) * d;
-          if (tx < 0 || tx % s != 0 || tx / s >= wo) continue;
-          const T* up = &dy.at(b, ty / s, tx / s, 0);
-          const T* tap = transposed.data() + static_cast<std::size_t>(ky * k.kernel_w + kx) * k.cout * k.cin;
-          for (int o = 0; o < k.cout; ++o) {
-            const T v = up[o];
-            const T* wr = tap + static_cast<std::size_t>(o) * k.cin;
-            for (int i = 0; i < k.cin; ++i) g[i] += v * wr[i];
+  if (!dx_done) {
+    // Otherwise each input pixel gathers from the outputs that read it, with
+    // each tap's weights transposed to [cout][cin] so the inner loop runs
+    // over contiguous input channels.
+    std::vector<T> transposed(weights_.value.size());
+    for (int t = 0; t < taps; ++t)
+      for (int i = 0; i < k.cin; ++i)
+        for (int o = 0; o < k.cout; ++o)
+          transposed[(static_cast<std::size_t>(t) * k.cout + o) * k.cin + i] =
+              weights_.value[(static_cast<std::size_t>(t) * k.cin + i) * k.cout + o];
+    tbb::parallel_for(0, x.n * x.h, [&](int row) {
+      const int b = row / x.h, iy = row % x.h;
+      for (int ix = 0; ix < x.w; ++ix) {
+        T* g = &dx.at(b, iy, ix, 0);
+        for (int ky = 0; ky < k.kernel_h; ++ky) {
+          const int ty = iy - (ky - k.kernel_h / 2) * d;
+          if (ty < 0 || ty % s != 0 || ty / s >= ho) continue;
+          for (int kx = 0; kx < k.kernel_w; ++kx) {
+            const int tx = ix - (kx - k.kernel_w / 2) * d;
+            if (tx < 0 || tx % s != 0 || tx / s >= wo) continue;
+            const T* up = &dy.at(b, ty / s, tx / s, 0);
+            const T* tap = transposed.data() + static_cast<std::size_t>(ky * k.kernel_w + kx) * k.cout * k.cin;
+            for (int o = 0; o < k.cout; ++o) {
+              const T v = up[o];
+              const T* wr = tap + static_cast<std::size_t>(o) * k.cin;
+              for (int i = 0; i < k.cin; ++i) g[i] += v * wr[i];
+            }
           }
         }
       }
-    }
-  });
+    });
+  }
   // d(weights), d(bias): partial sums over fixed blocks of output rows,
   // added in block order.
   const int blocks_per_image = (ho + kReductionRows - 1) / kReductionRows;
@@ -592,38 +594,39 @@ std::vector<Parameter<T>*> Sequential<T>::parameters() {
 
 // ---------------------------------------------------------------- losses
 
-template <typename T>
-Loss<T> mse_loss(const Tensor<T>& prediction, const Tensor<T>& target) {
+namespace {
+
+// mean(f(p − t)) over every value and its gradient f'(p − t)/N: `f` gives
+// (value, derivative) for one difference.
+template <typename T, typename F>
+Loss<T> elementwise_loss(const char* who, const Tensor<T>& prediction, const Tensor<T>& target, F&& f) {
   if (!prediction.same_shape(target)) {
-    throw Error("MSE loss: prediction " + prediction.shape_text() + " and target " + target.shape_text() + " differ");
+    throw Error(std::string(who) + ": prediction " + prediction.shape_text() + " and target " + target.shape_text() +
+                " differ");
   }
   Loss<T> loss{0, Tensor<T>(prediction.n, prediction.h, prediction.w, prediction.c)};
   const double n = double(prediction.size());
   double sum = 0;
   for (std::size_t i = 0; i < prediction.size(); ++i) {
-    const double e = double(prediction.data[i]) - double(target.data[i]);
-    sum += e * e;
-    loss.grad.data[i] = T(2.0 * e / n);
+    const auto [value, derivative] = f(double(prediction.data[i]) - double(target.data[i]));
+    sum += value;
+    loss.grad.data[i] = T(derivative / n);
   }
   loss.value = sum / n;
   return loss;
 }
 
+}  // namespace
+
+template <typename T>
+Loss<T> mse_loss(const Tensor<T>& prediction, const Tensor<T>& target) {
+  return elementwise_loss("MSE loss", prediction, target, [](double e) { return std::pair(e * e, 2.0 * e); });
+}
+
 template <typename T>
 Loss<T> l1_loss(const Tensor<T>& prediction, const Tensor<T>& target) {
-  if (!prediction.same_shape(target)) {
-    throw Error("L1 loss: prediction " + prediction.shape_text() + " and target " + target.shape_text() + " differ");
-  }
-  Loss<T> loss{0, Tensor<T>(prediction.n, prediction.h, prediction.w, prediction.c)};
-  const double n = double(prediction.size());
-  double sum = 0;
-  for (std::size_t i = 0; i < prediction.size(); ++i) {
-    const double e = double(prediction.data[i]) - double(target.data[i]);
-    sum += std::abs(e);
-    loss.grad.data[i] = T((e > 0 ? 1.0 : e < 0 ? -1.0 : 0.0) / n);
-  }
-  loss.value = sum / n;
-  return loss;
+  return elementwise_loss("L1 loss", prediction, target,
+                          [](double e) { return std::pair(std::abs(e), e > 0 ? 1.0 : e < 0 ? -1.0 : 0.0); });
 }
 
 template class Conv2d<float>;
