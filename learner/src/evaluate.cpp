@@ -15,12 +15,12 @@ namespace {
 
 constexpr int kBins = 5;
 
-struct PairScore {
-  double psnr, ssim, identity_psnr, identity_ssim;
+// A pair's scores and its parameter's value (NaN when nothing is binned).
+struct BinnedScore : PairScore {
   double param = std::nan("");
 };
 
-EvalScores mean_of(const std::vector<const PairScore*>& scores) {
+EvalScores mean_of(const std::vector<const BinnedScore*>& scores) {
   EvalScores s;
   s.pairs = scores.size();
   for (const auto* p : scores) {
@@ -69,6 +69,15 @@ std::string binned_parameter(const std::vector<datagen::DatasetRow>& rows, const
 
 }  // namespace
 
+PairScore score_pair(const model::Model& m, model::Executor& executor, const Image& input, const Image& target,
+                     const MetricOptions& metric) {
+  Image out = executor.run(m, input);
+  cv::min(cv::max(out, 0.0), 1.0, out);
+  const Metrics net = compare_images(out, target, metric);
+  const Metrics identity = compare_images(input, target, metric);
+  return {std::min(100.0, net.psnr_db), net.ssim, std::min(100.0, identity.psnr_db), identity.ssim};
+}
+
 EvalResult evaluate(const model::Model& m, const EvalOptions& options) {
   const datagen::Dataset ds = datagen::Dataset::open(options.data);
   std::vector<std::size_t> picked;
@@ -89,7 +98,7 @@ EvalResult evaluate(const model::Model& m, const EvalOptions& options) {
   EvalResult result;
   const std::string param = binned_parameter(ds.rows(), picked);
   model::CpuExecutor executor;
-  std::vector<PairScore> scores;
+  std::vector<BinnedScore> scores;
   for (const auto i : picked) {
     const auto& row = ds.rows()[i];
     Image input, target;
@@ -109,17 +118,12 @@ EvalResult evaluate(const model::Model& m, const EvalOptions& options) {
       result.y_channel = true;
       result.shave = metric.shave;
     }
-    Image out = executor.run(m, input);
-    cv::min(cv::max(out, 0.0), 1.0, out);
-    const Metrics net = compare_images(out, target, metric);
-    const Metrics identity = compare_images(input, target, metric);
-    // An exact match has infinite PSNR; 100 dB stands in for it in the means.
-    PairScore s{std::min(100.0, net.psnr_db), net.ssim, std::min(100.0, identity.psnr_db), identity.ssim};
+    BinnedScore s{score_pair(m, executor, input, target, metric)};
     if (!param.empty()) s.param = row.number(param);
     scores.push_back(s);
   }
   if (scores.empty()) throw Error("no pair of split '" + options.split + "' could be read");
-  std::vector<const PairScore*> all;
+  std::vector<const BinnedScore*> all;
   for (const auto& s : scores) all.push_back(&s);
   result.overall = mean_of(all);
   if (!param.empty()) {
@@ -132,7 +136,7 @@ EvalResult evaluate(const model::Model& m, const EvalOptions& options) {
     };
     for (int k = 0; k < kBins; ++k) {
       EvalBin bin{param, k == 0 ? lo : edge(k), k + 1 == kBins ? hi : edge(k + 1), {}};
-      std::vector<const PairScore*> members;
+      std::vector<const BinnedScore*> members;
       for (const auto& s : scores) {
         if (s.param >= bin.lo && (s.param < bin.hi || (k + 1 == kBins && s.param <= bin.hi))) members.push_back(&s);
       }

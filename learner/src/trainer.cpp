@@ -17,6 +17,7 @@
 #include "opforge/core/safetensors.hpp"
 #include "opforge/core/sha256.hpp"
 #include "opforge/datagen/dataset.hpp"
+#include "opforge/learner/evaluate.hpp"
 #include "opforge/learner/network.hpp"
 #include "opforge/model/cpu_executor.hpp"
 
@@ -369,10 +370,9 @@ class Trainer {
     for (const std::size_t row : split_.validation) {
       const auto pair = load_pair(row);
       if (!pair) continue;
-      Image out = executor.run(m, pair->input);
-      cv::min(cv::max(out, 0.0), 1.0, out);
-      sum += std::min(100.0, psnr(out, pair->target));
-      identity += std::min(100.0, psnr(pair->input, pair->target));
+      const PairScore score = score_pair(m, executor, pair->input, pair->target);
+      sum += score.psnr;
+      identity += score.identity_psnr;
       ++count;
     }
     if (count == 0) return {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::quiet_NaN()};

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "opforge/core/metrics.hpp"
+#include "opforge/model/executor.hpp"
 #include "opforge/model/model.hpp"
 
 namespace opforge::learner {
@@ -41,6 +43,15 @@ struct EvalResult {
   bool y_channel = false;      ///< super-resolution pairs: luma only, border shaved
   int shave = 0;
 };
+
+/// One pair's scores: the model's output (clipped to [0, 1]) and the input
+/// itself against the target; an exact match's infinite PSNR counts as
+/// 100 dB. The one scoring rule of `evaluate` and the trainer's validation.
+struct PairScore {
+  double psnr = 0, ssim = 0, identity_psnr = 0, identity_ssim = 0;
+};
+PairScore score_pair(const model::Model& model, model::Executor& executor, const Image& input, const Image& target,
+                     const MetricOptions& metric = {});
 
 /// Throws Error for a dataset that cannot be read, a split that cannot be
 /// made, or no pair left to evaluate.
