@@ -1,5 +1,7 @@
 #include "commands.hpp"
 
+#include <cstdio>
+
 #include "opforge/core/params.hpp"
 #include "opforge/core/threads.hpp"
 
@@ -29,6 +31,20 @@ DecodeLimits decode_limits_option(const po::variables_map& vm) {
   }
   limits.max_pixels = value;
   return limits;
+}
+
+std::string progress_bar(double done, double total) {
+  constexpr int kWidth = 30;
+  std::string bar(total > 0 ? static_cast<std::size_t>(kWidth * done / total) : 0, '#');
+  bar.resize(kWidth, '.');
+  return "[" + bar + "]";
+}
+
+std::string time_left(double done, double total, double rate) {
+  const int seconds = rate > 0 ? static_cast<int>((total - done) / rate) : 0;
+  char text[32];
+  std::snprintf(text, sizeof text, "%d:%02d", seconds / 60, seconds % 60);
+  return text;
 }
 
 std::vector<std::string> parse_command_line(const Args& args, const po::options_description& options,

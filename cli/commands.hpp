@@ -39,6 +39,12 @@ void add_max_pixels_option(boost::program_options::options_description& options)
 /// The decode limits --max-pixels asks for.
 DecodeLimits decode_limits_option(const boost::program_options::variables_map& vm);
 
+/// The progress display's pieces, one look for every command: a 30-column
+/// bar "[#####.........]" for done of total, and the time left "M:SS" at
+/// `rate` per second (0:00 before a rate is known).
+std::string progress_bar(double done, double total);
+std::string time_left(double done, double total, double rate);
+
 /// Parses `args` against `options` plus exactly the positional arguments
 /// named in `positional_names` (e.g. {"OP", "IN", "OUT"}) into `vm`. Returns
 /// the positionals, or an empty vector when --help was given. Throws

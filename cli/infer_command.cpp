@@ -97,12 +97,9 @@ class Progress {
     if (!enabled_) return;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
-    const int eta = rate > 0 ? static_cast<int>(static_cast<double>(total_ - done) / rate) : 0;
-    const int width = 30;
-    std::string bar(static_cast<std::size_t>(width * static_cast<double>(done) / static_cast<double>(total_)), '#');
-    bar.resize(width, '.');
-    std::fprintf(stderr, "\r\033[K[%s] %zu/%zu images, %zu failed, %.2f images/s, ETA %d:%02d %s", bar.c_str(), done,
-                 total_, failed, rate, eta / 60, eta % 60, current.filename().string().c_str());
+    std::fprintf(stderr, "\r\033[K%s %zu/%zu images, %zu failed, %.2f images/s, ETA %s %s",
+                 progress_bar(double(done), double(total_)).c_str(), done, total_, failed, rate,
+                 time_left(double(done), double(total_), rate).c_str(), current.filename().string().c_str());
     std::fflush(stderr);
   }
   void clear() const {

@@ -45,17 +45,16 @@ class TrainProgress {
     last_ = now;
     const double elapsed = std::chrono::duration<double>(now - start_).count();
     const double rate = elapsed > 0 ? double(step - first_step_) / elapsed : 0;
-    const int eta = rate > 0 ? static_cast<int>(double(total_ - step) / rate) : 0;
+    const std::string eta = time_left(double(step), double(total_), rate);
     char val[32] = "";
     if (!std::isnan(validation)) std::snprintf(val, sizeof val, "  val %.2f dB", validation);
     if (tty_) {
-      std::string bar(static_cast<std::size_t>(30.0 * double(step) / double(total_)), '#');
-      bar.resize(30, '.');
-      std::fprintf(stderr, "\r\033[K[%s] step %lld/%lld  loss %.6g%s  %.2f steps/s  ETA %d:%02d", bar.c_str(),
-                   static_cast<long long>(step), static_cast<long long>(total_), loss, val, rate, eta / 60, eta % 60);
+      std::fprintf(stderr, "\r\033[K%s step %lld/%lld  loss %.6g%s  %.2f steps/s  ETA %s",
+                   progress_bar(double(step), double(total_)).c_str(), static_cast<long long>(step),
+                   static_cast<long long>(total_), loss, val, rate, eta.c_str());
     } else {
-      std::fprintf(stderr, "train: step %lld/%lld, loss %.6g%s, %.2f steps/s, ETA %d:%02d\n",
-                   static_cast<long long>(step), static_cast<long long>(total_), loss, val, rate, eta / 60, eta % 60);
+      std::fprintf(stderr, "train: step %lld/%lld, loss %.6g%s, %.2f steps/s, ETA %s\n", static_cast<long long>(step),
+                   static_cast<long long>(total_), loss, val, rate, eta.c_str());
     }
     std::fflush(stderr);
   }
