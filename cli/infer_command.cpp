@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <set>
 
 #include "commands.hpp"
@@ -27,6 +28,19 @@ constexpr const char* kInferHelp =
     "\n"
     "Exit status: 0 every image written; 2 bad usage, a bad model or input (one line each; with a\n"
     "directory the others are still run); 1 internal error.\n";
+
+std::map<std::string, double> parse_param_values(const std::vector<std::string>& items) {
+  std::map<std::string, double> values;
+  for (const auto& item : items) {
+    const auto eq = item.find('=');
+    double v = 0;
+    if (eq == std::string::npos || eq == 0 || !parse_number(item.substr(eq + 1), v)) {
+      throw UsageError("--param '" + item + "' is invalid; valid: NAME=NUMBER");
+    }
+    values[item.substr(0, eq)] = v;
+  }
+  return values;
+}
 
 std::vector<float> parse_planes(const std::string& text) {
   std::vector<float> planes;
@@ -119,6 +133,8 @@ int infer_command(const Args& args) {
   opts.add_options()("help,h", "this help")(
       "planes", po::value<std::string>(), "V,V,...: the model's constant input planes, in order (`opforge model info`)")(
       "operator", po::value<std::string>(), "NAME: a combined model's one-hot operator planes, by name")(
+      "param", po::value<std::vector<std::string>>(),
+      "NAME=V: the operator parameter a parameterized model's plane carries (repeatable; `opforge model info`)")(
       "device", po::value<std::string>()->default_value("cpu"), "cpu (or auto: the best device this build has)")(
       "depth", po::value<int>()->default_value(8), "PNG output bits per channel: 8 or 16")(
       "format", po::value<std::string>()->default_value("png"), "output format for a directory: png, jpg or npy")(
@@ -140,7 +156,9 @@ int infer_command(const Args& args) {
   if (format != "png" && format != "jpg" && format != "npy") {
     throw UsageError("--format '" + format + "' is invalid; valid: png, jpg, npy");
   }
-  if (vm.count("planes") && vm.count("operator")) throw UsageError("give --planes or --operator, not both");
+  if (vm.count("planes") + vm.count("operator") + vm.count("param") > 1) {
+    throw UsageError("give one of --planes, --operator and --param");
+  }
   const DecodeLimits limits = decode_limits_option(vm);
 
   // Everything cheap is checked before the first image is read.
@@ -148,6 +166,7 @@ int infer_command(const Args& args) {
   std::vector<float> planes;
   if (vm.count("planes")) planes = parse_planes(vm["planes"].as<std::string>());
   if (vm.count("operator")) planes = model.operator_planes(vm["operator"].as<std::string>());
+  if (vm.count("param")) planes = model.planes_for("", parse_param_values(vm["param"].as<std::vector<std::string>>()));
   model.check_planes(planes);
   const fs::path in = positional[1], out = positional[2];
   std::error_code ec;

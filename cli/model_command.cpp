@@ -29,7 +29,15 @@ nlohmann::json model_json(const model::Model& m) {
                       {"macs_per_pixel", double(l.kernel_h) * l.kernel_w * l.cin * l.cout}});
   }
   nlohmann::json planes = nlohmann::json::array();
-  for (const auto& p : s.planes) planes.push_back({{"name", p.name}, {"meaning", p.meaning}, {"min", p.min}, {"max", p.max}});
+  for (const auto& p : s.planes) {
+    nlohmann::json plane = {{"name", p.name}, {"meaning", p.meaning}, {"min", p.min}, {"max", p.max}};
+    if (!p.param.empty()) {
+      plane["param"] = p.param;
+      plane["scale"] = p.log_scale ? "log" : "linear";
+      plane["param_range"] = {p.param_lo, p.param_hi};
+    }
+    planes.push_back(std::move(plane));
+  }
   return {{"file", m.source()},
           {"architecture", s.architecture},
           {"spec_version", s.version},
@@ -60,6 +68,11 @@ void print_model(const model::Model& m) {
     std::printf("    plane %-2zu %-28s %g..%g  %s\n", i + 1, p.name.c_str(), p.min, p.max, p.meaning.c_str());
   }
   if (s.one_hot_operators) std::printf("    (--operator NAME sets one plane to 1; --planes gives a blend)\n");
+  for (const auto& p : s.planes) {
+    if (!p.param.empty()) {
+      std::printf("    (--param %s=V, V in %g..%g, sets plane '%s')\n", p.param.c_str(), p.param_lo, p.param_hi, p.name.c_str());
+    }
+  }
   std::printf("  output           %d channels, %s on 8/16-bit output\n", s.output_channels(),
               s.quantisation == model::Quantisation::truncate ? "truncated" : "rounded");
   std::printf("  layers           %zu\n", s.layers.size());

@@ -85,6 +85,14 @@ double DatasetRow::number(const std::string& name) const {
   return it->get<double>();
 }
 
+std::map<std::string, double> DatasetRow::numbers() const {
+  std::map<std::string, double> out;
+  for (const auto& [name, value] : params.items()) {
+    if (value.is_number()) out[name] = value.get<double>();
+  }
+  return out;
+}
+
 Dataset Dataset::open(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
   Dataset d;

@@ -70,12 +70,31 @@ std::string binned_parameter(const std::vector<datagen::DatasetRow>& rows, const
 }  // namespace
 
 PairScore score_pair(const model::Model& m, model::Executor& executor, const Image& input, const Image& target,
-                     const MetricOptions& metric) {
-  Image out = executor.run(m, input);
+                     std::span<const float> planes, const MetricOptions& metric) {
+  Image out = executor.run(m, input, planes);
   cv::min(cv::max(out, 0.0), 1.0, out);
   const Metrics net = compare_images(out, target, metric);
   const Metrics identity = compare_images(input, target, metric);
   return {std::min(100.0, net.psnr_db), net.ssim, std::min(100.0, identity.psnr_db), identity.ssim};
+}
+
+MetricOptions pair_metric(const datagen::DatasetRow& row, int channels) {
+  MetricOptions metric;
+  if (row.op.rfind("sr_", 0) == 0) {
+    metric.y_channel = channels == 3;
+    const auto scale = row.params.find("scale");
+    metric.shave = scale != row.params.end() && scale->is_number() ? static_cast<int>(std::lround(scale->get<double>())) : 0;
+  }
+  return metric;
+}
+
+std::vector<float> pair_planes(const model::Model& m, const datagen::DatasetRow& row) {
+  if (m.spec().planes.empty()) return {};
+  try {
+    return m.planes_for(row.op, row.numbers());
+  } catch (const Error& e) {
+    throw Error("pair " + row.key + ": " + e.what());
+  }
 }
 
 EvalResult evaluate(const model::Model& m, const EvalOptions& options) {
@@ -109,16 +128,12 @@ EvalResult evaluate(const model::Model& m, const EvalOptions& options) {
       ++result.skipped;
       continue;
     }
-    // Super-resolution is scored on luma with the border shaved by the scale.
-    MetricOptions metric;
+    const MetricOptions metric = pair_metric(row, input.channels());
     if (row.op.rfind("sr_", 0) == 0) {
-      metric.y_channel = true;
-      const auto scale = row.params.find("scale");
-      metric.shave = scale != row.params.end() && scale->is_number() ? static_cast<int>(std::lround(scale->get<double>())) : 0;
       result.y_channel = true;
       result.shave = metric.shave;
     }
-    BinnedScore s{score_pair(m, executor, input, target, metric)};
+    BinnedScore s{score_pair(m, executor, input, target, pair_planes(m, row), metric)};
     if (!param.empty()) s.param = row.number(param);
     scores.push_back(s);
   }

@@ -1,6 +1,7 @@
 #include "opforge/learner/network.hpp"
 
 #include "opforge/core/error.hpp"
+#include "opforge/core/rng.hpp"
 
 namespace opforge::learner {
 
@@ -55,10 +56,10 @@ model::NetworkSpec can_spec(const std::string& architecture, const std::vector<s
     width = 24;
     dilations = {1, 2, 4, 8, 16, 32, 64, 1};  // no rate-128 layer
   } else if (architecture == "can32_an_parameterized") {
-    spec.planes.push_back({"parameter", "the operator's parameter, normalised to [0, 1]", 0, 1});
+    spec.planes.push_back(model::InputPlane::unmapped("parameter", "the operator's parameter, normalised to [0, 1]"));
   } else if (architecture == "can32_an_combined") {
     if (operators.empty()) throw Error("can32_an_combined needs the names of its operators");
-    for (const auto& name : operators) spec.planes.push_back({name, "one-hot operator code (blends sum to 1)", 0, 1});
+    for (const auto& name : operators) spec.planes.push_back(model::InputPlane::unmapped(name, "one-hot operator code (blends sum to 1)"));
     spec.one_hot_operators = true;
   } else {
     throw Error("unknown CAN architecture '" + architecture +
@@ -84,6 +85,58 @@ model::NetworkSpec can_spec(const std::string& architecture, const std::vector<s
   last.bias = true;
   spec.layers.push_back(last);
   return spec;
+}
+
+model::NetworkSpec srcnn_spec() {
+  model::NetworkSpec spec;
+  spec.architecture = "srcnn_915";
+  spec.image_channels = 1;
+  spec.channel_order = model::ChannelOrder::rgb;
+  spec.quantisation = model::Quantisation::round;
+  const auto layer = [](const char* name, int k, int cin, int cout, bool relu) {
+    model::LayerSpec l;
+    l.name = name;
+    l.kernel_h = l.kernel_w = k;
+    l.cin = cin;
+    l.cout = cout;
+    l.bias = true;
+    l.activation = relu ? model::Activation::relu : model::Activation::none;
+    return l;
+  };
+  spec.layers = {layer("conv1", 9, 1, 64, true), layer("conv2", 1, 64, 32, true), layer("conv3", 5, 32, 1, false)};
+  return spec;
+}
+
+model::NetworkSpec network_spec(const std::string& architecture, const std::vector<std::string>& operators) {
+  if (architecture == "srcnn_915") return srcnn_spec();
+  if (architecture == "can24_an" || architecture == "can32_an_parameterized" || architecture == "can32_an_combined") {
+    return can_spec(architecture, operators);
+  }
+  throw Error("unknown network '" + architecture +
+              "'; valid: can24_an, can32_an_parameterized, can32_an_combined, srcnn_915");
+}
+
+model::Model gaussian_initialised(const model::NetworkSpec& spec, double stddev, std::uint64_t seed, bool identity_path) {
+  std::vector<model::LayerWeights> weights;
+  for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+    const auto& l = spec.layers[i];
+    const CounterRng rng(seed, 100 + i);  // one stream per layer
+    model::LayerWeights w;
+    w.kernel.resize(static_cast<std::size_t>(l.kernel_h) * l.kernel_w * l.cin * l.cout);
+    for (std::size_t k = 0; k < w.kernel.size(); ++k) w.kernel[k] = static_cast<float>(stddev * rng.normal(k));
+    if (identity_path) {
+      const std::size_t centre = static_cast<std::size_t>(l.kernel_h / 2) * l.kernel_w + l.kernel_w / 2;
+      w.kernel[centre * l.cin * l.cout] += 1.0f;  // input channel 0 → output channel 0
+    }
+    if (l.bias) w.bias.assign(l.cout, 0.0f);
+    if (l.normalizer == model::Normalizer::adaptive_bn) {
+      w.w0 = 1.0f;
+      w.w1 = 0.0f;
+      w.beta.assign(l.cout, 0.0f);
+    }
+    weights.push_back(std::move(w));
+  }
+  return model::Model(spec, std::move(weights), "initial " + spec.architecture);
 }
 
 model::Model identity_initialised(const model::NetworkSpec& spec) {

@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
@@ -28,7 +29,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> kConfigKeys = {"network", "init", "loss", "adam", "schedule", "steps", "crop", "flips",
+const std::vector<std::string> kConfigKeys = {"network", "init", "planes", "operators", "loss", "loss_border",
+                                              "adam", "schedule", "steps", "crop", "phases", "batch", "flips",
                                               "validation_sources", "validate_every", "checkpoint_every", "seed"};
 
 std::string key_list(const std::vector<std::string>& keys) {
@@ -88,6 +90,21 @@ class ConfigReader {
 
 }  // namespace
 
+namespace {
+
+CropSize parse_crop(const ConfigReader& r, const YAML::Node& node, const std::string& key) {
+  if (node.IsSequence()) {
+    if (node.size() != 2) r.fail(node, key + " must be a side N, or [lo, hi] for a side drawn per step");
+    const int lo = static_cast<int>(r.integer(node[0], key, 1, 65536)), hi = static_cast<int>(r.integer(node[1], key, 1, 65536));
+    if (lo > hi) r.fail(node, key + " [lo, hi] needs lo <= hi");
+    return {lo, hi};
+  }
+  const int side = static_cast<int>(r.integer(node, key, 0, 65536));
+  return {side, side};
+}
+
+}  // namespace
+
 TrainConfig parse_train_config(const std::string& yaml, const std::string& source) {
   TrainConfig c;
   c.text = yaml;
@@ -100,14 +117,54 @@ TrainConfig parse_train_config(const std::string& yaml, const std::string& sourc
   const ConfigReader r(source);
   r.require_keys(root, kConfigKeys, "the training config");
   if (root["network"]) c.network = r.text(root["network"], "network");
-  if (c.network != "can24_an") {
-    r.fail(root["network"], "network '" + c.network +
-                                "' cannot be trained by this build yet; valid: can24_an (the parameterized and combined "
-                                "CAN, Fan et al.'s network and SRCNN follow)");
+  static const std::vector<std::string> kNetworks = {"can24_an", "can32_an_parameterized", "can32_an_combined",
+                                                     "srcnn_915"};
+  if (std::find(kNetworks.begin(), kNetworks.end(), c.network) == kNetworks.end()) {
+    r.fail(root["network"], "network '" + c.network + "' cannot be trained by this build; valid: " + key_list(kNetworks));
   }
   if (root["init"]) c.init = r.text(root["init"], "init");
+  if (const auto planes = root["planes"]) {
+    if (!planes.IsSequence()) r.fail(planes, "planes must be a list of {param, scale, range}");
+    for (const auto& item : planes) {
+      r.require_keys(item, {"param", "scale", "range"}, "a plane");
+      PlaneConfig plane;
+      if (!item["param"]) r.fail(item, "a plane needs param: NAME (the operator parameter it carries)");
+      plane.param = r.text(item["param"], "planes.param");
+      const std::string scale = item["scale"] ? r.text(item["scale"], "planes.scale") : "linear";
+      if (scale != "linear" && scale != "log") r.fail(item["scale"], "planes.scale '" + scale + "' is invalid; valid: linear, log");
+      plane.log_scale = scale == "log";
+      const auto range = item["range"];
+      if (!range || !range.IsSequence() || range.size() != 2) r.fail(item, "a plane needs range: [lo, hi] (the parameter's)");
+      plane.lo = r.number(range[0], "planes.range", -1e300, 1e300);
+      plane.hi = r.number(range[1], "planes.range", -1e300, 1e300);
+      if (!(plane.lo < plane.hi) || (plane.log_scale && !(plane.lo > 0))) {
+        r.fail(range, "planes.range needs lo < hi (and lo > 0 on a log scale)");
+      }
+      c.planes.push_back(plane);
+    }
+  }
+  if (const auto operators = root["operators"]) {
+    if (!operators.IsSequence() || operators.size() == 0) r.fail(operators, "operators must be a list of operator names");
+    for (const auto& item : operators) {
+      const std::string name = r.text(item, "operators");
+      if (std::find(c.operators.begin(), c.operators.end(), name) != c.operators.end()) {
+        r.fail(item, "operator '" + name + "' is listed twice");
+      }
+      c.operators.push_back(name);
+    }
+  }
+  if (c.network == "can32_an_combined" && !c.planes.empty()) {
+    r.fail(root["planes"], "the combined network's planes are its operators (operators: [...]), not parameters");
+  }
+  if (c.network != "can32_an_combined" && root["operators"]) {
+    r.fail(root["operators"], "operators applies to network can32_an_combined");
+  }
+  if (c.network != "can32_an_parameterized" && root["planes"]) {
+    r.fail(root["planes"], "network " + c.network + " has no parameter planes");
+  }
   if (root["loss"]) c.loss = r.text(root["loss"], "loss");
   if (c.loss != "mse" && c.loss != "l1") r.fail(root["loss"], "loss '" + c.loss + "' is invalid; valid: mse, l1");
+  if (root["loss_border"]) c.loss_border = static_cast<int>(r.integer(root["loss_border"], "loss_border", 0, 1024));
   if (const auto adam = root["adam"]) {
     r.require_keys(adam, {"learning_rate", "beta1", "beta2", "epsilon"}, "adam");
     if (adam["learning_rate"]) c.adam.learning_rate = r.number(adam["learning_rate"], "adam.learning_rate", 1e-12, 10);
@@ -115,7 +172,26 @@ TrainConfig parse_train_config(const std::string& yaml, const std::string& sourc
     if (adam["beta2"]) c.adam.beta2 = r.number(adam["beta2"], "adam.beta2", 0, 0.999999999);
     if (adam["epsilon"]) c.adam.epsilon = r.number(adam["epsilon"], "adam.epsilon", 1e-30, 1);
   }
-  if (root["steps"]) c.steps = r.integer(root["steps"], "steps", 1, 1'000'000'000);
+  if (const auto phases = root["phases"]) {
+    if (root["steps"] || root["crop"]) r.fail(phases, "give phases, or steps and crop, not both");
+    if (!phases.IsSequence() || phases.size() == 0) r.fail(phases, "phases must be a list of {steps, crop}");
+    c.steps = 0;
+    for (const auto& item : phases) {
+      r.require_keys(item, {"steps", "crop"}, "a phase");
+      if (!item["steps"]) r.fail(item, "a phase needs steps: N");
+      Phase phase;
+      phase.steps = r.integer(item["steps"], "phases.steps", 1, 1'000'000'000);
+      if (item["crop"]) phase.crop = parse_crop(r, item["crop"], "phases.crop");
+      c.phases.push_back(phase);
+      c.steps += phase.steps;
+    }
+  } else {
+    if (root["steps"]) c.steps = r.integer(root["steps"], "steps", 1, 1'000'000'000);
+    Phase phase;
+    phase.steps = c.steps;
+    if (root["crop"]) phase.crop = parse_crop(r, root["crop"], "crop");
+    c.phases.push_back(phase);
+  }
   if (const auto schedule = root["schedule"]) {
     r.require_keys(schedule, {"kind", "at", "factor", "final"}, "schedule");
     const std::string kind = schedule["kind"] ? r.text(schedule["kind"], "schedule.kind") : "constant";
@@ -138,7 +214,7 @@ TrainConfig parse_train_config(const std::string& yaml, const std::string& sourc
       r.fail(schedule["kind"], "schedule.kind '" + kind + "' is invalid; valid: constant, step, cosine");
     }
   }
-  if (root["crop"]) c.crop = static_cast<int>(r.integer(root["crop"], "crop", 0, 65536));
+  if (root["batch"]) c.batch = static_cast<int>(r.integer(root["batch"], "batch", 1, 4096));
   if (root["flips"]) c.flips = r.boolean(root["flips"], "flips");
   if (root["validation_sources"]) c.validation_sources = static_cast<std::size_t>(r.integer(root["validation_sources"], "validation_sources", 0, 1'000'000));
   if (root["validate_every"]) c.validate_every = r.integer(root["validate_every"], "validate_every", 0, 1'000'000'000);
@@ -182,16 +258,19 @@ std::string config_hash(const TrainConfig& c) {
   return sha256_hex(std::span(reinterpret_cast<const std::uint8_t*>(c.text.data()), c.text.size()));
 }
 
-// An image's channels in the model's order, as a batch of one.
-Tensor<float> to_tensor(const Image& rgb, const model::NetworkSpec& spec) {
-  Tensor<float> t(1, rgb.rows, rgb.cols, rgb.channels());
-  const bool swap = spec.channel_order == model::ChannelOrder::bgr && rgb.channels() == 3;
-  for (int y = 0; y < rgb.rows; ++y) {
-    const float* s = rgb.ptr<float>(y);
-    for (int x = 0; x < rgb.cols; ++x)
-      for (int c = 0; c < rgb.channels(); ++c) t.at(0, y, x, c) = s[x * rgb.channels() + (swap ? 2 - c : c)];
-  }
-  return t;
+// A cv::Mat's values (H×W×C, float) as sample `b` of a batch tensor.
+void put_sample(Tensor<float>& t, int b, const cv::Mat& m) {
+  const int n = m.cols * m.channels();
+  for (int y = 0; y < m.rows; ++y) std::copy_n(m.ptr<float>(y), n, &t.at(b, y, 0, 0));
+}
+
+// The interior of a batch, `border` pixels in from every edge.
+Tensor<float> interior(const Tensor<float>& t, int border) {
+  Tensor<float> out(t.n, t.h - 2 * border, t.w - 2 * border, t.c);
+  for (int b = 0; b < t.n; ++b)
+    for (int y = 0; y < out.h; ++y)
+      std::copy_n(&t.at(b, y + border, border, 0), static_cast<std::size_t>(out.w) * t.c, &out.at(b, y, 0, 0));
+  return out;
 }
 
 struct Pair {
@@ -207,13 +286,15 @@ class Trainer {
       : config_(config), options_(options), dataset_(datagen::Dataset::open(options.data)) {
     split_ = datagen::split_by_source(dataset_.rows(), config.validation_sources, config.seed);
     if (split_.train.empty()) throw Error("dataset '" + options.data.string() + "' has no pairs to train on");
-    spec_ = can_spec(config.network);
-    start_.emplace(config.init == "identity" ? identity_initialised(spec_) : model::Model::load(config.init));
-    if (start_->spec().architecture != spec_.architecture) {
-      throw Error("init model '" + config.init + "' is a " + start_->spec().architecture + ", the config trains a " +
-                  spec_.architecture);
+    start_.emplace(starting_model());
+    spec_ = start_->spec();
+    // Every row's planes once, up front: a row of an operator the network
+    // has no plane for, or a parameter outside a plane's range, is refused
+    // before the first step.
+    row_planes_.resize(dataset_.rows().size());
+    for (const auto* side : {&split_.train, &split_.validation}) {
+      for (const std::size_t i : *side) row_planes_[i] = pair_planes(*start_, dataset_.rows()[i]);
     }
-    spec_ = start_->spec();  // a fine-tuned file's own conventions (channel order, planes)
   }
 
   TrainSummary run() {
@@ -226,11 +307,16 @@ class Trainer {
     double validation = std::numeric_limits<double>::quiet_NaN();
     open_log(step);
     while (step < total) {
-      const auto pair = training_pair(step);
-      if (!pair) break;  // every pair is unreadable
-      const Tensor<float> x = to_tensor(pair->input, spec_), target = to_tensor(pair->target, spec_);
+      const auto batch = training_batch(step);
+      if (batch.empty()) break;  // every pair is unreadable
+      const int h = batch[0].input.rows, w = batch[0].input.cols, n = static_cast<int>(batch.size());
+      Tensor<float> x(n, h, w, spec_.input_channels()), target(n, h, w, spec_.image_channels);
+      for (int b = 0; b < n; ++b) {
+        put_sample(x, b, model::network_input(*start_, batch[b].input, row_planes_[batch[b].row]));
+        put_sample(target, b, model::to_network_order(*start_, batch[b].target));
+      }
       const Tensor<float> y = net.forward(x);
-      const Loss<float> loss = config_.loss == "l1" ? l1_loss(y, target) : mse_loss(y, target);
+      const Loss<float> loss = loss_of(y, target);
       if (!std::isfinite(loss.value)) {
         throw Error("step " + std::to_string(step + 1) + ": the loss is not finite; the last checkpoint (" +
                     checkpoint_path(options_.out).string() + ") is kept: lower adam.learning_rate and resume");
@@ -242,9 +328,7 @@ class Trainer {
       adam.zero_grad();
       ++step;
       summary.last_loss = loss.value;
-      const auto& c = pair->crop;
-      log_line({{"step", step}, {"key", dataset_.rows()[pair->row].key}, {"crop", {c.x, c.y, c.width, c.height}},
-                {"flip", pair->flipped}, {"loss", loss.value}, {"learning_rate", rate}});
+      log_step(step, batch, loss.value, rate);
       if (config_.validate_every > 0 && step % config_.validate_every == 0) {
         const auto [net_psnr, identity_psnr] = validation_psnr(net);
         validation = net_psnr;
@@ -301,48 +385,162 @@ class Trainer {
   }
 
  private:
-  // The pair step `step` trains on, cropped and flipped: the epoch's
-  // permutation of the training rows, keyed by the seed; a row whose files
-  // cannot be read is skipped (and counted) in favour of the next.
-  std::optional<Pair> training_pair(std::int64_t step) {
+  // The weights the run starts from, with the config's plane mapping.
+  model::Model starting_model() const {
+    std::vector<std::string> operators = config_.operators;
+    if (config_.network == "can32_an_combined" && operators.empty()) {
+      std::set<std::string> seen;
+      for (const auto& row : dataset_.rows()) seen.insert(row.op);
+      operators.assign(seen.begin(), seen.end());
+    }
+    model::NetworkSpec spec = network_spec(config_.network, operators);
+    std::optional<model::Model> start;
+    if (config_.init == "identity" && config_.network == "srcnn_915") {
+      start.emplace(gaussian_initialised(spec, 0.001, config_.seed, /*identity_path=*/true));
+    } else if (config_.init == "identity") {
+      start.emplace(identity_initialised(spec));
+    } else if (config_.init == "gaussian") {
+      start.emplace(gaussian_initialised(spec, 0.001, config_.seed, /*identity_path=*/false));
+    } else {
+      start.emplace(model::Model::load(config_.init));
+      if (start->spec().architecture != spec.architecture) {
+        throw Error("init model '" + config_.init + "' is a " + start->spec().architecture + ", the config trains a " +
+                    spec.architecture);
+      }
+    }
+    if (config_.planes.empty()) return *start;
+    spec = start->spec();  // a fine-tuned file's own conventions (channel order, planes)
+    if (config_.planes.size() != spec.planes.size()) {
+      throw Error("the config maps " + std::to_string(config_.planes.size()) + " plane(s), network " + spec.architecture +
+                  " has " + std::to_string(spec.planes.size()));
+    }
+    for (std::size_t i = 0; i < spec.planes.size(); ++i) {
+      model::InputPlane& plane = spec.planes[i];
+      const PlaneConfig& c = config_.planes[i];
+      plane.param = c.param;
+      plane.log_scale = c.log_scale;
+      plane.param_lo = c.lo;
+      plane.param_hi = c.hi;
+      std::ostringstream meaning;
+      meaning << c.param << " " << c.lo << ".." << c.hi << " (" << (c.log_scale ? "log" : "linear") << " scale) mapped onto "
+              << plane.min << ".." << plane.max;
+      plane.meaning = meaning.str();
+    }
+    model::Model mapped(spec, start->weights(), start->source());
+    mapped.set_provenance(start->provenance());
+    return mapped;
+  }
+
+  Loss<float> loss_of(const Tensor<float>& y, const Tensor<float>& target) const {
+    const int b = config_.loss_border;
+    if (b == 0) return config_.loss == "l1" ? l1_loss(y, target) : mse_loss(y, target);
+    if (y.h <= 2 * b || y.w <= 2 * b) {
+      throw Error("a " + std::to_string(y.h) + "x" + std::to_string(y.w) + " crop leaves nothing inside loss_border " +
+                  std::to_string(b) + "; use larger crops");
+    }
+    const Tensor<float> yi = interior(y, b), ti = interior(target, b);
+    Loss<float> inner = config_.loss == "l1" ? l1_loss(yi, ti) : mse_loss(yi, ti);
+    Loss<float> full{inner.value, Tensor<float>(y.n, y.h, y.w, y.c)};
+    for (int s = 0; s < y.n; ++s)
+      for (int r = 0; r < yi.h; ++r)
+        std::copy_n(&inner.grad.at(s, r, 0, 0), static_cast<std::size_t>(yi.w) * y.c, &full.grad.at(s, r + b, b, 0));
+    return full;
+  }
+
+  void log_step(std::int64_t step, const std::vector<Pair>& batch, double loss, double rate) {
+    if (!log_.is_open()) return;
+    nlohmann::json keys = nlohmann::json::array(), crops = nlohmann::json::array(), flips = nlohmann::json::array();
+    for (const auto& p : batch) {
+      keys.push_back(dataset_.rows()[p.row].key);
+      crops.push_back({p.crop.x, p.crop.y, p.crop.width, p.crop.height});
+      flips.push_back(p.flipped);
+    }
+    nlohmann::json line = {{"step", step}, {"loss", loss}, {"learning_rate", rate}};
+    if (batch.size() == 1) {
+      line["key"] = keys[0], line["crop"] = crops[0], line["flip"] = flips[0];
+    } else {
+      line["keys"] = keys, line["crops"] = crops, line["flips"] = flips;
+    }
+    log_line(line);
+  }
+
+  // The crop side of step `step`: its phase's size, or one drawn from its range.
+  int crop_side(std::int64_t step) const {
+    std::int64_t end = 0;
+    CropSize crop = config_.phases.back().crop;
+    for (const auto& phase : config_.phases) {
+      end += phase.steps;
+      if (step < end) {
+        crop = phase.crop;
+        break;
+      }
+    }
+    if (crop.lo == crop.hi) return crop.lo;
+    const CounterRng side(config_.seed, 3);
+    return crop.lo + static_cast<int>(side.bits(static_cast<std::uint64_t>(step)) % static_cast<std::uint64_t>(crop.hi - crop.lo + 1));
+  }
+
+  // The training row at position `i` of the stream of pairs: the epoch's
+  // permutation of the training rows, keyed by the seed.
+  std::size_t stream_row(std::uint64_t i) {
     const std::size_t n = split_.train.size();
-    const std::uint64_t epoch = static_cast<std::uint64_t>(step) / n;
+    const std::uint64_t epoch = i / n;
     if (epoch != permutation_epoch_ || permutation_.empty()) {
       const CounterRng order(config_.seed, 1000 + epoch);
-      permutation_ = split_.train;
       std::vector<std::uint64_t> keys(n);
-      for (std::size_t i = 0; i < n; ++i) keys[i] = order.bits(i);
+      for (std::size_t k = 0; k < n; ++k) keys[k] = order.bits(k);
       std::vector<std::size_t> idx(n);
-      for (std::size_t i = 0; i < n; ++i) idx[i] = i;
+      for (std::size_t k = 0; k < n; ++k) idx[k] = k;
       std::sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return keys[a] < keys[b] || (keys[a] == keys[b] && a < b); });
-      for (std::size_t i = 0; i < n; ++i) permutation_[i] = split_.train[idx[i]];
+      permutation_.resize(n);
+      for (std::size_t k = 0; k < n; ++k) permutation_[k] = split_.train[idx[k]];
       permutation_epoch_ = epoch;
     }
+    return permutation_[i % n];
+  }
+
+  // The pairs step `step` trains on, cropped and flipped. Pair j of the
+  // batch is position step·batch + j of the stream; a row whose files cannot
+  // be read is skipped (and counted) in favour of the next in its epoch.
+  std::vector<Pair> training_batch(std::int64_t step) {
+    const std::size_t n = split_.train.size();
     const CounterRng draw(config_.seed, 2);
-    for (std::size_t k = 0; k < n; ++k) {
-      const std::size_t row = permutation_[(static_cast<std::uint64_t>(step) + k) % n];
-      auto pair = load_pair(row);
-      if (!pair) continue;
-      const std::uint64_t bits = draw.bits(static_cast<std::uint64_t>(step));
-      std::optional<cv::Rect> crop;
-      if (config_.crop > 0 && (pair->input.rows > config_.crop || pair->input.cols > config_.crop)) {
-        const int ch = std::min(config_.crop, pair->input.rows), cw = std::min(config_.crop, pair->input.cols);
-        const int y = static_cast<int>(bits % static_cast<std::uint64_t>(pair->input.rows - ch + 1));
-        const int x = static_cast<int>((bits >> 24) % static_cast<std::uint64_t>(pair->input.cols - cw + 1));
-        pair->input = pair->input(cv::Rect(x, y, cw, ch)).clone();
-        pair->target = pair->target(cv::Rect(x, y, cw, ch)).clone();
-        crop = cv::Rect(x, y, cw, ch);
+    std::vector<Pair> batch;
+    std::vector<std::uint64_t> bits;
+    for (int j = 0; j < config_.batch; ++j) {
+      const std::uint64_t i = static_cast<std::uint64_t>(step) * static_cast<std::uint64_t>(config_.batch) + j;
+      stream_row(i);  // the epoch's permutation
+      for (std::size_t k = 0; k < n; ++k) {
+        const std::size_t row = permutation_[(i + k) % n];
+        if (auto pair = load_pair(row)) {
+          pair->row = row;
+          batch.push_back(std::move(*pair));
+          bits.push_back(draw.bits(i));
+          break;
+        }
       }
-      pair->row = row;
-      pair->crop = crop.value_or(cv::Rect(0, 0, pair->input.cols, pair->input.rows));
-      if (config_.flips && (bits >> 63)) {
-        cv::flip(pair->input, pair->input, 1);
-        cv::flip(pair->target, pair->target, 1);
-        pair->flipped = true;
-      }
-      return pair;
+      if (batch.size() != static_cast<std::size_t>(j) + 1) return {};
     }
-    return std::nullopt;
+    // One size for the whole batch: the crop side, cut to its smallest image.
+    const int side = crop_side(step);
+    int h = side > 0 ? side : std::numeric_limits<int>::max(), w = h;
+    for (const auto& p : batch) h = std::min(h, p.input.rows), w = std::min(w, p.input.cols);
+    for (std::size_t j = 0; j < batch.size(); ++j) {
+      Pair& p = batch[j];
+      const int y = static_cast<int>(bits[j] % static_cast<std::uint64_t>(p.input.rows - h + 1));
+      const int x = static_cast<int>((bits[j] >> 24) % static_cast<std::uint64_t>(p.input.cols - w + 1));
+      p.crop = cv::Rect(x, y, w, h);
+      if (h != p.input.rows || w != p.input.cols) {
+        p.input = p.input(p.crop).clone();
+        p.target = p.target(p.crop).clone();
+      }
+      if (config_.flips && (bits[j] >> 63)) {
+        cv::flip(p.input, p.input, 1);
+        cv::flip(p.target, p.target, 1);
+        p.flipped = true;
+      }
+    }
+    return batch;
   }
 
   std::optional<Pair> load_pair(std::size_t row) {
@@ -350,8 +548,10 @@ class Trainer {
     const datagen::DatasetRow& r = dataset_.rows()[row];
     try {
       Pair p{read_image(options_.data / r.input_file), read_image(options_.data / r.output_file), row, {}, false};
-      if (p.input.size() != p.target.size() || p.input.channels() != 3 || p.target.channels() != 3) {
-        throw Error("pair " + r.key + ": input and target differ in size or are not colour images");
+      if (p.input.size() != p.target.size() || p.input.channels() != spec_.image_channels ||
+          p.target.channels() != spec_.image_channels) {
+        throw Error("pair " + r.key + ": input and target differ in size or do not have " +
+                    std::to_string(spec_.image_channels) + " channel(s)");
       }
       return p;
     } catch (const Error&) {
@@ -370,7 +570,8 @@ class Trainer {
     for (const std::size_t row : split_.validation) {
       const auto pair = load_pair(row);
       if (!pair) continue;
-      const PairScore score = score_pair(m, executor, pair->input, pair->target);
+      const PairScore score = score_pair(m, executor, pair->input, pair->target, row_planes_[row],
+                                         pair_metric(dataset_.rows()[row], pair->input.channels()));
       sum += score.psnr;
       identity += score.identity_psnr;
       ++count;
@@ -429,6 +630,7 @@ class Trainer {
   datagen::Split split_;
   model::NetworkSpec spec_;
   std::optional<model::Model> start_;  // the weights the run starts from
+  std::vector<std::vector<float>> row_planes_;  // each row's constant planes
   std::vector<std::size_t> permutation_;
   std::uint64_t permutation_epoch_ = 0;
   std::set<std::size_t> unreadable_;

@@ -151,6 +151,27 @@ std::vector<float> Model::operator_planes(const std::string& name) const {
   throw Error("model '" + source_ + "' has no operator '" + name + "'; valid: " + valid);
 }
 
+std::vector<float> Model::planes_for(const std::string& op, const std::map<std::string, double>& params) const {
+  if (spec_.one_hot_operators) return operator_planes(op);
+  std::vector<float> planes;
+  for (const InputPlane& plane : spec_.planes) {
+    if (plane.param.empty()) {
+      throw Error("model '" + source_ + "': plane '" + plane.name +
+                  "' carries no operator parameter; give the plane values (--planes)");
+    }
+    const auto it = params.find(plane.param);
+    if (it == params.end()) {
+      throw Error("model '" + source_ + "': plane '" + plane.name + "' needs parameter '" + plane.param + "'");
+    }
+    try {
+      planes.push_back(plane.value_for(it->second));
+    } catch (const Error& e) {
+      throw Error("model '" + source_ + "': " + e.what());
+    }
+  }
+  return planes;
+}
+
 void Model::check_planes(std::span<const float> planes) const {
   const std::size_t want = spec_.planes.size();
   if (planes.size() != want) {
@@ -190,6 +211,19 @@ cv::Mat network_input(const Model& model, const Image& rgb, std::span<const floa
     }
   }
   return input;
+}
+
+cv::Mat to_network_order(const Model& model, const Image& rgb) {
+  const NetworkSpec& spec = model.spec();
+  require_image(rgb, "model '" + model.source() + "'");
+  if (rgb.channels() != spec.image_channels) {
+    throw Error("model '" + model.source() + "' takes " + std::to_string(spec.image_channels) +
+                "-channel images, got " + std::to_string(rgb.channels()));
+  }
+  if (spec.channel_order != ChannelOrder::bgr || spec.image_channels != 3) return rgb.clone();
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  return bgr;
 }
 
 Image image_from_output(const Model& model, const cv::Mat& output) {

@@ -1,6 +1,7 @@
 #include "opforge/model/spec.hpp"
 
 #include <climits>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -133,13 +134,13 @@ void apply_published_conventions(NetworkSpec& spec, const std::map<std::string, 
   spec.channel_order = ChannelOrder::bgr;
   spec.quantisation = Quantisation::truncate;
   if (spec.architecture == "can32_an_parameterized") {
-    spec.planes.push_back({"parameter", "L0 smoothing strength; trained on k/200 for k = 2..200 (0.01..1.0)", 0, 1});
+    spec.planes.push_back(InputPlane::unmapped("parameter", "L0 smoothing strength; trained on k/200 for k = 2..200 (0.01..1.0)"));
   } else if (spec.architecture == "can32_an_combined") {
     const json order = parse_json_value(metadata, "operator_order", bad);
     if (!order.is_array() || order.empty()) throw Error(bad + "operator_order is not a list of names");
     for (const auto& name : order) {
       if (!name.is_string()) throw Error(bad + "operator_order is not a list of names");
-      spec.planes.push_back({name.get<std::string>(), "one-hot operator code (blends sum to 1)", 0, 1});
+      spec.planes.push_back(InputPlane::unmapped(name.get<std::string>(), "one-hot operator code (blends sum to 1)"));
     }
     spec.one_hot_operators = true;
   }
@@ -151,14 +152,57 @@ void parse_planes(NetworkSpec& spec, const json& planes, const std::string& bad)
     if (!p.is_object() || !p.contains("name") || !p["name"].is_string()) {
       throw Error(bad + "every input plane needs a name");
     }
-    InputPlane plane{p["name"].get<std::string>(), p.value("meaning", std::string()), p.value("min", 0.0),
-                     p.value("max", 1.0)};
-    if (!(plane.min <= plane.max)) throw Error(bad + "input plane '" + plane.name + "' has min > max");
+    InputPlane plane;
+    plane.name = p["name"].get<std::string>();
+    const std::string where = bad + "input plane '" + plane.name + "': ";
+    try {
+      plane.meaning = p.value("meaning", std::string());
+      plane.min = p.value("min", 0.0);
+      plane.max = p.value("max", 1.0);
+      if (p.contains("param")) {
+        plane.param = p["param"].get<std::string>();
+        const std::string scale = p.value("scale", std::string("linear"));
+        if (scale != "linear" && scale != "log") throw Error(where + "scale '" + scale + "' is invalid; valid: linear, log");
+        plane.log_scale = scale == "log";
+        const json range = p.value("param_range", json());
+        if (!range.is_array() || range.size() != 2 || !range[0].is_number() || !range[1].is_number()) {
+          throw Error(where + "param_range must be [lo, hi]");
+        }
+        plane.param_lo = range[0].get<double>();
+        plane.param_hi = range[1].get<double>();
+      }
+    } catch (const json::exception&) {
+      throw Error(where + "a field has the wrong type");
+    }
+    validate_plane(plane, where);
     spec.planes.push_back(std::move(plane));
   }
 }
 
 }  // namespace
+
+void validate_plane(const InputPlane& plane, const std::string& where) {
+  if (!std::isfinite(plane.min) || !std::isfinite(plane.max) || !(plane.min <= plane.max)) {
+    throw Error(where + "min and max must be finite with min <= max");
+  }
+  if (plane.param.empty()) return;
+  if (!std::isfinite(plane.param_lo) || !std::isfinite(plane.param_hi) || !(plane.param_lo < plane.param_hi)) {
+    throw Error(where + "param_range must be finite with lo < hi");
+  }
+  if (plane.log_scale && !(plane.param_lo > 0)) throw Error(where + "a log-scale param_range must be positive");
+}
+
+float InputPlane::value_for(double v) const {
+  if (!std::isfinite(v) || v < param_lo || v > param_hi) {
+    std::ostringstream msg;
+    msg << "plane '" << name << "': " << param << " = " << v << " is outside the range the network was trained on; valid: "
+        << param_lo << ".." << param_hi;
+    throw Error(msg.str());
+  }
+  const double t = log_scale ? (std::log(v) - std::log(param_lo)) / (std::log(param_hi) - std::log(param_lo))
+                             : (v - param_lo) / (param_hi - param_lo);
+  return static_cast<float>(min + t * (max - min));
+}
 
 int NetworkSpec::receptive_field() const {
   int field = 1;
@@ -195,6 +239,7 @@ void validate_spec(const NetworkSpec& spec, const std::string& source) {
     throw Error(bad + "image_channels " + std::to_string(spec.image_channels) + " is invalid; valid: 1 or 3");
   }
   if (!(spec.bn_epsilon > 0 && spec.bn_epsilon < 1)) throw Error(bad + "bn_epsilon must lie in (0, 1)");
+  for (const auto& plane : spec.planes) validate_plane(plane, bad + "input plane '" + plane.name + "': ");
   int channels = spec.input_channels();
   for (const auto& l : spec.layers) {
     const std::string where = bad + "layer '" + l.name + "': ";
@@ -311,7 +356,15 @@ std::map<std::string, std::string> spec_metadata(const NetworkSpec& spec) {
     layers.push_back(std::move(entry));
   }
   json planes = json::array();
-  for (const auto& p : spec.planes) planes.push_back({{"name", p.name}, {"meaning", p.meaning}, {"min", p.min}, {"max", p.max}});
+  for (const auto& p : spec.planes) {
+    json plane = {{"name", p.name}, {"meaning", p.meaning}, {"min", p.min}, {"max", p.max}};
+    if (!p.param.empty()) {
+      plane["param"] = p.param;
+      plane["scale"] = p.log_scale ? "log" : "linear";
+      plane["param_range"] = {p.param_lo, p.param_hi};
+    }
+    planes.push_back(std::move(plane));
+  }
   std::ostringstream eps;
   eps.precision(17);
   eps << spec.bn_epsilon;

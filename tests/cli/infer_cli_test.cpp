@@ -145,7 +145,9 @@ TEST(InferCli, RefusesBadModelsAndRequestsWithOneLine) {
       {{"infer", model_path("parameterized_L0_smoothing"), in, out, "--planes", "3"}, "out of range; valid: 0"},
       {{"infer", model_path("combined"), in, out, "--operator", "Sharpen"}, "has no operator 'Sharpen'; valid: Nonlocal_dehazing"},
       {{"infer", model_path("L0_smoothing"), in, out, "--operator", "L0_smoothing"}, "has no operator planes"},
-      {{"infer", model_path("combined"), in, out, "--operator", "TV_L1", "--planes", "1"}, "not both"},
+      {{"infer", model_path("combined"), in, out, "--operator", "TV_L1", "--planes", "1"}, "give one of --planes, --operator and --param"},
+      {{"infer", model_path("parameterized_L0_smoothing"), in, out, "--param", "lambda=0.1"}, "carries no operator parameter"},
+      {{"infer", model_path("parameterized_L0_smoothing"), in, out, "--param", "lambda"}, "valid: NAME=NUMBER"},
       {{"infer", model_path("L0_smoothing"), in, out, "--device", "vulkan"}, "--device vulkan is not available"},
       {{"infer", model_path("L0_smoothing"), in, out, "--device", "tpu"}, "valid: cpu, auto"},
       {{"infer", model_path("L0_smoothing"), in, (dir / "out.bmp").string()}, "out.bmp"},
@@ -160,6 +162,39 @@ TEST(InferCli, RefusesBadModelsAndRequestsWithOneLine) {
     expect_one_line(label, run(args, dir), part);
     EXPECT_FALSE(fs::exists(out)) << label;
   }
+}
+
+TEST(InferCli, ParamSetsThePlaneAParameterizedModelWasTrainedWith) {
+  const fs::path dir = test::scratch_dir("infer-param");
+  // The published parameterized network, its plane declared to carry
+  // l0_smooth's lambda on a log scale over [0.002, 0.2].
+  const auto st = SafeTensors::load(model_path("parameterized_L0_smoothing"));
+  std::map<std::string, Tensor> tensors;
+  for (const auto& [name, info] : st.tensors()) {
+    const auto raw = st.bytes(name);
+    tensors[name] = Tensor{info.dtype, info.shape, std::vector<std::uint8_t>(raw.begin(), raw.end())};
+  }
+  const model::Model published = model::Model::load(model_path("parameterized_L0_smoothing"));
+  auto metadata = published.provenance();
+  for (auto& [k, v] : model::spec_metadata(published.spec())) metadata[k] = v;
+  metadata["input_planes"] =
+      R"([{"name":"parameter","min":0,"max":1,"param":"lambda","scale":"log","param_range":[0.002,0.2]}])";
+  write_file_atomic(dir / "mapped.safetensors", encode_safetensors(tensors, metadata));
+  const std::string m = (dir / "mapped.safetensors").string();
+  write_image(dir / "in.png", test::synthetic_image(64, 80, 3));
+  const std::string in = (dir / "in.png").string();
+  ASSERT_EQ(run({"infer", m, in, (dir / "by_param.npy").string(), "--param", "lambda=0.02", "-q"}, dir).status, 0);
+  ASSERT_EQ(run({"infer", m, in, (dir / "by_plane.npy").string(), "--planes", "0.5", "-q"}, dir).status, 0);
+  EXPECT_EQ(cv::norm(read_image(dir / "by_param.npy"), read_image(dir / "by_plane.npy"), cv::NORM_INF), 0.0);
+  expect_one_line("out of range", run({"infer", m, in, (dir / "x.png").string(), "--param", "lambda=0.5"}, dir),
+                  "lambda = 0.5 is outside the range the network was trained on; valid: 0.002..0.2");
+  expect_one_line("missing", run({"infer", m, in, (dir / "x.png").string(), "--param", "sigma=3"}, dir),
+                  "needs parameter 'lambda'");
+  const Result info = run({"model", "info", m}, dir);
+  EXPECT_NE(info.out.find("--param lambda=V, V in 0.002..0.2"), std::string::npos) << info.out;
+  const auto json = nlohmann::json::parse(run({"model", "info", m, "--json"}, dir).out);
+  EXPECT_EQ(json["planes"][0]["param"], "lambda");
+  EXPECT_EQ(json["planes"][0]["scale"], "log");
 }
 
 TEST(InferCli, AnImageBeyondTheMemoryBudgetIsRefusedBeforeWork) {

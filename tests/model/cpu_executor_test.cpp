@@ -24,7 +24,7 @@ Model random_model(const std::vector<LayerSpec>& layers, int image_channels, int
   NetworkSpec spec;
   spec.architecture = "test";
   spec.image_channels = image_channels;
-  for (int p = 0; p < planes; ++p) spec.planes.push_back({"plane" + std::to_string(p), "", 0, 1});
+  for (int p = 0; p < planes; ++p) spec.planes.push_back(model::InputPlane::unmapped("plane" + std::to_string(p)));
   spec.layers = layers;
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);

@@ -102,6 +102,59 @@ std::string load_error(const std::vector<std::uint8_t>& bytes) {
   return test::error_of([&] { Model::parse(bytes, "bad.safetensors"); });
 }
 
+// A parameterized network whose plane carries l0_smooth's lambda, log-scaled.
+Model mapped_parameterized(const std::string& planes_json) {
+  const Model p = published("parameterized_L0_smoothing");
+  auto metadata = p.provenance();
+  for (auto& [k, v] : model::spec_metadata(p.spec())) metadata[k] = v;
+  metadata["input_planes"] = planes_json;
+  const auto original = SafeTensors::load(test::model_path("parameterized_L0_smoothing"));
+  std::map<std::string, Tensor> tensors;
+  for (const auto& [name, info] : original.tensors()) {
+    const auto raw = original.bytes(name);
+    tensors[name] = Tensor{info.dtype, info.shape, std::vector<std::uint8_t>(raw.begin(), raw.end())};
+  }
+  return Model::parse(encode_safetensors(tensors, metadata), "mapped.safetensors");
+}
+
+TEST(Model, APlaneCarriesAParameterThroughItsRange) {
+  const Model m = mapped_parameterized(
+      R"([{"name":"parameter","min":0,"max":1,"param":"lambda","scale":"log","param_range":[0.002,0.2]}])");
+  const model::InputPlane& plane = m.spec().planes[0];
+  EXPECT_EQ(plane.param, "lambda");
+  EXPECT_TRUE(plane.log_scale);
+  EXPECT_FLOAT_EQ(m.planes_for("l0_smooth", {{"lambda", 0.002}})[0], 0.0f);
+  EXPECT_NEAR(m.planes_for("l0_smooth", {{"lambda", 0.02}})[0], 0.5f, 1e-6);
+  EXPECT_FLOAT_EQ(m.planes_for("l0_smooth", {{"lambda", 0.2}})[0], 1.0f);
+  EXPECT_NE(test::error_of([&] { m.planes_for("l0_smooth", {{"lambda", 0.001}}); })
+                .find("lambda = 0.001 is outside the range the network was trained on; valid: 0.002..0.2"),
+            std::string::npos);
+  // The mapping survives a save.
+  const auto path = test::scratch_dir("model-mapped") / "m.safetensors";
+  m.save(path);
+  const Model again = Model::load(path);
+  EXPECT_EQ(again.spec().planes[0].param, "lambda");
+  EXPECT_DOUBLE_EQ(again.spec().planes[0].param_hi, 0.2);
+  EXPECT_EQ(again.encode(), m.encode());
+  // Linear: the range maps straight onto [min, max].
+  const Model linear = mapped_parameterized(
+      R"([{"name":"parameter","min":0,"max":1,"param":"sigma","scale":"linear","param_range":[10,50]}])");
+  EXPECT_FLOAT_EQ(linear.planes_for("gaussian_noise", {{"sigma", 20}})[0], 0.25f);
+  // A published plane carries no parameter: its values are given as they are.
+  EXPECT_NE(test::error_of([&] { published("parameterized_L0_smoothing").planes_for("l0_smooth", {{"lambda", 0.1}}); })
+                .find("carries no operator parameter"),
+            std::string::npos);
+  // Bad mappings are refused on load.
+  const auto error = [](const std::string& planes) { return test::error_of([&] { mapped_parameterized(planes); }); };
+  EXPECT_NE(error(R"([{"name":"p","param":"lambda","scale":"cubic","param_range":[1,2]}])").find("valid: linear, log"),
+            std::string::npos);
+  EXPECT_NE(error(R"([{"name":"p","param":"lambda","scale":"log","param_range":[0,2]}])").find("must be positive"),
+            std::string::npos);
+  EXPECT_NE(error(R"([{"name":"p","param":"lambda","param_range":[2,1]}])").find("lo < hi"), std::string::npos);
+  EXPECT_NE(error(R"([{"name":"p","param":"lambda"}])").find("param_range must be [lo, hi]"), std::string::npos);
+  EXPECT_NE(error(R"([{"name":"p","param":7,"param_range":[1,2]}])").find("wrong type"), std::string::npos);
+}
+
 nlohmann::json layers_of(const std::map<std::string, std::string>& metadata) {
   return nlohmann::json::parse(metadata.at("layers"));
 }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -40,6 +41,8 @@ struct DatasetRow {
 
   /// A numeric parameter's value; throws Error when the row has none.
   double number(const std::string& name) const;
+  /// Every numeric parameter, by name (text-valued ones left out).
+  std::map<std::string, double> numbers() const;
 };
 
 /// A finished dataset directory (metadata.jsonl present).

@@ -6,10 +6,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "opforge/core/metrics.hpp"
+#include "opforge/datagen/dataset.hpp"
 #include "opforge/model/executor.hpp"
 #include "opforge/model/model.hpp"
 
@@ -51,7 +53,16 @@ struct PairScore {
   double psnr = 0, ssim = 0, identity_psnr = 0, identity_ssim = 0;
 };
 PairScore score_pair(const model::Model& model, model::Executor& executor, const Image& input, const Image& target,
-                     const MetricOptions& metric = {});
+                     std::span<const float> planes = {}, const MetricOptions& metric = {});
+
+/// How a dataset row is scored: super-resolution rows (operator `sr_*`) on
+/// luma (computed from RGB, as is for 1-channel pairs) with the border
+/// shaved by the scale, as the SR papers report; everything else on all
+/// channels.
+MetricOptions pair_metric(const datagen::DatasetRow& row, int channels);
+/// The constant planes a row's pair runs with: none for a model without
+/// planes, else the row's operator and parameters (Model::planes_for).
+std::vector<float> pair_planes(const model::Model& model, const datagen::DatasetRow& row);
 
 /// Throws Error for a dataset that cannot be read, a split that cannot be
 /// made, or no pair left to evaluate.

@@ -4,6 +4,7 @@
 // model file once trained. The parameters keep the model file's tensor
 // names, so a trained network saves as a file `opforge infer` runs.
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -38,10 +39,28 @@ class Network {
 /// Throws Error for another name.
 model::NetworkSpec can_spec(const std::string& architecture, const std::vector<std::string>& operators = {});
 
+/// SRCNN 9-1-5 (Dong, Loy, He, Tang, TPAMI 2015) on one channel (luma):
+/// 9×9 conv → 64, ReLU; 1×1 → 32, ReLU; 5×5 → 1, all with biases.
+/// The model file's convolutions pad with zeros ("SAME"); the paper's valid
+/// convolutions are the trainer's `loss_border` (the loss ignores the
+/// 6-pixel band whose outputs see the padding).
+model::NetworkSpec srcnn_spec();
+
+/// The spec of a network the trainer builds by name: a CAN architecture
+/// (can_spec) or "srcnn_915". Throws Error listing the valid names.
+model::NetworkSpec network_spec(const std::string& architecture, const std::vector<std::string>& operators = {});
+
 /// Chen et al.'s initialisation: every kernel the identity map (centre tap 1
 /// from channel i to channel i for i < min(cin, cout), 0 elsewhere), no
 /// bias, w0 = 1, w1 = 0, β = 0. The untrained network is the identity on
 /// images in [0, 1]: each layer passes the image's channels through.
 model::Model identity_initialised(const model::NetworkSpec& spec);
+
+/// Dong et al.'s initialisation: every weight drawn from N(0, stddev²)
+/// (counter-based, keyed by `seed`), biases 0. With `identity_path` channel 0
+/// of every layer also gets a centre tap of 1 from channel 0, so the
+/// untrained network is within noise of the identity and SRCNN starts at
+/// the bicubic baseline instead of at a black image.
+model::Model gaussian_initialised(const model::NetworkSpec& spec, double stddev, std::uint64_t seed, bool identity_path);
 
 }  // namespace opforge::learner

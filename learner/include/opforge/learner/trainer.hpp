@@ -32,14 +32,43 @@ struct Schedule {
   double rate(double base, std::int64_t step, std::int64_t steps) const;
 };
 
+/// The side of the square training crops: `lo` = `hi` for one size, a
+/// range for a side drawn per step (training at random resolutions), 0 for
+/// whole images. A crop never exceeds the images of its batch: a batch is
+/// cut to the smallest height and width in it, each pair at its own offset.
+struct CropSize {
+  int lo = 256, hi = 256;
+};
+
+/// A stretch of the run with its own crop size (Chen et al.: whole 480p
+/// images, then random resolutions).
+struct Phase {
+  std::int64_t steps = 0;
+  CropSize crop;
+};
+
+/// What a parameter plane carries (model::InputPlane's mapping): an operator
+/// parameter, its range and its scale.
+struct PlaneConfig {
+  std::string param;
+  bool log_scale = false;
+  double lo = 0, hi = 1;
+};
+
 struct TrainConfig {
-  std::string network = "can24_an";   ///< a CAN architecture (can_spec)
-  std::string init = "identity";      ///< "identity" or a model file to fine-tune
+  std::string network = "can24_an";   ///< network_spec's names
+  /// "identity" (CAN: Chen et al.'s; SRCNN: Gaussian plus an identity path),
+  /// "gaussian" (Dong et al.'s N(0, 0.001²)) or a model file to fine-tune.
+  std::string init = "identity";
+  std::vector<PlaneConfig> planes;    ///< one per parameter plane (parameterized networks)
+  std::vector<std::string> operators; ///< a combined network's one-hot planes; empty: the dataset's, sorted
   std::string loss = "mse";           ///< "mse" or "l1"
+  int loss_border = 0;                ///< pixels at each crop edge left out of the loss
   AdamConfig adam;
   Schedule schedule;
-  std::int64_t steps = 1000;
-  int crop = 256;                     ///< square training crops (0: whole images)
+  std::int64_t steps = 1000;          ///< in all (the phases' sum)
+  std::vector<Phase> phases;          ///< never empty once parsed
+  int batch = 1;                      ///< pairs per step
   bool flips = true;                  ///< random horizontal flips
   std::size_t validation_sources = 1; ///< source images held out (split_by_source)
   std::int64_t validate_every = 100;  ///< steps; 0: only at the end
@@ -65,7 +94,8 @@ struct TrainOptions {
   std::function<void(std::int64_t, double, double)> progress;
   /// When set, a JSON-lines log of the run: first the split
   /// ({"train": [keys], "validation": [keys]}), then one line per step
-  /// ({"step", "key", "crop": [x, y, w, h], "flip", "loss", "learning_rate"})
+  /// ({"step", "key", "crop": [x, y, w, h], "flip", "loss", "learning_rate"};
+  /// batches of several pairs give "keys", "crops" and "flips" as lists)
   /// and one per validation ({"step", "validation_psnr_db",
   /// "identity_psnr_db"}): the training curves, and enough to replay the
   /// run's exact data order elsewhere (bench/can_train_equivalence.py).

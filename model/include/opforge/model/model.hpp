@@ -50,6 +50,12 @@ class Model {
   /// The constant planes for `--operator NAME` on a one-hot model: 1 on that
   /// operator's plane, 0 elsewhere. Throws Error listing the valid names.
   std::vector<float> operator_planes(const std::string& name) const;
+  /// The constant planes for an operator and its parameter values, as the
+  /// network was trained: a one-hot model's operator planes (operator_planes),
+  /// otherwise each plane's parameter mapped by its range (InputPlane::value_for).
+  /// Throws Error naming a missing parameter, a value outside the trained
+  /// range, or a plane that carries no parameter (give its value instead).
+  std::vector<float> planes_for(const std::string& op, const std::map<std::string, double>& params) const;
   /// Throws Error unless `planes` holds one value per input plane, each in
   /// its plane's range.
   void check_planes(std::span<const float> planes) const;
@@ -64,6 +70,8 @@ class Model {
 /// The network's input for an RGB [0,1] image: its channels in the model's
 /// order, then the constant planes (check_planes first). H×W×input_channels.
 cv::Mat network_input(const Model& model, const Image& rgb, std::span<const float> planes);
+/// The image's channels in the model's order (H×W×image_channels).
+cv::Mat to_network_order(const Model& model, const Image& rgb);
 /// The network's raw output as an RGB Image (the model's channel order undone).
 Image image_from_output(const Model& model, const cv::Mat& output);
 /// The integer levels the model's quantisation gives, as an Image of exact

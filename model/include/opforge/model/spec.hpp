@@ -58,10 +58,29 @@ enum class ChannelOrder { rgb, bgr };
 enum class Quantisation { round, truncate };
 
 /// A constant extra input plane, after the image's channels.
+///
+/// A plane that carries an operator parameter says which one and how its
+/// range maps onto [min, max] (linearly, or linearly in log v), so that a
+/// training row's `params` and `opforge infer --param NAME=V` give the plane
+/// value the network was trained with (Model::planes_for).
 struct InputPlane {
   std::string name;      ///< "parameter", or an operator name for one-hot planes
   std::string meaning;   ///< one line for `opforge model info`
   double min = 0, max = 1;  ///< valid values (`opforge infer --planes`)
+  std::string param;     ///< the operator parameter it carries; empty when it carries none
+  bool log_scale = false;   ///< map log(v) rather than v
+  double param_lo = 0, param_hi = 1;  ///< the parameter values that map onto min and max
+
+  /// A plane with values in [0, 1] that carries no parameter.
+  static InputPlane unmapped(std::string name, std::string meaning = {}) {
+    InputPlane p;
+    p.name = std::move(name);
+    p.meaning = std::move(meaning);
+    return p;
+  }
+  /// The plane value for parameter value v; throws Error when v lies
+  /// outside [param_lo, param_hi] (the network never saw it).
+  float value_for(double v) const;
 };
 
 struct NetworkSpec {
@@ -96,6 +115,9 @@ std::map<std::string, std::string> spec_metadata(const NetworkSpec& spec);
 /// Throws Error unless the layers chain from input_channels() to
 /// image_channels and every field is within the ranges above.
 void validate_spec(const NetworkSpec& spec, const std::string& source);
+
+/// Throws Error (prefixed by `where`) unless the plane's ranges are valid.
+void validate_plane(const InputPlane& plane, const std::string& where);
 
 const char* to_string(Normalizer n);
 const char* to_string(Activation a);
