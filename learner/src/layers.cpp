@@ -3,6 +3,7 @@
 #include <tbb/parallel_for.h>
 
 #include <cmath>
+#include <memory>
 #include <type_traits>
 
 #include "opforge/model/convolution.hpp"
@@ -67,13 +68,22 @@ Tensor<T> Conv2d<T>::forward(const Tensor<T>& x) {
   const int ho = (x.h + s - 1) / s, wo = (x.w + s - 1) / s;
   Tensor<T> out(x.n, ho, wo, k.cout);
   if constexpr (std::is_same_v<T, float>) {
+    const model::LayerSpec spec = as_layer_spec(k, weights_.name);
     if (s == 1) {  // the CPU executor's vector kernels
-      const model::LayerSpec spec = as_layer_spec(k, weights_.name);
       for (int b = 0; b < x.n; ++b) {
         model::convolve(spec, weights_.value, bias_.value, &x.at(b, 0, 0, 0), x.h, x.w, &out.at(b, 0, 0, 0));
       }
       return out;
     }
+    // Strided: the stride-1 convolution (vector kernels), every s-th pixel
+    // kept; s² times the arithmetic of this layer, far less time than the loops below.
+    Tensor<float> full(1, x.h, x.w, k.cout);
+    for (int b = 0; b < x.n; ++b) {
+      model::convolve(spec, weights_.value, bias_.value, &x.at(b, 0, 0, 0), x.h, x.w, full.data.data());
+      for (int y = 0; y < ho; ++y)
+        for (int ox = 0; ox < wo; ++ox) std::copy_n(&full.at(0, y * s, ox * s, 0), k.cout, &out.at(b, y, ox, 0));
+    }
+    return out;
   }
   const T* w = weights_.value.data();
   tbb::parallel_for(0, x.n * ho, [&](int row) {
@@ -114,8 +124,9 @@ Tensor<T> Conv2d<T>::backward(const Tensor<T>& dy) {
   Tensor<T> dx(x.n, x.h, x.w, k.cin);
   bool dx_done = false;
   if constexpr (std::is_same_v<T, float>) {
-    if (s == 1) {
-      // Stride 1: d(input) is the forward convolution of dy with the kernel
+    {
+      // d(input) is the forward convolution of the stride-1 output's
+      // gradient (dy at every s-th pixel, zeros between) with the kernel
       // flipped in space and transposed in channels.
       std::vector<float> flipped(weights_.value.size());
       for (int ky = 0; ky < k.kernel_h; ++ky)
@@ -128,7 +139,16 @@ Tensor<T> Conv2d<T>::backward(const Tensor<T>& dy) {
       ConvConfig back = k;
       std::swap(back.cin, back.cout);
       const model::LayerSpec spec = as_layer_spec(back, weights_.name);
-      for (int b = 0; b < x.n; ++b) model::convolve(spec, flipped, {}, &dy.at(b, 0, 0, 0), x.h, x.w, &dx.at(b, 0, 0, 0));
+      if (s == 1) {
+        for (int b = 0; b < x.n; ++b) model::convolve(spec, flipped, {}, &dy.at(b, 0, 0, 0), x.h, x.w, &dx.at(b, 0, 0, 0));
+      } else {
+        Tensor<float> spread(1, x.h, x.w, k.cout);
+        for (int b = 0; b < x.n; ++b) {
+          for (int y = 0; y < ho; ++y)
+            for (int ox = 0; ox < wo; ++ox) std::copy_n(&dy.at(b, y, ox, 0), k.cout, &spread.at(0, y * s, ox * s, 0));
+          model::convolve(spec, flipped, {}, spread.data.data(), x.h, x.w, &dx.at(b, 0, 0, 0));
+        }
+      }
       dx_done = true;
     }
   }
@@ -249,12 +269,79 @@ std::vector<Parameter<T>*> ConvTranspose2d<T>::parameters() {
 }
 
 template <typename T>
+bool ConvTranspose2d<T>::phased() const {
+  return std::is_same_v<T, float> && config_.kernel == 4 && config_.stride == 2 && config_.padding == 1;
+}
+
+// The 4×4 stride-2 padding-1 case in float: four stride-1 3×3 convolutions,
+// one per output phase (model::transposed_phase_kernel), on the vector kernels.
+template <typename T>
+Tensor<T> ConvTranspose2d<T>::phase_forward(const Tensor<T>& x) {
+  const auto& k = config_;
+  Tensor<T> out(x.n, 2 * x.h, 2 * x.w, k.cout);
+  std::vector<T> kernel4(weights_.value.begin(), weights_.value.end());
+  phases_.clear();
+  for (int phase = 0; phase < 4; ++phase) {
+    const int py = phase / 2, px = phase % 2;
+    std::vector<T> k3;
+    if constexpr (std::is_same_v<T, float>) k3 = model::transposed_phase_kernel(kernel4, k.cin, k.cout, py, px);
+    phases_.push_back(std::make_unique<Conv2d<T>>(ConvConfig{3, 3, k.cin, k.cout, 1, 1, false}, weights_.name, std::move(k3)));
+    const Tensor<T> part = phases_.back()->forward(x);
+    for (int b = 0; b < x.n; ++b)
+      for (int m = 0; m < x.h; ++m)
+        for (int n = 0; n < x.w; ++n) {
+          T* dst = &out.at(b, 2 * m + py, 2 * n + px, 0);
+          const T* src = &part.at(b, m, n, 0);
+          for (int o = 0; o < k.cout; ++o) dst[o] = src[o] + (k.bias ? bias_.value[o] : T(0));
+        }
+  }
+  return out;
+}
+
+template <typename T>
+Tensor<T> ConvTranspose2d<T>::phase_backward(const Tensor<T>& dy) {
+  const auto& k = config_;
+  const Tensor<T>& x = input_;
+  Tensor<T> dx(x.n, x.h, x.w, k.cin);
+  // tap index (0..2) of each phase → row or column of the 4×4 kernel, −1 for none
+  const int map[2][3] = {{3, 1, -1}, {-1, 2, 0}};
+  const std::size_t block = static_cast<std::size_t>(k.cin) * k.cout;
+  for (int phase = 0; phase < 4; ++phase) {
+    const int py = phase / 2, px = phase % 2;
+    Tensor<T> part(x.n, x.h, x.w, k.cout);
+    for (int b = 0; b < x.n; ++b)
+      for (int m = 0; m < x.h; ++m)
+        for (int n = 0; n < x.w; ++n) std::copy_n(&dy.at(b, 2 * m + py, 2 * n + px, 0), k.cout, &part.at(b, m, n, 0));
+    const Tensor<T> d = phases_[phase]->backward(part);
+    for (std::size_t j = 0; j < dx.size(); ++j) dx.data[j] += d.data[j];
+    const std::vector<T>& g3 = phases_[phase]->parameters()[0]->grad;
+    for (int a = 0; a < 3; ++a)
+      for (int c = 0; c < 3; ++c) {
+        const int ky = map[py][a], kx = map[px][c];
+        if (ky < 0 || kx < 0) continue;
+        T* g4 = &weights_.grad[static_cast<std::size_t>(ky * 4 + kx) * block];
+        const T* src = &g3[static_cast<std::size_t>(a * 3 + c) * block];
+        for (std::size_t j = 0; j < block; ++j) g4[j] += src[j];
+      }
+  }
+  phases_.clear();
+  if (k.bias) {
+    for (int b = 0; b < dy.n; ++b)
+      for (int y = 0; y < dy.h; ++y)
+        for (int xx = 0; xx < dy.w; ++xx)
+          for (int o = 0; o < k.cout; ++o) bias_.grad[o] += dy.at(b, y, xx, o);
+  }
+  return dx;
+}
+
+template <typename T>
 Tensor<T> ConvTranspose2d<T>::forward(const Tensor<T>& x) {
   const auto& k = config_;
   require_channels(x, k.cin, weights_.name.c_str());
   input_ = x;
   const int ho = out_size(x.h), wo = out_size(x.w);
   if (ho < 1 || wo < 1) throw Error(weights_.name + ": input " + x.shape_text() + " is too small");
+  if (phased() && use_phases_) return phase_forward(x);
   Tensor<T> out(x.n, ho, wo, k.cout);
   // Gather: output (oy, ox) reads input (iy, ix) where oy = iy·s − p + ky.
   tbb::parallel_for(0, x.n * ho, [&](int row) {
@@ -287,6 +374,7 @@ Tensor<T> ConvTranspose2d<T>::backward(const Tensor<T>& dy) {
   if (dy.n != x.n || dy.h != ho || dy.w != wo || dy.c != k.cout) {
     throw Error(weights_.name + ": gradient " + dy.shape_text() + " does not match the forward output");
   }
+  if (!phases_.empty()) return phase_backward(dy);
   Tensor<T> dx(x.n, x.h, x.w, k.cin);
   const int blocks_per_image = (x.h + kReductionRows - 1) / kReductionRows;
   const int blocks = x.n * blocks_per_image;

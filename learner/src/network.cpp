@@ -1,5 +1,7 @@
 #include "opforge/learner/network.hpp"
 
+#include <cmath>
+
 #include "opforge/core/error.hpp"
 #include "opforge/core/rng.hpp"
 
@@ -107,13 +109,67 @@ model::NetworkSpec srcnn_spec() {
   return spec;
 }
 
-model::NetworkSpec network_spec(const std::string& architecture, const std::vector<std::string>& operators) {
+model::NetworkSpec fan_spec(const std::string& variant, std::vector<model::InputPlane> weight_inputs, int width) {
+  if (variant != "fan_decoupled" && variant != "fan_cheap_tuning") {
+    throw Error("unknown Fan et al. variant '" + variant + "'; valid: fan_decoupled, fan_cheap_tuning");
+  }
+  if (weight_inputs.empty()) throw Error(variant + " needs at least one weight input (the operator parameter)");
+  model::NetworkSpec spec;
+  spec.architecture = variant;
+  spec.channel_order = model::ChannelOrder::bgr;  // cv2 images, as the released script
+  spec.quantisation = model::Quantisation::round;
+  spec.input_transform = model::InputTransform::fan_edges;
+  for (auto& p : weight_inputs) p.feeds_weights = true;
+  spec.planes = std::move(weight_inputs);
+  const bool all = variant == "fan_decoupled";
+  const auto layer = [&](std::string name, int cin, int cout, int stride = 1, int dilation = 1) {
+    model::LayerSpec l;
+    l.name = std::move(name);
+    l.cin = cin;
+    l.cout = cout;
+    l.stride = stride;
+    l.dilation = dilation;
+    l.normalizer = model::Normalizer::instance;
+    l.activation = model::Activation::relu;
+    l.generated = all ? model::Generated::weights : model::Generated::none;
+    return l;
+  };
+  spec.layers.push_back(layer("conv1", 4, width));
+  spec.layers.push_back(layer("conv2", width, width));
+  spec.layers.push_back(layer("conv3", width, width, 2));
+  const int dilations[] = {2, 4, 4, 8, 8, 16, 1};
+  for (int b = 0; b < 7; ++b) {
+    const std::string block = "res" + std::to_string(b + 1);
+    spec.layers.push_back(layer(block + "a", width, width, 1, dilations[b]));
+    model::LayerSpec second = layer(block + "b", width, width, 1, dilations[b]);
+    second.residual_from = block + "a";
+    spec.layers.push_back(second);
+  }
+  model::LayerSpec up = layer("deconv18", width, width);
+  up.kernel_h = up.kernel_w = 4;
+  up.stride = 2;
+  up.transposed = true;
+  spec.layers.push_back(up);
+  model::LayerSpec conv19 = layer("conv19", width, width);
+  if (!all) conv19.generated = model::Generated::norm;  // cheap tuning: the last IN only
+  spec.layers.push_back(conv19);
+  model::LayerSpec last = layer("conv20", width, 3);
+  last.normalizer = model::Normalizer::none;
+  spec.layers.push_back(last);
+  return spec;
+}
+
+model::NetworkSpec network_spec(const std::string& architecture, const std::vector<std::string>& operators,
+                                std::vector<model::InputPlane> weight_inputs) {
   if (architecture == "srcnn_915") return srcnn_spec();
+  if (architecture == "fan_decoupled" || architecture == "fan_cheap_tuning") {
+    return fan_spec(architecture, std::move(weight_inputs));
+  }
   if (architecture == "can24_an" || architecture == "can32_an_parameterized" || architecture == "can32_an_combined") {
     return can_spec(architecture, operators);
   }
   throw Error("unknown network '" + architecture +
-              "'; valid: can24_an, can32_an_parameterized, can32_an_combined, srcnn_915");
+              "'; valid: can24_an, can32_an_parameterized, can32_an_combined, srcnn_915, fan_decoupled, fan_cheap_tuning");
 }
 
 model::Model gaussian_initialised(const model::NetworkSpec& spec, double stddev, std::uint64_t seed, bool identity_path) {
@@ -133,6 +189,44 @@ model::Model gaussian_initialised(const model::NetworkSpec& spec, double stddev,
       w.w0 = 1.0f;
       w.w1 = 0.0f;
       w.beta.assign(l.cout, 0.0f);
+    }
+    weights.push_back(std::move(w));
+  }
+  return model::Model(spec, std::move(weights), "initial " + spec.architecture);
+}
+
+model::Model uniform_initialised(const model::NetworkSpec& spec, std::uint64_t seed) {
+  const std::size_t p = static_cast<std::size_t>(spec.weight_inputs());
+  std::vector<model::LayerWeights> weights;
+  for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+    const auto& l = spec.layers[i];
+    const CounterRng rng(seed, 200 + i);
+    const double bound = 1.0 / std::sqrt(double(l.kernel_h) * l.kernel_w * (l.transposed ? l.cout : l.cin));
+    model::LayerWeights w;
+    const std::size_t size = static_cast<std::size_t>(l.kernel_h) * l.kernel_w * l.cin * l.cout;
+    const auto uniform = [&](std::size_t k) { return static_cast<float>(bound * (2 * rng.uniform(k) - 1)); };
+    w.kernel.resize(size);
+    for (std::size_t k = 0; k < size; ++k) w.kernel[k] = uniform(k);
+    if (l.generated == model::Generated::weights) {
+      w.kernel_from_params.resize(p * size);
+      for (std::size_t k = 0; k < p * size; ++k) w.kernel_from_params[k] = uniform(size + k);
+    }
+    if (l.bias) {
+      w.bias.resize(l.cout);
+      for (int o = 0; o < l.cout; ++o) w.bias[o] = uniform((1 + p) * size + o);
+    }
+    if (l.normalizer == model::Normalizer::adaptive_bn) {
+      w.w0 = 1.0f;
+      w.w1 = 0.0f;
+      w.beta.assign(l.cout, 0.0f);
+    }
+    if (l.normalizer == model::Normalizer::instance) {
+      w.gamma.assign(l.cout, 1.0f);
+      w.beta.assign(l.cout, 0.0f);
+      if (l.generated == model::Generated::norm) {
+        w.gamma_from_params.assign(p * l.cout, 0.0f);
+        w.beta_from_params.assign(p * l.cout, 0.0f);
+      }
     }
     weights.push_back(std::move(w));
   }

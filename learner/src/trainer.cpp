@@ -530,21 +530,31 @@ class Trainer {
       const int y = static_cast<int>(bits[j] % static_cast<std::uint64_t>(p.input.rows - h + 1));
       const int x = static_cast<int>((bits[j] >> 24) % static_cast<std::uint64_t>(p.input.cols - w + 1));
       p.crop = cv::Rect(x, y, w, h);
-      if (h != p.input.rows || w != p.input.cols) {
+      // New images, never written in place: the uncropped ones share the cache's pixels.
+      if (config_.flips && (bits[j] >> 63)) {
+        Image input, target;
+        cv::flip(p.input(p.crop), input, 1);
+        cv::flip(p.target(p.crop), target, 1);
+        p.input = input, p.target = target;
+        p.flipped = true;
+      } else if (h != p.input.rows || w != p.input.cols) {
         p.input = p.input(p.crop).clone();
         p.target = p.target(p.crop).clone();
-      }
-      if (config_.flips && (bits[j] >> 63)) {
-        cv::flip(p.input, p.input, 1);
-        cv::flip(p.target, p.target, 1);
-        p.flipped = true;
       }
     }
     return batch;
   }
 
+  // A pair's decoded images. Decoded pairs stay in memory up to
+  // kCacheBytes (the oldest dropped first): a batch of small crops from
+  // large photos would otherwise spend its step decoding PNGs. The cache
+  // changes only the speed, never which pixels a step sees.
   std::optional<Pair> load_pair(std::size_t row) {
     if (unreadable_.count(row)) return std::nullopt;
+    if (const auto hit = cache_.find(row); hit != cache_.end()) {
+      // Copies share the pixels; crops and flips below clone before writing.
+      return Pair{hit->second.first, hit->second.second, row, {}, false};
+    }
     const datagen::DatasetRow& r = dataset_.rows()[row];
     try {
       Pair p{read_image(options_.data / r.input_file), read_image(options_.data / r.output_file), row, {}, false};
@@ -552,6 +562,18 @@ class Trainer {
           p.target.channels() != spec_.image_channels) {
         throw Error("pair " + r.key + ": input and target differ in size or do not have " +
                     std::to_string(spec_.image_channels) + " channel(s)");
+      }
+      const std::size_t bytes = 2 * p.input.total() * p.input.elemSize();
+      while (!cache_order_.empty() && cache_bytes_ + bytes > kCacheBytes) {
+        const auto old = cache_.find(cache_order_.front());
+        cache_bytes_ -= 2 * old->second.first.total() * old->second.first.elemSize();
+        cache_.erase(old);
+        cache_order_.erase(cache_order_.begin());
+      }
+      if (bytes <= kCacheBytes) {
+        cache_.emplace(row, std::make_pair(p.input, p.target));
+        cache_order_.push_back(row);
+        cache_bytes_ += bytes;
       }
       return p;
     } catch (const Error&) {
@@ -634,6 +656,10 @@ class Trainer {
   std::vector<std::size_t> permutation_;
   std::uint64_t permutation_epoch_ = 0;
   std::set<std::size_t> unreadable_;
+  static constexpr std::size_t kCacheBytes = std::size_t(1) << 30;
+  std::map<std::size_t, std::pair<Image, Image>> cache_;  // row → decoded input, target
+  std::vector<std::size_t> cache_order_;                  // rows, oldest first
+  std::size_t cache_bytes_ = 0;
   std::ofstream log_;
 };
 

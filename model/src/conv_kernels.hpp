@@ -6,6 +6,11 @@
 // [cin][padded cout] with the chunk's channels contiguous.
 
 #include <cstddef>
+#include <span>
+
+#include <opencv2/core.hpp>
+
+#include "opforge/model/model.hpp"
 
 namespace opforge::model::detail {
 
@@ -29,5 +34,20 @@ void run_kernel(bool vectorised, int vectors, int pixels, int blocks, const Tap*
                 int weight_stride, float* acc);
 
 bool cpu_has_avx2_fma();
+
+/// A stride-1 "SAME" convolution plus bias (the layer's normaliser and
+/// activation ignored) of output rows 0, row_step, 2·row_step, …, written
+/// one after another (⌈rows/row_step⌉ rows of cols·cout values); rows in
+/// parallel, each row's arithmetic fixed.
+void convolve_rows(const LayerSpec& layer, std::span<const float> kernel, std::span<const float> bias,
+                   const float* input, int rows, int cols, float* output, bool vectorised, int row_step = 1);
+
+/// Whether the streaming forward (stride-1 layers, adaptive or no
+/// normalisation, no residuals) runs the network; else layered_forward.
+bool streams(const NetworkSpec& spec);
+/// The forward pass layer by layer with whole activations: strides,
+/// transposed layers, instance normalisation and residuals (Fan et al.).
+cv::Mat layered_forward(const Model& model, const cv::Mat& input, bool vectorised);
+double layered_peak_bytes(const NetworkSpec& spec, int rows, int cols);
 
 }  // namespace opforge::model::detail

@@ -348,7 +348,12 @@ class Forward {
 
 void convolve(const LayerSpec& layer, std::span<const float> kernel, std::span<const float> bias, const float* input,
               int rows, int cols, float* output) {
-  if (layer.stride != 1) throw Error("layer '" + layer.name + "': model::convolve runs stride 1 only");
+  if (layer.stride != 1 || layer.transposed) throw Error("layer '" + layer.name + "': model::convolve runs stride 1 only");
+  detail::convolve_rows(layer, kernel, bias, input, rows, cols, output, CpuExecutor::has_avx2());
+}
+
+void detail::convolve_rows(const LayerSpec& layer, std::span<const float> kernel, std::span<const float> bias,
+                           const float* input, int rows, int cols, float* output, bool vectorised, int row_step) {
   const std::size_t need = static_cast<std::size_t>(layer.kernel_h) * layer.kernel_w * layer.cin * layer.cout;
   if (kernel.size() != need || (!bias.empty() && bias.size() != static_cast<std::size_t>(layer.cout))) {
     throw Error("layer '" + layer.name + "': kernel or bias has the wrong size");
@@ -357,10 +362,11 @@ void convolve(const LayerSpec& layer, std::span<const float> kernel, std::span<c
   plain.normalizer = Normalizer::none;
   plain.activation = Activation::none;
   const PackedLayer packed = pack(plain, kernel, bias);
-  const RowConvolution conv(packed, input, rows, cols, CpuExecutor::has_avx2());
+  const RowConvolution conv(packed, input, rows, cols, vectorised);
   const std::size_t row_values = static_cast<std::size_t>(cols) * layer.cout;
-  tbb::parallel_for(tbb::blocked_range<int>(0, rows, 1), [&](const tbb::blocked_range<int>& r) {
-    for (int y = r.begin(); y != r.end(); ++y) conv(y, output + y * row_values);
+  const int out_rows = (rows + row_step - 1) / row_step;
+  tbb::parallel_for(tbb::blocked_range<int>(0, out_rows, 1), [&](const tbb::blocked_range<int>& r) {
+    for (int y = r.begin(); y != r.end(); ++y) conv(y * row_step, output + y * row_values);
   });
 }
 
@@ -371,6 +377,7 @@ bool CpuExecutor::has_avx2() { return detail::cpu_has_avx2_fma(); }
 std::string CpuExecutor::name() const { return vectorised_ ? "cpu (avx2+fma)" : "cpu (portable)"; }
 
 double CpuExecutor::peak_bytes(const NetworkSpec& spec, int rows, int cols) const {
+  if (!detail::streams(spec)) return detail::layered_peak_bytes(spec, rows, cols);
   const double pixels = double(rows) * cols;
   // Two activation buffers at most (one when widths agree), the rows an
   // in-place layer holds back, the output and the per-row sums.
@@ -402,7 +409,11 @@ cv::Mat CpuExecutor::forward(const Model& model, const cv::Mat& input) {
   }
   require_memory("model '" + model.source() + "'", "a " + std::to_string(input.cols) + "x" + std::to_string(input.rows) + " forward pass",
                  peak_bytes(spec, input.rows, input.cols));
+  if (spec.weight_inputs() > 0) {
+    throw Error("model '" + model.source() + "' has generated weights: run Model::specialised(planes) (Executor::run does)");
+  }
   const cv::Mat contiguous = input.isContinuous() ? input : input.clone();
+  if (!detail::streams(spec)) return detail::layered_forward(model, contiguous, vectorised_);
   return Forward(model, input.rows, input.cols, vectorised_).run(contiguous);
 }
 

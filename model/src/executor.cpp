@@ -21,7 +21,9 @@ Image Executor::run(const Model& model, const Image& rgb, std::span<const float>
                        peak_bytes(spec, rgb.rows, rgb.cols);
   require_memory("model '" + model.source() + "'",
                  "a " + std::to_string(rgb.cols) + "x" + std::to_string(rgb.rows) + " forward pass", bytes);
-  return image_from_output(model, forward(model, network_input(model, rgb, planes)));
+  const cv::Mat input = network_input(model, rgb, planes);
+  if (spec.weight_inputs() == 0) return image_from_output(model, forward(model, input));
+  return image_from_output(model, forward(model.specialised(planes), input));
 }
 
 }  // namespace opforge::model

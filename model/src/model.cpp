@@ -16,7 +16,7 @@ namespace {
 const std::set<std::string>& spec_keys() {
   static const std::set<std::string> keys = {
       "opforge_spec_version", "architecture", "layout", "image_channels", "input_channels", "channel_order",
-      "quantisation", "input_planes", "one_hot_operators", "bn_epsilon", "layers", "layer_order", "dilations",
+      "quantisation", "input_planes", "one_hot_operators", "bn_epsilon", "in_epsilon", "input_transform", "layers", "layer_order", "dilations",
       "operator_order", "width", "input", "output", "forward", "normalizer", "activation", "bn_moments",
       "moving_stats_used", "moving_stats_untouched", "moving_stats_note", "dilations_note", "dropped_variables"};
   return keys;
@@ -74,11 +74,23 @@ Model::Model(NetworkSpec spec, std::vector<LayerWeights> weights, std::string so
     const std::size_t kernel = static_cast<std::size_t>(l.kernel_h) * l.kernel_w * l.cin * l.cout;
     if (w.kernel.size() != kernel) throw Error(where + "kernel has " + std::to_string(w.kernel.size()) + " values, needs " + std::to_string(kernel));
     if (w.bias.size() != (l.bias ? static_cast<std::size_t>(l.cout) : 0u)) throw Error(where + "bias has the wrong size");
-    const bool bn = l.normalizer == Normalizer::adaptive_bn;
-    if (w.beta.size() != (bn ? static_cast<std::size_t>(l.cout) : 0u)) throw Error(where + "beta has the wrong size");
+    const bool normalised = l.normalizer != Normalizer::none;
+    const bool in = l.normalizer == Normalizer::instance;
+    const std::size_t p = static_cast<std::size_t>(spec_.weight_inputs());
+    if (w.beta.size() != (normalised ? static_cast<std::size_t>(l.cout) : 0u)) throw Error(where + "beta has the wrong size");
+    if (w.gamma.size() != (in ? static_cast<std::size_t>(l.cout) : 0u)) throw Error(where + "gamma has the wrong size");
+    const bool gen_weights = l.generated == Generated::weights, gen_norm = l.generated == Generated::norm;
+    if (w.kernel_from_params.size() != (gen_weights ? p * kernel : 0u)) throw Error(where + "weights_from_params has the wrong size");
+    if (w.gamma_from_params.size() != (gen_norm ? p * l.cout : 0u) || w.beta_from_params.size() != (gen_norm ? p * l.cout : 0u)) {
+      throw Error(where + "gamma_from_params or beta_from_params has the wrong size");
+    }
     require_finite(w.kernel, where + "weights");
     require_finite(w.bias, where + "biases");
     require_finite(w.beta, where + "beta");
+    require_finite(w.gamma, where + "gamma");
+    require_finite(w.kernel_from_params, where + "weights_from_params");
+    require_finite(w.gamma_from_params, where + "gamma_from_params");
+    require_finite(w.beta_from_params, where + "beta_from_params");
     if (!std::isfinite(w.w0) || !std::isfinite(w.w1)) throw Error(where + "w0 or w1 is not finite");
   }
 }
@@ -96,6 +108,18 @@ Model Model::parse(std::vector<std::uint8_t> bytes, const std::string& source) {
       w.w0 = tensor(st, l.name + "/w0", {}, bad)[0];
       w.w1 = tensor(st, l.name + "/w1", {}, bad)[0];
       w.beta = tensor(st, l.name + "/BatchNorm/beta", {l.cout}, bad);
+    }
+    if (l.normalizer == Normalizer::instance) {
+      w.gamma = tensor(st, l.name + "/InstanceNorm/gamma", {l.cout}, bad);
+      w.beta = tensor(st, l.name + "/InstanceNorm/beta", {l.cout}, bad);
+    }
+    const std::int64_t p = spec.weight_inputs();
+    if (l.generated == Generated::weights) {
+      w.kernel_from_params = tensor(st, l.name + "/weights_from_params", {p, l.kernel_h, l.kernel_w, l.cin, l.cout}, bad);
+    }
+    if (l.generated == Generated::norm) {
+      w.gamma_from_params = tensor(st, l.name + "/InstanceNorm/gamma_from_params", {p, l.cout}, bad);
+      w.beta_from_params = tensor(st, l.name + "/InstanceNorm/beta_from_params", {p, l.cout}, bad);
     }
     weights.push_back(std::move(w));
   }
@@ -127,6 +151,18 @@ std::vector<std::uint8_t> Model::encode() const {
       tensors[l.name + "/w1"] = Tensor::f32({}, std::span<const float>(&w.w1, 1));
       tensors[l.name + "/BatchNorm/beta"] = Tensor::f32({l.cout}, w.beta);
     }
+    if (l.normalizer == Normalizer::instance) {
+      tensors[l.name + "/InstanceNorm/gamma"] = Tensor::f32({l.cout}, w.gamma);
+      tensors[l.name + "/InstanceNorm/beta"] = Tensor::f32({l.cout}, w.beta);
+    }
+    const std::int64_t p = spec_.weight_inputs();
+    if (l.generated == Generated::weights) {
+      tensors[l.name + "/weights_from_params"] = Tensor::f32({p, l.kernel_h, l.kernel_w, l.cin, l.cout}, w.kernel_from_params);
+    }
+    if (l.generated == Generated::norm) {
+      tensors[l.name + "/InstanceNorm/gamma_from_params"] = Tensor::f32({p, l.cout}, w.gamma_from_params);
+      tensors[l.name + "/InstanceNorm/beta_from_params"] = Tensor::f32({p, l.cout}, w.beta_from_params);
+    }
   }
   auto metadata = provenance_;
   for (auto& [key, value] : spec_metadata(spec_)) metadata[key] = value;
@@ -149,6 +185,56 @@ std::vector<float> Model::operator_planes(const std::string& name) const {
     valid += (valid.empty() ? "" : ", ") + spec_.planes[i].name;
   }
   throw Error("model '" + source_ + "' has no operator '" + name + "'; valid: " + valid);
+}
+
+namespace {
+
+// v = b + Σ_k A[k]·p[k], in float64, rounded once.
+std::vector<float> affine(const std::vector<float>& b, const std::vector<float>& a, std::span<const float> p) {
+  std::vector<float> out(b.size());
+  for (std::size_t j = 0; j < b.size(); ++j) {
+    double v = b[j];
+    for (std::size_t k = 0; k < p.size(); ++k) v += double(a[k * b.size() + j]) * p[k];
+    out[j] = static_cast<float>(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<float> weight_inputs_of(const NetworkSpec& spec, std::span<const float> planes) {
+  std::vector<float> p;
+  for (std::size_t i = 0; i < spec.planes.size() && i < planes.size(); ++i) {
+    if (spec.planes[i].feeds_weights) p.push_back(planes[i]);
+  }
+  return p;
+}
+
+Model Model::specialised(std::span<const float> planes) const {
+  check_planes(planes);
+  if (spec_.weight_inputs() == 0) return *this;
+  const std::vector<float> p = weight_inputs_of(spec_, planes);
+  NetworkSpec spec = spec_;
+  std::vector<LayerWeights> weights = weights_;
+  for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+    LayerWeights& w = weights[i];
+    if (spec.layers[i].generated == Generated::weights) w.kernel = affine(w.kernel, w.kernel_from_params, p);
+    if (spec.layers[i].generated == Generated::norm) {
+      w.gamma = affine(w.gamma, w.gamma_from_params, p);
+      w.beta = affine(w.beta, w.beta_from_params, p);
+    }
+    w.kernel_from_params.clear(), w.gamma_from_params.clear(), w.beta_from_params.clear();
+    spec.layers[i].generated = Generated::none;
+  }
+  // The weight inputs are now part of the weights: the planes that remain are the input planes.
+  std::vector<InputPlane> kept;
+  for (const auto& plane : spec.planes) {
+    if (!plane.feeds_weights) kept.push_back(plane);
+  }
+  spec.planes = std::move(kept);
+  Model out(std::move(spec), std::move(weights), source_);
+  out.provenance_ = provenance_;
+  return out;
 }
 
 std::vector<float> Model::planes_for(const std::string& op, const std::map<std::string, double>& params) const {
@@ -199,15 +285,46 @@ cv::Mat network_input(const Model& model, const Image& rgb, std::span<const floa
                 "-channel images, got " + std::to_string(rgb.channels()));
   }
   model.check_planes(planes);
+  std::vector<float> constant;  // the planes that enter as input channels
+  for (std::size_t i = 0; i < planes.size(); ++i) {
+    if (!spec.planes[i].feeds_weights) constant.push_back(planes[i]);
+  }
   const int channels = spec.input_channels();
+  const bool fan = spec.input_transform == InputTransform::fan_edges;
+  const int first_plane = spec.image_channels + (fan ? 1 : 0);
   cv::Mat input(rgb.rows, rgb.cols, CV_32FC(channels));
   const bool swap = spec.channel_order == ChannelOrder::bgr && spec.image_channels == 3;
+  const float scale = fan ? 255.0f : 1.0f;
   for (int y = 0; y < rgb.rows; ++y) {
     const float* s = rgb.ptr<float>(y);
     float* d = input.ptr<float>(y);
     for (int x = 0; x < rgb.cols; ++x, s += spec.image_channels, d += channels) {
-      for (int c = 0; c < spec.image_channels; ++c) d[c] = s[swap ? 2 - c : c];
-      for (std::size_t p = 0; p < planes.size(); ++p) d[spec.image_channels + p] = planes[p];
+      for (int c = 0; c < spec.image_channels; ++c) d[c] = s[swap ? 2 - c : c] * scale;
+      for (std::size_t p = 0; p < constant.size(); ++p) d[first_plane + p] = constant[p];
+    }
+  }
+  if (fan) {
+    // Fan et al.'s edge plane on the [0,255] image, then −128 on all four planes.
+    std::vector<double> edge(static_cast<std::size_t>(rgb.rows) * rgb.cols, 0.0);
+    const auto at = [&](int y, int x, int c) { return double(input.ptr<float>(y)[x * channels + c]); };
+    for (int y = 0; y < rgb.rows; ++y)
+      for (int x = 0; x < rgb.cols; ++x)
+        for (int c = 0; c < 3; ++c) {
+          if (x + 1 < rgb.cols) {
+            const double g = std::abs(at(y, x + 1, c) - at(y, x, c));
+            edge[std::size_t(y) * rgb.cols + x] += g, edge[std::size_t(y) * rgb.cols + x + 1] += g;
+          }
+          if (y + 1 < rgb.rows) {
+            const double g = std::abs(at(y + 1, x, c) - at(y, x, c));
+            edge[std::size_t(y) * rgb.cols + x] += g, edge[std::size_t(y + 1) * rgb.cols + x] += g;
+          }
+        }
+    for (int y = 0; y < rgb.rows; ++y) {
+      float* d = input.ptr<float>(y);
+      for (int x = 0; x < rgb.cols; ++x, d += channels) {
+        d[3] = static_cast<float>(edge[std::size_t(y) * rgb.cols + x] / 3.0 / 4.0);
+        for (int c = 0; c < 4; ++c) d[c] -= 128.0f;
+      }
     }
   }
   return input;
@@ -220,10 +337,14 @@ cv::Mat to_network_order(const Model& model, const Image& rgb) {
     throw Error("model '" + model.source() + "' takes " + std::to_string(spec.image_channels) +
                 "-channel images, got " + std::to_string(rgb.channels()));
   }
-  if (spec.channel_order != ChannelOrder::bgr || spec.image_channels != 3) return rgb.clone();
-  cv::Mat bgr;
-  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
-  return bgr;
+  cv::Mat out;
+  if (spec.channel_order != ChannelOrder::bgr || spec.image_channels != 3) {
+    out = rgb.clone();
+  } else {
+    cv::cvtColor(rgb, out, cv::COLOR_RGB2BGR);
+  }
+  if (spec.input_transform == InputTransform::fan_edges) out *= 255.0;  // Fan et al.'s targets are in [0,255]
+  return out;
 }
 
 Image image_from_output(const Model& model, const cv::Mat& output) {
@@ -231,9 +352,13 @@ Image image_from_output(const Model& model, const cv::Mat& output) {
   if (output.channels() != spec.image_channels || output.depth() != CV_32F) {
     throw Error("model '" + model.source() + "': executor returned the wrong shape");
   }
-  if (spec.channel_order != ChannelOrder::bgr || spec.image_channels != 3) return output.clone();
   Image rgb;
-  cv::cvtColor(output, rgb, cv::COLOR_BGR2RGB);
+  if (spec.channel_order != ChannelOrder::bgr || spec.image_channels != 3) {
+    rgb = output.clone();
+  } else {
+    cv::cvtColor(output, rgb, cv::COLOR_BGR2RGB);
+  }
+  if (spec.input_transform == InputTransform::fan_edges) rgb /= 255.0;
   return rgb;
 }
 

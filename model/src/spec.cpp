@@ -53,8 +53,9 @@ Normalizer parse_normalizer(const json& value, const std::string& where) {
     const auto s = value.get<std::string>();
     if (s == "none") return Normalizer::none;
     if (s == "adaptive_bn") return Normalizer::adaptive_bn;
+    if (s == "instance") return Normalizer::instance;
   }
-  throw Error(where + "normalizer " + value.dump() + " is not supported; valid: adaptive_bn, none");
+  throw Error(where + "normalizer " + value.dump() + " is not supported; valid: adaptive_bn, instance, none");
 }
 
 void parse_activation(const json& value, LayerSpec& layer, const std::string& where) {
@@ -102,7 +103,7 @@ LayerSpec parse_layer(const json& entry, std::size_t index, const std::string& b
     throw Error(where + "kernel must be [height, width]");
   }
   const auto kh = (*kernel)[0].get<std::int64_t>(), kw = (*kernel)[1].get<std::int64_t>();
-  if (kh < 1 || kw < 1 || kh > kMaxKernel || kw > kMaxKernel || kh % 2 == 0 || kw % 2 == 0) {
+  if (kh < 1 || kw < 1 || kh > kMaxKernel || kw > kMaxKernel) {
     throw Error(where + "kernel " + kernel->dump() + " is invalid; valid: odd sizes 1.." + std::to_string(kMaxKernel));
   }
   layer.kernel_h = static_cast<int>(kh);
@@ -114,11 +115,23 @@ LayerSpec parse_layer(const json& entry, std::size_t index, const std::string& b
   if (const auto padding = entry.find("padding"); padding != entry.end() && *padding != "SAME") {
     throw Error(where + "padding " + padding->dump() + " is not supported; valid: \"SAME\"");
   }
-  if (const auto transposed = entry.find("transposed"); transposed != entry.end() && *transposed != false) {
-    throw Error(where + "transposed convolutions are not supported by this build of opforge");
+  if (const auto transposed = entry.find("transposed"); transposed != entry.end()) {
+    if (!transposed->is_boolean()) throw Error(where + "transposed must be true or false");
+    layer.transposed = transposed->get<bool>();
   }
   if (const auto residual = entry.find("residual_from"); residual != entry.end() && !residual->is_null()) {
-    throw Error(where + "residual connections are not supported by this build of opforge");
+    if (!residual->is_string()) throw Error(where + "residual_from must be a layer name");
+    layer.residual_from = residual->get<std::string>();
+  }
+  if (const auto generated = entry.find("generated"); generated != entry.end() && !generated->is_null()) {
+    const std::string g = generated->is_string() ? generated->get<std::string>() : "";
+    if (g == "weights") {
+      layer.generated = Generated::weights;
+    } else if (g == "norm") {
+      layer.generated = Generated::norm;
+    } else if (g != "none") {
+      throw Error(where + "generated " + generated->dump() + " is invalid; valid: weights, norm, none");
+    }
   }
   const auto bias = entry.find("bias");
   if (bias != entry.end() && !bias->is_boolean()) throw Error(where + "bias must be true or false");
@@ -159,6 +172,9 @@ void parse_planes(NetworkSpec& spec, const json& planes, const std::string& bad)
       plane.meaning = p.value("meaning", std::string());
       plane.min = p.value("min", 0.0);
       plane.max = p.value("max", 1.0);
+      const std::string feeds = p.value("feeds", std::string("input"));
+      if (feeds != "input" && feeds != "weights") throw Error(where + "feeds '" + feeds + "' is invalid; valid: input, weights");
+      plane.feeds_weights = feeds == "weights";
       if (p.contains("param")) {
         plane.param = p["param"].get<std::string>();
         const std::string scale = p.value("scale", std::string("linear"));
@@ -204,29 +220,60 @@ float InputPlane::value_for(double v) const {
   return static_cast<float>(min + t * (max - min));
 }
 
+int NetworkSpec::input_planes() const {
+  int n = 0;
+  for (const auto& p : planes) n += p.feeds_weights ? 0 : 1;
+  return n;
+}
+
 int NetworkSpec::receptive_field() const {
-  int field = 1;
-  for (const auto& l : layers) field += 2 * std::max(l.reach_y(), l.reach_x());
+  // In input pixels: a layer after k stride-2 layers (not yet undone) reaches 2^k times as far.
+  int field = 1, scale = 1;
+  for (const auto& l : layers) {
+    if (l.transposed) {
+      scale = std::max(1, scale / 2);
+      field += 2 * scale;  // a 4-tap kernel at the finer scale
+      continue;
+    }
+    field += 2 * std::max(l.reach_y(), l.reach_x()) * scale;
+    scale *= l.stride;
+  }
   return field;
 }
 
 double NetworkSpec::macs_per_pixel() const {
-  double macs = 0;
-  for (const auto& l : layers) macs += double(l.kernel_h) * l.kernel_w * l.cin * l.cout;
+  double macs = 0, pixels = 1;  // the layer's output pixels per input pixel
+  for (const auto& l : layers) {
+    if (l.transposed) {
+      macs += pixels * l.kernel_h * l.kernel_w * l.cin * l.cout;  // every input pixel touches 16 outputs
+      pixels *= 4;
+      continue;
+    }
+    pixels /= double(l.stride) * l.stride;
+    macs += pixels * l.kernel_h * l.kernel_w * l.cin * l.cout;
+  }
   return macs;
 }
 
 std::size_t NetworkSpec::parameter_count() const {
+  const std::size_t p = static_cast<std::size_t>(weight_inputs());
   std::size_t n = 0;
   for (const auto& l : layers) {
-    n += static_cast<std::size_t>(l.kernel_h) * l.kernel_w * l.cin * l.cout;
+    const std::size_t kernel = static_cast<std::size_t>(l.kernel_h) * l.kernel_w * l.cin * l.cout;
+    n += kernel * (l.generated == Generated::weights ? 1 + p : 1);
     if (l.bias) n += l.cout;
     if (l.normalizer == Normalizer::adaptive_bn) n += 2 + l.cout;  // w0, w1, beta
+    if (l.normalizer == Normalizer::instance) n += 2 * l.cout * (l.generated == Generated::norm ? 1 + p : 1);
   }
   return n;
 }
 
-const char* to_string(Normalizer n) { return n == Normalizer::adaptive_bn ? "adaptive_bn" : "none"; }
+const char* to_string(Normalizer n) {
+  return n == Normalizer::adaptive_bn ? "adaptive_bn" : n == Normalizer::instance ? "instance" : "none";
+}
+const char* to_string(Generated g) {
+  return g == Generated::weights ? "weights" : g == Generated::norm ? "norm" : "none";
+}
 const char* to_string(Activation a) {
   return a == Activation::leaky_relu ? "leaky_relu" : a == Activation::relu ? "relu" : "none";
 }
@@ -240,8 +287,17 @@ void validate_spec(const NetworkSpec& spec, const std::string& source) {
   }
   if (!(spec.bn_epsilon > 0 && spec.bn_epsilon < 1)) throw Error(bad + "bn_epsilon must lie in (0, 1)");
   for (const auto& plane : spec.planes) validate_plane(plane, bad + "input plane '" + plane.name + "': ");
+  if (!(spec.in_epsilon > 0 && spec.in_epsilon < 1)) throw Error(bad + "in_epsilon must lie in (0, 1)");
+  if (spec.input_transform == InputTransform::fan_edges && spec.image_channels != 3) {
+    throw Error(bad + "the fan_edges input needs 3-channel images");
+  }
+  if (spec.one_hot_operators && spec.weight_inputs() > 0) {
+    throw Error(bad + "one-hot operator planes cannot feed generated weights");
+  }
   int channels = spec.input_channels();
-  for (const auto& l : spec.layers) {
+  int open_strides = 0;
+  for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+    const LayerSpec& l = spec.layers[i];
     const std::string where = bad + "layer '" + l.name + "': ";
     if (l.cin < 1 || l.cout < 1 || l.cin > kMaxChannels || l.cout > kMaxChannels) {
       throw Error(where + "channels " + std::to_string(l.cin) + "->" + std::to_string(l.cout) +
@@ -255,15 +311,50 @@ void validate_spec(const NetworkSpec& spec, const std::string& source) {
       throw Error(where + "dilation " + std::to_string(l.dilation) + " is invalid; valid: 1.." +
                   std::to_string(kMaxDilation));
     }
-    if (l.stride != 1) {
-      throw Error(where + "stride " + std::to_string(l.stride) + " is not supported by this build of opforge; valid: 1");
+    if (l.transposed) {
+      if (l.kernel_h != 4 || l.kernel_w != 4 || l.stride != 2 || l.dilation != 1) {
+        throw Error(where + "a transposed layer must be 4x4, stride 2, dilation 1 (PyTorch's padding 1)");
+      }
+      if (open_strides == 0) throw Error(where + "a transposed layer needs an earlier stride-2 layer to undo");
+      --open_strides;
+    } else {
+      if (l.stride != 1 && l.stride != 2) {
+        throw Error(where + "stride " + std::to_string(l.stride) + " is not supported; valid: 1, 2");
+      }
+      if (l.kernel_h < 1 || l.kernel_w < 1 || l.kernel_h > kMaxKernel || l.kernel_w > kMaxKernel ||
+          l.kernel_h % 2 == 0 || l.kernel_w % 2 == 0) {
+        throw Error(where + "kernel sizes must be odd, 1.." + std::to_string(kMaxKernel));
+      }
+      if (l.stride == 2) ++open_strides;
     }
-    if (l.kernel_h < 1 || l.kernel_w < 1 || l.kernel_h > kMaxKernel || l.kernel_w > kMaxKernel ||
-        l.kernel_h % 2 == 0 || l.kernel_w % 2 == 0) {
-      throw Error(where + "kernel sizes must be odd, 1.." + std::to_string(kMaxKernel));
+    if (!l.residual_from.empty()) {
+      std::size_t from = i + 1;
+      for (std::size_t j = 0; j <= i; ++j) {
+        if (spec.layers[j].name == l.residual_from) from = j;
+      }
+      if (from > i) throw Error(where + "residual_from '" + l.residual_from + "' names no earlier layer");
+      if (spec.layers[from].cin != l.cout) {
+        throw Error(where + "adds the input of '" + l.residual_from + "' (" + std::to_string(spec.layers[from].cin) +
+                    " channels) to its " + std::to_string(l.cout));
+      }
+      for (std::size_t j = from; j <= i; ++j) {
+        if (spec.layers[j].stride != 1) {
+          throw Error(where + "a residual connection cannot span a change of resolution ('" + spec.layers[j].name + "')");
+        }
+      }
+    }
+    if (l.generated != Generated::none && spec.weight_inputs() == 0) {
+      throw Error(where + "has generated values but the network has no weight inputs (planes with feeds: weights)");
+    }
+    if (l.generated == Generated::norm && l.normalizer != Normalizer::instance) {
+      throw Error(where + "generated: norm needs instance normalisation");
+    }
+    if (l.normalizer == Normalizer::instance && l.bias) {
+      throw Error(where + "a bias before instance normalisation has no effect; give bias: false");
     }
     channels = l.cout;
   }
+  if (open_strides != 0) throw Error(bad + "every stride-2 layer needs a transposed layer to undo it");
   if (channels != spec.image_channels) {
     throw Error(bad + "the last layer gives " + std::to_string(channels) + " channels but the image has " +
                 std::to_string(spec.image_channels));
@@ -319,6 +410,16 @@ NetworkSpec parse_spec(const std::map<std::string, std::string>& metadata, const
   if (const auto eps = metadata.find("bn_epsilon"); eps != metadata.end()) {
     if (!parse_number(eps->second, spec.bn_epsilon)) throw Error(bad + "bn_epsilon '" + eps->second + "' is not a number");
   }
+  if (const auto eps = metadata.find("in_epsilon"); eps != metadata.end()) {
+    if (!parse_number(eps->second, spec.in_epsilon)) throw Error(bad + "in_epsilon '" + eps->second + "' is not a number");
+  }
+  if (const auto transform = metadata.find("input_transform"); transform != metadata.end()) {
+    if (transform->second == "fan_edges") {
+      spec.input_transform = InputTransform::fan_edges;
+    } else if (transform->second != "none") {
+      throw Error(bad + "input_transform '" + transform->second + "' is not supported; valid: none, fan_edges");
+    }
+  }
   const json layers = parse_json_value(metadata, "layers", bad);
   if (!layers.is_array()) throw Error(bad + "metadata 'layers' is not a list");
   if (layers.size() > kMaxLayers) throw Error(bad + "more than " + std::to_string(kMaxLayers) + " layers");
@@ -346,6 +447,11 @@ std::map<std::string, std::string> spec_metadata(const NetworkSpec& spec) {
                   {"dilation", l.dilation}, {"stride", l.stride},
                   {"padding", "SAME"},      {"bias", l.bias},
                   {"normalizer", l.normalizer == Normalizer::none ? json() : json(to_string(l.normalizer))}};
+    // Fields beyond the published files' only where they are set, so a
+    // CAN's layers read as the published ones do.
+    if (l.transposed) entry["transposed"] = true;
+    if (!l.residual_from.empty()) entry["residual_from"] = l.residual_from;
+    if (l.generated != Generated::none) entry["generated"] = to_string(l.generated);
     if (l.activation == Activation::leaky_relu) {
       std::ostringstream slope;
       slope << l.negative_slope;
@@ -358,6 +464,7 @@ std::map<std::string, std::string> spec_metadata(const NetworkSpec& spec) {
   json planes = json::array();
   for (const auto& p : spec.planes) {
     json plane = {{"name", p.name}, {"meaning", p.meaning}, {"min", p.min}, {"max", p.max}};
+    if (p.feeds_weights) plane["feeds"] = "weights";
     if (!p.param.empty()) {
       plane["param"] = p.param;
       plane["scale"] = p.log_scale ? "log" : "linear";
@@ -368,7 +475,7 @@ std::map<std::string, std::string> spec_metadata(const NetworkSpec& spec) {
   std::ostringstream eps;
   eps.precision(17);
   eps << spec.bn_epsilon;
-  return {{"opforge_spec_version", std::to_string(kSpecVersion)},
+  std::map<std::string, std::string> out = {{"opforge_spec_version", std::to_string(kSpecVersion)},
           {"architecture", spec.architecture},
           {"layout", "HWIO"},
           {"image_channels", std::to_string(spec.image_channels)},
@@ -379,6 +486,14 @@ std::map<std::string, std::string> spec_metadata(const NetworkSpec& spec) {
           {"one_hot_operators", spec.one_hot_operators ? "true" : "false"},
           {"bn_epsilon", eps.str()},
           {"layers", layers.dump()}};
+  if (spec.input_transform == InputTransform::fan_edges) out["input_transform"] = "fan_edges";
+  if (spec.in_epsilon != 1e-5) {
+    std::ostringstream in_eps;
+    in_eps.precision(17);
+    in_eps << spec.in_epsilon;
+    out["in_epsilon"] = in_eps.str();
+  }
+  return out;
 }
 
 }  // namespace opforge::model

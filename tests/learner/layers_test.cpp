@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <random>
+#include <tuple>
 
 #include "opforge/core/error.hpp"
 #include "opforge/learner/adam.hpp"
@@ -278,7 +279,7 @@ TEST(LearnerLayers, FloatConvolutionKernelsAgreeWithThePlainDoubleLoops) {
     int k, cin, cout, stride, dilation;
   };
   for (const Case c : {Case{3, 3, 24, 1, 1}, Case{3, 24, 24, 1, 4}, Case{3, 32, 32, 1, 2}, Case{3, 24, 40, 1, 1},
-                       Case{1, 24, 3, 1, 1}, Case{5, 8, 16, 1, 1}, Case{3, 16, 8, 2, 1}, Case{3, 13, 32, 1, 64}}) {
+                       Case{1, 24, 3, 1, 1}, Case{5, 8, 16, 1, 1}, Case{3, 16, 8, 2, 1}, Case{3, 24, 24, 2, 2}, Case{3, 13, 32, 1, 64}}) {
     SCOPED_TRACE("k" + std::to_string(c.k) + " " + std::to_string(c.cin) + "->" + std::to_string(c.cout) + " s" +
                  std::to_string(c.stride) + " d" + std::to_string(c.dilation));
     const ConvConfig config{c.k, c.k, c.cin, c.cout, c.stride, c.dilation, true};
@@ -306,6 +307,48 @@ TEST(LearnerLayers, FloatConvolutionKernelsAgreeWithThePlainDoubleLoops) {
         ASSERT_NEAR(pf[k]->grad[i], pd[k]->grad[i], 1e-3 + 1e-5 * std::abs(pd[k]->grad[i])) << pd[k]->name << " " << i;
       }
     }
+  }
+}
+
+// The float 4x4 stride-2 transposed convolution runs as four phase
+// convolutions on the vector kernels; the double one by its definition.
+TEST(LearnerLayers, FloatTransposedConvolutionPhasesAgreeWithThePlainDoubleLoops) {
+  std::mt19937 rng(12);
+  for (const auto& [cin, cout, h, w, bias] : std::vector<std::tuple<int, int, int, int, bool>>{
+           {3, 2, 1, 1, false}, {8, 8, 5, 7, true}, {24, 16, 10, 9, false}, {64, 64, 6, 4, false}}) {
+    SCOPED_TRACE(std::to_string(cin) + "->" + std::to_string(cout) + " " + std::to_string(h) + "x" + std::to_string(w));
+    const ConvTransposeConfig config{4, cin, cout, 2, 1, bias};
+    const auto wv = random_values(std::size_t(16) * cin * cout, rng, 0.2);
+    const auto bv = bias ? random_values(cout, rng, 0.1) : std::vector<double>{};
+    ConvTranspose2d<double> cd(config, "d", wv, bv);
+    ConvTranspose2d<float> cf(config, "f", std::vector<float>(wv.begin(), wv.end()), std::vector<float>(bv.begin(), bv.end()));
+    ConvTranspose2d<float> plain(config, "p", std::vector<float>(wv.begin(), wv.end()), std::vector<float>(bv.begin(), bv.end()));
+    plain.use_phases(false);
+    const auto xd = random_tensor<double>(2, h, w, cin, rng);
+    Tensor<float> xf(2, h, w, cin);
+    for (std::size_t i = 0; i < xd.size(); ++i) xf.data[i] = float(xd.data[i]);
+    const auto yd = cd.forward(xd);
+    const auto yf = cf.forward(xf);
+    const auto yp = plain.forward(xf);
+    ASSERT_EQ(yf.h, 2 * h);
+    ASSERT_EQ(yf.w, 2 * w);
+    for (std::size_t i = 0; i < yd.size(); ++i) {
+      ASSERT_NEAR(yf.data[i], yd.data[i], 1e-4) << "forward " << i;
+      ASSERT_NEAR(yp.data[i], yd.data[i], 1e-4) << "plain forward " << i;
+    }
+    const auto gd = random_tensor<double>(yd.n, yd.h, yd.w, yd.c, rng);
+    Tensor<float> gf(yd.n, yd.h, yd.w, yd.c);
+    for (std::size_t i = 0; i < gd.size(); ++i) gf.data[i] = float(gd.data[i]);
+    const auto dxd = cd.backward(gd);
+    const auto dxf = cf.backward(gf);
+    for (std::size_t i = 0; i < dxd.size(); ++i) ASSERT_NEAR(dxf.data[i], dxd.data[i], 1e-4) << "d(input) " << i;
+    const auto pd = cd.parameters();
+    const auto pf = cf.parameters();
+    ASSERT_EQ(pd.size(), pf.size());
+    for (std::size_t k = 0; k < pd.size(); ++k)
+      for (std::size_t i = 0; i < pd[k]->grad.size(); ++i) {
+        ASSERT_NEAR(pf[k]->grad[i], pd[k]->grad[i], 1e-3 + 1e-5 * std::abs(pd[k]->grad[i])) << pd[k]->name << " " << i;
+      }
   }
 }
 

@@ -44,6 +44,12 @@ Model random_model(const std::vector<LayerSpec>& layers, int image_channels, int
       w.beta.resize(l.cout);
       for (auto& v : w.beta) v = 0.1f * normal(rng);
     }
+    if (l.normalizer == model::Normalizer::instance) {
+      w.gamma.resize(l.cout);
+      w.beta.resize(l.cout);
+      for (auto& v : w.gamma) v = 1.0f + 0.3f * normal(rng);
+      for (auto& v : w.beta) v = 0.1f * normal(rng);
+    }
     weights.push_back(std::move(w));
   }
   return Model(spec, weights, "random");
@@ -72,6 +78,27 @@ Model mixed_model(int width, unsigned seed) {
                        conv("e", 1, 40, width, 1, false, true, model::Activation::none), conv("f", 3, width, width, 64, true),
                        conv("last", 1, width, 3, 1, false, true, model::Activation::none)},
                       3, 2, seed);
+}
+
+// Fan-shaped, small: a stride-2 layer, instance norms, a residual block with
+// dilation, a transposed layer that undoes the stride, ReLU everywhere.
+Model fan_shaped_model(int width, unsigned seed) {
+  auto in = [](LayerSpec l) {
+    l.normalizer = model::Normalizer::instance;
+    l.activation = model::Activation::relu;
+    return l;
+  };
+  LayerSpec down = in(conv("down", 3, width, width, 1, false));
+  down.stride = 2;
+  LayerSpec res_b = in(conv("res_b", 3, width, width, 2, false));
+  res_b.residual_from = "res_a";
+  LayerSpec up = in(conv("up", 3, width, width, 1, false));
+  up.kernel_h = up.kernel_w = 4;
+  up.stride = 2;
+  up.transposed = true;
+  return random_model({in(conv("first", 3, 4, width, 1, false)), down, in(conv("res_a", 3, width, width, 2, false)), res_b, up,
+                       conv("last", 3, width, 3, 1, false, false, model::Activation::relu)},
+                      3, 1, seed);
 }
 
 cv::Mat random_input(int rows, int cols, int channels, unsigned seed) {
@@ -108,6 +135,34 @@ TEST(CpuExecutor, MatchesTheNaiveForwardOnRandomNetworksAndOddSizes) {
       }
     }
   }
+}
+
+TEST(CpuExecutor, RunsStridesTransposedLayersInstanceNormsAndResidualsAsTheNaiveForward) {
+  // Odd sizes too: the transposed layer gives back the stride-2 layer's input size.
+  const std::vector<std::pair<int, int>> sizes = {{1, 1}, {2, 3}, {5, 7}, {16, 16}, {37, 29}, {3, 70}};
+  for (int width : {8, 24}) {
+    const Model m = fan_shaped_model(width, 300 + width);
+    for (const auto& [rows, cols] : sizes) {
+      SCOPED_TRACE("width " + std::to_string(width) + ", " + std::to_string(rows) + "x" + std::to_string(cols));
+      const cv::Mat input = random_input(rows, cols, m.spec().input_channels(), rows * 100 + cols);
+      const auto ref = test::reference_forward(m, test::planes_from<double>(input));
+      for (auto kernels : {CpuExecutor::Kernels::automatic, CpuExecutor::Kernels::portable}) {
+        const cv::Mat out = CpuExecutor(kernels).forward(m, input);
+        ASSERT_EQ(out.rows, rows);
+        ASSERT_EQ(out.cols, cols);
+        EXPECT_LT(max_abs_vs(out, ref), 1e-4);
+      }
+    }
+  }
+  const Model m = fan_shaped_model(24, 9);
+  const cv::Mat input = random_input(53, 41, m.spec().input_channels(), 2);
+  cv::Mat one, two;
+  {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
+    one = CpuExecutor().forward(m, input);
+  }
+  two = CpuExecutor().forward(m, input);
+  EXPECT_EQ(cv::norm(one, two, cv::NORM_INF), 0.0);
 }
 
 TEST(CpuExecutor, VectorAndPortableKernelsAgree) {

@@ -73,12 +73,19 @@ class ConvTranspose2d final : public Layer<T> {
   Tensor<T> forward(const Tensor<T>& x) override;
   Tensor<T> backward(const Tensor<T>& dy) override;
   std::vector<Parameter<T>*> parameters() override;
+  /// Off: the plain loops even where the phase decomposition applies (tests).
+  void use_phases(bool on) { use_phases_ = on; }
 
  private:
   int out_size(int in) const { return (in - 1) * config_.stride - 2 * config_.padding + config_.kernel; }
+  bool phased() const;
+  Tensor<T> phase_forward(const Tensor<T>& x);
+  Tensor<T> phase_backward(const Tensor<T>& dy);
   ConvTransposeConfig config_;
   Parameter<T> weights_, bias_;
   Tensor<T> input_;
+  bool use_phases_ = true;
+  std::vector<std::unique_ptr<Conv2d<T>>> phases_;  // the four phase convolutions of the last forward
 };
 
 /// CAN's adaptive normalisation z = w0·y + w1·((y − μ)/√(σ² + ε) + β), with

@@ -46,15 +46,34 @@ model::NetworkSpec can_spec(const std::string& architecture, const std::vector<s
 /// 6-pixel band whose outputs see the padding).
 model::NetworkSpec srcnn_spec();
 
+/// Fan et al.'s base network (TPAMI; NETWORKS.md §2) at `width` channels
+/// (64 in the paper): the fan_edges input (BGR ×255, edge plane, −128), 20
+/// bias-free convolutions (stride 2 at conv3, seven residual blocks with
+/// dilations 2, 4, 4, 8, 8, 16, 1, a 4×4 transposed convolution), instance
+/// normalisation and ReLU after each but the last, ReLU after the last.
+/// `variant` says what the weight inputs `p` (the planes, each with
+/// feeds_weights) produce: "fan_decoupled" every convolution's kernel (the
+/// weight-learning network, W = A·p + b per layer), "fan_cheap_tuning" only
+/// the scale and shift of the last instance normalisation (after conv 19).
+model::NetworkSpec fan_spec(const std::string& variant, std::vector<model::InputPlane> weight_inputs, int width = 64);
+
 /// The spec of a network the trainer builds by name: a CAN architecture
-/// (can_spec) or "srcnn_915". Throws Error listing the valid names.
-model::NetworkSpec network_spec(const std::string& architecture, const std::vector<std::string>& operators = {});
+/// (can_spec), "srcnn_915", or a Fan et al. variant (fan_spec, with
+/// `weight_inputs`). Throws Error listing the valid names.
+model::NetworkSpec network_spec(const std::string& architecture, const std::vector<std::string>& operators = {},
+                                std::vector<model::InputPlane> weight_inputs = {});
 
 /// Chen et al.'s initialisation: every kernel the identity map (centre tap 1
 /// from channel i to channel i for i < min(cin, cout), 0 elsewhere), no
 /// bias, w0 = 1, w1 = 0, β = 0. The untrained network is the identity on
 /// images in [0, 1]: each layer passes the image's channels through.
 model::Model identity_initialised(const model::NetworkSpec& spec);
+
+/// PyTorch's default initialisation of a convolution (Kaiming-uniform with
+/// a = √5: U(−1/√fan_in, 1/√fan_in)) for every kernel, and for each
+/// weight-input block of a generated kernel as well; instance norms start
+/// at γ = 1, β = 0 (their generated parts at 0). Counter-based, keyed by `seed`.
+model::Model uniform_initialised(const model::NetworkSpec& spec, std::uint64_t seed);
 
 /// Dong et al.'s initialisation: every weight drawn from N(0, stddev²)
 /// (counter-based, keyed by `seed`), biases 0. With `identity_path` channel 0

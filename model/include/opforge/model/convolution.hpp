@@ -4,6 +4,7 @@
 // "SAME" convolution of an H×W×cin image with an HWIO kernel, plus a bias.
 
 #include <span>
+#include <vector>
 
 #include "opforge/model/spec.hpp"
 
@@ -17,5 +18,13 @@ namespace opforge::model {
 /// are ignored).
 void convolve(const LayerSpec& layer, std::span<const float> kernel, std::span<const float> bias, const float* input,
               int rows, int cols, float* output);
+
+/// A 4×4, stride-2, padding-1 transposed convolution (PyTorch's
+/// ConvTranspose2d, kernel HWIO [4][4][cin][cout]) is four stride-1 3×3
+/// convolutions of its input, one per output phase: output (2m+py, 2n+px)
+/// is phase (py, px)'s output at (m, n). This is phase (py, px)'s 3×3 HWIO
+/// kernel: out[2m] reads x[m−1]·W[3] + x[m]·W[1], out[2m+1] reads
+/// x[m]·W[2] + x[m+1]·W[0], rows and columns alike; the other taps are zero.
+std::vector<float> transposed_phase_kernel(const std::vector<float>& kernel4, int cin, int cout, int py, int px);
 
 }  // namespace opforge::model

@@ -22,7 +22,12 @@ struct LayerWeights {
   std::vector<float> kernel;  ///< HWIO: [kh][kw][cin][cout]
   std::vector<float> bias;    ///< [cout] when the layer has one, else empty
   float w0 = 1, w1 = 0;       ///< adaptive_bn mixing weights
-  std::vector<float> beta;    ///< [cout], adaptive_bn offset
+  std::vector<float> beta;    ///< [cout]: adaptive_bn's or instance norm's offset
+  std::vector<float> gamma;   ///< [cout]: instance norm's scale
+  /// Generated layers (spec.hpp): A, one block the size of `kernel` (or of
+  /// gamma and beta) per weight input; the value is b + Σ_k A[k]·p[k] with b
+  /// the plain field above.
+  std::vector<float> kernel_from_params, gamma_from_params, beta_from_params;
 };
 
 class Model {
@@ -56,6 +61,11 @@ class Model {
   /// Throws Error naming a missing parameter, a value outside the trained
   /// range, or a plane that carries no parameter (give its value instead).
   std::vector<float> planes_for(const std::string& op, const std::map<std::string, double>& params) const;
+  /// The model for given plane values with every generated value computed
+  /// (b + Σ A·p, in float64): no generated layers and no weight-input planes
+  /// left, the input planes kept. What an executor runs; a model without
+  /// weight inputs is returned as it is.
+  Model specialised(std::span<const float> planes) const;
   /// Throws Error unless `planes` holds one value per input plane, each in
   /// its plane's range.
   void check_planes(std::span<const float> planes) const;
@@ -68,9 +78,14 @@ class Model {
 };
 
 /// The network's input for an RGB [0,1] image: its channels in the model's
-/// order, then the constant planes (check_planes first). H×W×input_channels.
+/// order (fan_edges: ×255, the edge plane, −128), then the constant input
+/// planes (`planes` holds every plane's value; check_planes first; the
+/// weight inputs among them are not input channels). H×W×input_channels.
 cv::Mat network_input(const Model& model, const Image& rgb, std::span<const float> planes);
-/// The image's channels in the model's order (H×W×image_channels).
+/// The weight-input values among a full list of plane values (spec order).
+std::vector<float> weight_inputs_of(const NetworkSpec& spec, std::span<const float> planes);
+/// The image's channels in the model's order and value scale (×255 for
+/// fan_edges): what a training target is compared with. H×W×image_channels.
 cv::Mat to_network_order(const Model& model, const Image& rgb);
 /// The network's raw output as an RGB Image (the model's channel order undone).
 Image image_from_output(const Model& model, const cv::Mat& output);
