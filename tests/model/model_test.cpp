@@ -184,13 +184,13 @@ TEST(Model, RefusesFilesThatAreNotModels) {
               auto layers = layers_of(m);
               layers[0]["normalizer"] = "group_norm";
               m["layers"] = layers.dump();
-            })).find("normalizer \"group_norm\" is not supported; valid: adaptive_bn, none"),
+            })).find("normalizer \"group_norm\" is not supported; valid: adaptive_bn, instance, none"),
             std::string::npos);
   EXPECT_NE(load_error(test::altered_model([](Meta& m, Tensors&) {
               auto layers = layers_of(m);
               layers[0]["kernel"] = {4, 4};
               m["layers"] = layers.dump();
-            })).find("kernel [4,4] is invalid; valid: odd sizes 1..15"),
+            })).find("kernel sizes must be odd, 1..15"),
             std::string::npos);
   EXPECT_NE(load_error(test::altered_model([](Meta& m, Tensors&) {
               auto layers = layers_of(m);
