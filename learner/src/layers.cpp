@@ -717,6 +717,121 @@ Loss<T> l1_loss(const Tensor<T>& prediction, const Tensor<T>& target) {
                           [](double e) { return std::pair(std::abs(e), e > 0 ? 1.0 : e < 0 ? -1.0 : 0.0); });
 }
 
+// ------------------------------------------------------------ Generated
+
+namespace {
+
+template <typename T>
+Tensor<T> sample_of(const Tensor<T>& x, int b) {
+  Tensor<T> s(1, x.h, x.w, x.c);
+  const std::size_t n = static_cast<std::size_t>(x.h) * x.w * x.c;
+  std::copy_n(x.data.begin() + static_cast<std::ptrdiff_t>(b * n), n, s.data.begin());
+  return s;
+}
+
+}  // namespace
+
+template <typename T>
+Generated<T>::Generated(Factory make, const std::vector<std::vector<T>>& base, const std::vector<std::vector<T>>& from_params,
+                        int weight_inputs, std::shared_ptr<const std::vector<std::vector<T>>> inputs)
+    : make_(std::move(make)), weight_inputs_(weight_inputs), inputs_(std::move(inputs)) {
+  if (weight_inputs_ < 1) throw Error("a generated layer needs at least one weight input");
+  const auto prototype = make_(base);
+  const auto params = prototype->parameters();
+  if (params.size() != base.size() || (!from_params.empty() && from_params.size() != base.size())) {
+    throw Error("generated layer: one base and one from_params block per inner parameter");
+  }
+  for (std::size_t j = 0; j < params.size(); ++j) {
+    base_.emplace_back(params[j]->name, params[j]->shape, params[j]->value);
+    std::vector<std::int64_t> shape = params[j]->shape;
+    shape.insert(shape.begin(), weight_inputs_);
+    const std::size_t size = static_cast<std::size_t>(weight_inputs_) * params[j]->value.size();
+    std::vector<T> a = from_params.empty() ? std::vector<T>(size, T(0)) : from_params[j];
+    if (a.size() != size) throw Error(params[j]->name + "_from_params: " + std::to_string(a.size()) + " values, needs " + std::to_string(size));
+    from_params_.emplace_back(params[j]->name + "_from_params", shape, std::move(a));
+  }
+}
+
+template <typename T>
+std::vector<Parameter<T>*> Generated<T>::parameters() {
+  std::vector<Parameter<T>*> out;
+  for (std::size_t j = 0; j < base_.size(); ++j) out.push_back(&base_[j]), out.push_back(&from_params_[j]);
+  return out;
+}
+
+template <typename T>
+Tensor<T> Generated<T>::forward(const Tensor<T>& x) {
+  if (!inputs_ || inputs_->size() != static_cast<std::size_t>(x.n)) {
+    throw Error(base_[0].name + ": weight inputs for " + std::to_string(inputs_ ? inputs_->size() : 0) +
+                " samples, the batch has " + std::to_string(x.n));
+  }
+  samples_.clear();
+  used_inputs_ = *inputs_;
+  Tensor<T> out;
+  for (int b = 0; b < x.n; ++b) {
+    const std::vector<T>& p = used_inputs_[b];
+    if (p.size() != static_cast<std::size_t>(weight_inputs_)) throw Error(base_[0].name + ": wrong number of weight inputs");
+    std::vector<std::vector<T>> values;
+    for (std::size_t j = 0; j < base_.size(); ++j) {
+      std::vector<T> v = base_[j].value;
+      const std::size_t n = v.size();
+      for (int k = 0; k < weight_inputs_; ++k)
+        for (std::size_t i = 0; i < n; ++i) v[i] += from_params_[j].value[k * n + i] * p[k];
+      values.push_back(std::move(v));
+    }
+    samples_.push_back(make_(values));
+    const Tensor<T> y = samples_.back()->forward(sample_of(x, b));
+    if (b == 0) out = Tensor<T>(x.n, y.h, y.w, y.c);
+    std::copy(y.data.begin(), y.data.end(), out.data.begin() + static_cast<std::ptrdiff_t>(b * y.size()));
+  }
+  return out;
+}
+
+template <typename T>
+Tensor<T> Generated<T>::backward(const Tensor<T>& dy) {
+  if (samples_.size() != static_cast<std::size_t>(dy.n)) throw Error(base_[0].name + ": backward without its forward");
+  Tensor<T> dx;
+  for (int b = 0; b < dy.n; ++b) {
+    const Tensor<T> d = samples_[b]->backward(sample_of(dy, b));
+    if (b == 0) dx = Tensor<T>(dy.n, d.h, d.w, d.c);
+    std::copy(d.data.begin(), d.data.end(), dx.data.begin() + static_cast<std::ptrdiff_t>(b * d.size()));
+    const auto inner = samples_[b]->parameters();
+    const std::vector<T>& p = used_inputs_[b];
+    for (std::size_t j = 0; j < base_.size(); ++j) {
+      const std::vector<T>& g = inner[j]->grad;
+      const std::size_t n = g.size();
+      for (std::size_t i = 0; i < n; ++i) base_[j].grad[i] += g[i];
+      for (int k = 0; k < weight_inputs_; ++k)
+        for (std::size_t i = 0; i < n; ++i) from_params_[j].grad[k * n + i] += g[i] * p[k];
+    }
+  }
+  samples_.clear();
+  return dx;
+}
+
+template <typename T>
+Tensor<T> CropTo<T>::forward(const Tensor<T>& x) {
+  const auto [h, w] = *slot_;
+  if (h > x.h || w > x.w) throw Error("crop to " + std::to_string(h) + "x" + std::to_string(w) + " of a smaller " + x.shape_text());
+  in_h_ = x.h, in_w_ = x.w;
+  Tensor<T> out(x.n, h, w, x.c);
+  for (int b = 0; b < x.n; ++b)
+    for (int y = 0; y < h; ++y) std::copy_n(&x.at(b, y, 0, 0), static_cast<std::size_t>(w) * x.c, &out.at(b, y, 0, 0));
+  return out;
+}
+
+template <typename T>
+Tensor<T> CropTo<T>::backward(const Tensor<T>& dy) {
+  Tensor<T> dx(dy.n, in_h_, in_w_, dy.c);
+  for (int b = 0; b < dy.n; ++b)
+    for (int y = 0; y < dy.h; ++y) std::copy_n(&dy.at(b, y, 0, 0), static_cast<std::size_t>(dy.w) * dy.c, &dx.at(b, y, 0, 0));
+  return dx;
+}
+
+template class Generated<float>;
+template class Generated<double>;
+template class CropTo<float>;
+template class CropTo<double>;
 template class Conv2d<float>;
 template class Conv2d<double>;
 template class AdaptiveBatchNorm<float>;

@@ -1,5 +1,8 @@
 #include "opforge/learner/network.hpp"
 
+#include <functional>
+#include <memory>
+
 #include <cmath>
 
 #include "opforge/core/error.hpp"
@@ -7,20 +10,89 @@
 
 namespace opforge::learner {
 
-Network::Network(const model::Model& m) : spec_(m.spec()), provenance_(m.provenance()) {
+Network::Network(const model::Model& m)
+    : spec_(m.spec()),
+      provenance_(m.provenance()),
+      weight_inputs_(std::make_shared<std::vector<std::vector<float>>>()) {
+  const int p = spec_.weight_inputs();
+  // Where each residual group opens: the layer a later layer adds the input of.
+  std::map<std::string, std::size_t> closes;  // opening layer name → closing layer index
+  for (std::size_t i = 0; i < spec_.layers.size(); ++i) {
+    if (!spec_.layers[i].residual_from.empty()) closes[spec_.layers[i].residual_from] = i;
+  }
+  std::vector<std::unique_ptr<Sequential<float>>> groups;  // open residual groups, innermost last
+  std::vector<std::shared_ptr<std::pair<int, int>>> brackets;  // stride-2 input sizes not yet undone
+  const auto add = [&](std::unique_ptr<Layer<float>> layer) {
+    if (groups.empty()) {
+      layers_.add(std::move(layer));
+    } else {
+      groups.back()->add(std::move(layer));
+    }
+  };
   for (std::size_t i = 0; i < spec_.layers.size(); ++i) {
     const model::LayerSpec& l = spec_.layers[i];
     const model::LayerWeights& w = m.weights()[i];
-    layers_.add(std::make_unique<Conv2d<float>>(
-        ConvConfig{l.kernel_h, l.kernel_w, l.cin, l.cout, l.stride, l.dilation, l.bias}, l.name, w.kernel, w.bias));
-    if (l.normalizer == model::Normalizer::adaptive_bn) {
-      layers_.add(std::make_unique<AdaptiveBatchNorm<float>>(l.cout, l.name, w.w0, w.w1, w.beta, spec_.bn_epsilon));
+    if (closes.count(l.name)) groups.push_back(std::make_unique<Sequential<float>>());
+    if (l.stride == 2 && !l.transposed) {
+      brackets.push_back(std::make_shared<std::pair<int, int>>());
+      add(std::make_unique<RecordSize<float>>(brackets.back()));
     }
-    if (l.activation == model::Activation::leaky_relu) layers_.add(std::make_unique<LeakyRelu<float>>(l.negative_slope));
-    if (l.activation == model::Activation::relu) layers_.add(std::make_unique<LeakyRelu<float>>(0.0f));
+    // The convolution, plain or generated from the weight inputs.
+    std::function<std::unique_ptr<Layer<float>>(const std::vector<std::vector<float>>&)> make_conv;
+    if (l.transposed) {
+      make_conv = [l](const std::vector<std::vector<float>>& v) -> std::unique_ptr<Layer<float>> {
+        return std::make_unique<ConvTranspose2d<float>>(ConvTransposeConfig{4, l.cin, l.cout, 2, 1, l.bias}, l.name, v[0],
+                                                        l.bias ? v[1] : std::vector<float>{});
+      };
+    } else {
+      make_conv = [l](const std::vector<std::vector<float>>& v) -> std::unique_ptr<Layer<float>> {
+        return std::make_unique<Conv2d<float>>(ConvConfig{l.kernel_h, l.kernel_w, l.cin, l.cout, l.stride, l.dilation, l.bias},
+                                               l.name, v[0], l.bias ? v[1] : std::vector<float>{});
+      };
+    }
+    std::vector<std::vector<float>> conv_values = {w.kernel};
+    if (l.bias) conv_values.push_back(w.bias);
+    if (l.generated == model::Generated::weights) {
+      add(std::make_unique<Generated<float>>(make_conv, conv_values, std::vector<std::vector<float>>{w.kernel_from_params}, p,
+                                             weight_inputs_));
+    } else {
+      add(make_conv(conv_values));
+    }
+    if (l.transposed) {
+      add(std::make_unique<CropTo<float>>(brackets.back()));
+      brackets.pop_back();
+    }
+    if (l.normalizer == model::Normalizer::adaptive_bn) {
+      add(std::make_unique<AdaptiveBatchNorm<float>>(l.cout, l.name, w.w0, w.w1, w.beta, spec_.bn_epsilon));
+    }
+    if (l.normalizer == model::Normalizer::instance) {
+      const std::string prefix = l.name + "/InstanceNorm";
+      const double eps = spec_.in_epsilon;
+      const int c = l.cout;
+      auto make_norm = [prefix, eps, c](const std::vector<std::vector<float>>& v) -> std::unique_ptr<Layer<float>> {
+        return std::make_unique<InstanceNorm<float>>(c, prefix, v[0], v[1], eps);
+      };
+      if (l.generated == model::Generated::norm) {
+        add(std::make_unique<Generated<float>>(make_norm, std::vector<std::vector<float>>{w.gamma, w.beta},
+                                               std::vector<std::vector<float>>{w.gamma_from_params, w.beta_from_params}, p,
+                                               weight_inputs_));
+      } else {
+        add(make_norm({w.gamma, w.beta}));
+      }
+    }
+    if (!l.residual_from.empty()) {
+      // The group opened at residual_from closes here: x + inner(x), then this layer's activation.
+      std::unique_ptr<Sequential<float>> inner = std::move(groups.back());
+      groups.pop_back();
+      add(std::make_unique<Residual<float>>(std::move(inner)));
+    }
+    if (l.activation == model::Activation::leaky_relu) add(std::make_unique<LeakyRelu<float>>(l.negative_slope));
+    if (l.activation == model::Activation::relu) add(std::make_unique<LeakyRelu<float>>(0.0f));
   }
   parameters_ = layers_.parameters();
 }
+
+void Network::set_weight_inputs(std::vector<std::vector<float>> inputs) { *weight_inputs_ = std::move(inputs); }
 
 model::Model Network::to_model() const {
   std::map<std::string, const Parameter<float>*> by_name;
@@ -35,10 +107,19 @@ model::Model Network::to_model() const {
     model::LayerWeights w;
     w.kernel = value(l.name + "/weights");
     if (l.bias) w.bias = value(l.name + "/biases");
+    if (l.generated == model::Generated::weights) w.kernel_from_params = value(l.name + "/weights_from_params");
     if (l.normalizer == model::Normalizer::adaptive_bn) {
       w.w0 = value(l.name + "/w0")[0];
       w.w1 = value(l.name + "/w1")[0];
       w.beta = value(l.name + "/BatchNorm/beta");
+    }
+    if (l.normalizer == model::Normalizer::instance) {
+      w.gamma = value(l.name + "/InstanceNorm/gamma");
+      w.beta = value(l.name + "/InstanceNorm/beta");
+      if (l.generated == model::Generated::norm) {
+        w.gamma_from_params = value(l.name + "/InstanceNorm/gamma_from_params");
+        w.beta_from_params = value(l.name + "/InstanceNorm/beta_from_params");
+      }
     }
     weights.push_back(std::move(w));
   }

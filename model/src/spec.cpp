@@ -346,6 +346,9 @@ void validate_spec(const NetworkSpec& spec, const std::string& source) {
     if (l.generated != Generated::none && spec.weight_inputs() == 0) {
       throw Error(where + "has generated values but the network has no weight inputs (planes with feeds: weights)");
     }
+    if (l.generated == Generated::weights && l.bias) {
+      throw Error(where + "generated weights with a bias are not supported (Fan et al.'s layers have none)");
+    }
     if (l.generated == Generated::norm && l.normalizer != Normalizer::instance) {
       throw Error(where + "generated: norm needs instance normalisation");
     }

@@ -164,6 +164,56 @@ TEST(LearnerLayers, InstanceNormalisationGradientsMatchFiniteDifferences) {
   }
 }
 
+// Fan et al.'s weight generation: the kernel (and, for cheap tuning, the
+// instance norm's scale and shift) affine in each sample's own p.
+TEST(LearnerLayers, GeneratedLayersHaveTheFiniteDifferenceGradientPerSample) {
+  std::mt19937 rng(14);
+  auto inputs = std::make_shared<std::vector<std::vector<double>>>(std::vector<std::vector<double>>{{0.3, -1.2}, {0.02, 0.7}});
+  Sequential<double> net;
+  const auto make_conv = [](const std::vector<std::vector<double>>& v) -> std::unique_ptr<Layer<double>> {
+    return std::make_unique<Conv2d<double>>(ConvConfig{3, 3, 3, 4, 2, 1, false}, "conv", v[0]);
+  };
+  net.add(std::make_unique<Generated<double>>(make_conv, std::vector<std::vector<double>>{random_values(108, rng, 0.3)},
+                                              std::vector<std::vector<double>>{random_values(216, rng, 0.3)}, 2, inputs));
+  const auto make_norm = [](const std::vector<std::vector<double>>& v) -> std::unique_ptr<Layer<double>> {
+    return std::make_unique<InstanceNorm<double>>(4, "conv/InstanceNorm", v[0], v[1]);
+  };
+  net.add(std::make_unique<Generated<double>>(make_norm, std::vector<std::vector<double>>{random_values(4, rng), random_values(4, rng)},
+                                              std::vector<std::vector<double>>{random_values(8, rng), random_values(8, rng)}, 2, inputs));
+  const auto names = [&] {
+    std::vector<std::string> n;
+    for (auto* p : net.parameters()) n.push_back(p->name);
+    return n;
+  }();
+  EXPECT_EQ(names, (std::vector<std::string>{"conv/weights", "conv/weights_from_params", "conv/InstanceNorm/gamma",
+                                             "conv/InstanceNorm/gamma_from_params", "conv/InstanceNorm/beta",
+                                             "conv/InstanceNorm/beta_from_params"}));
+  auto x = random_tensor<double>(2, 5, 7, 3, rng);
+  const auto target = random_tensor<double>(2, 3, 4, 4, rng);
+  for (auto* p : net.parameters()) p->zero_grad();
+  const auto dx = net.backward(mse_loss(net.forward(x), target).grad);
+  const auto f = [&] { return mse_loss(net.forward(x), target).value; };
+  expect_gradient(x.data, dx.data, f, "generated d(input)", 1e-5);
+  for (auto* p : net.parameters()) {
+    const auto analytic = p->grad;
+    expect_gradient(p->value, analytic, f, "generated d(" + p->name + ")", 1e-5);
+  }
+  // Sample 1 with its own p is the plain layer with b + A·p as its weights.
+  const auto params = net.parameters();
+  std::vector<double> w(108);
+  for (std::size_t i = 0; i < 108; ++i) w[i] = params[0]->value[i] + params[1]->value[i] * 0.02 + params[1]->value[108 + i] * 0.7;
+  Conv2d<double> plain(ConvConfig{3, 3, 3, 4, 2, 1, false}, "plain", w);
+  Tensor<double> one(1, 5, 7, 3);
+  std::copy(x.data.begin() + 105, x.data.end(), one.data.begin());
+  const auto plain_out = plain.forward(one);
+  // Through the generated conv alone (the norm follows it in `net`).
+  Generated<double> conv_only(make_conv, {params[0]->value}, {params[1]->value}, 2, inputs);
+  const auto both = conv_only.forward(x);
+  for (std::size_t i = 0; i < plain_out.size(); ++i) EXPECT_NEAR(both.data[plain_out.size() + i], plain_out.data[i], 1e-12);
+  inputs->pop_back();
+  EXPECT_THROW(net.forward(x), Error);  // one p per sample
+}
+
 // Fan et al.'s residual block: relu(x + IN(conv_b(relu(IN(conv_a(x)))))).
 TEST(LearnerLayers, AResidualBlockHasTheFiniteDifferenceGradient) {
   std::mt19937 rng(13);

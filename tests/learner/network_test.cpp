@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "opforge/core/io.hpp"
 #include "opforge/model/cpu_executor.hpp"
 #include "test_support.hpp"
@@ -39,6 +41,62 @@ TEST(LearnerNetwork, ForwardIsTheCpuExecutorsOnThePublishedModels) {
     for (std::size_t i = 0; i < out.size(); ++i) worst = std::max(worst, double(std::abs(out.data[i] - expected.ptr<float>()[i])));
     EXPECT_LT(worst, 1e-5);
   }
+}
+
+// A small Fan et al. network (width 8) with random generated weights.
+model::Model small_fan(const std::string& variant, unsigned seed) {
+  model::InputPlane lambda;
+  lambda.name = "lambda";
+  lambda.param = "lambda";
+  lambda.min = lambda.param_lo = 0.002;
+  lambda.max = lambda.param_hi = 0.2;
+  model::Model m = uniform_initialised(fan_spec(variant, {lambda}, 8), seed);
+  // Instance norms away from γ = 1, β = 0 and generated parts away from 0.
+  std::vector<model::LayerWeights> w = m.weights();
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.3f);
+  for (auto& l : w) {
+    for (auto& v : l.gamma) v += normal(rng);
+    for (auto& v : l.beta) v += normal(rng);
+    for (auto& v : l.gamma_from_params) v += 3 * normal(rng);
+    for (auto& v : l.beta_from_params) v += 3 * normal(rng);
+  }
+  return model::Model(m.spec(), w, variant);
+}
+
+TEST(LearnerNetwork, FanNetworksTrainAsTheCpuExecutorRunsThem) {
+  for (const std::string variant : {"fan_decoupled", "fan_cheap_tuning"}) {
+    const model::Model m = small_fan(variant, 5);
+    EXPECT_EQ(m.spec().input_channels(), 4);  // BGR and the edge plane; lambda feeds the weights
+    EXPECT_EQ(m.spec().weight_inputs(), 1);
+    EXPECT_EQ(Network(m).to_model().encode(), m.encode());
+    // Odd sizes come back at their size through the stride-2 and transposed layers.
+    for (const auto& [rows, cols] : std::vector<std::pair<int, int>>{{16, 16}, {17, 23}, {9, 4}}) {
+      SCOPED_TRACE(variant + " " + std::to_string(rows) + "x" + std::to_string(cols));
+      const Image rgb = test::synthetic_image(rows, cols, 3);
+      const std::vector<float> planes = {0.05f};
+      const cv::Mat input = model::network_input(m, rgb, planes);
+      const cv::Mat expected = model::CpuExecutor().forward(m.specialised(planes), input);
+      Network net(m);
+      net.set_weight_inputs({{0.05f}});
+      const Tensor<float> out = net.forward(tensor_from(input));
+      ASSERT_EQ(out.h, rows);
+      ASSERT_EQ(out.w, cols);
+      double worst = 0, scale = 0;
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        worst = std::max(worst, double(std::abs(out.data[i] - expected.ptr<float>()[i])));
+        scale = std::max(scale, double(std::abs(expected.ptr<float>()[i])));
+      }
+      EXPECT_GT(scale, 1.0);  // outputs in [0, 255]: not all zero
+      EXPECT_LT(worst, 1e-4 * scale);
+    }
+  }
+  // The parameter matters: another lambda, another output.
+  const model::Model m = small_fan("fan_cheap_tuning", 6);
+  const Image rgb = test::synthetic_image(12, 12, 3);
+  model::CpuExecutor executor;
+  const std::vector<float> low = {0.01f}, high = {0.15f};
+  EXPECT_GT(cv::norm(executor.run(m, rgb, low), executor.run(m, rgb, high), cv::NORM_INF), 1e-5);
 }
 
 TEST(LearnerNetwork, GivesBackTheModelItWasBuiltFrom) {

@@ -8,7 +8,9 @@
 // fixed order over fixed blocks of rows, so a result never depends on the
 // thread count.
 
+#include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "opforge/learner/tensor.hpp"
@@ -152,6 +154,65 @@ class Residual final : public Layer<T> {
 
  private:
   std::unique_ptr<Layer<T>> inner_;
+};
+
+/// Fan et al.'s weight generation around a layer: every learned value θ of
+/// the inner layer is affine in its sample's weight inputs p,
+/// θ = b + Σ_k A[k]·p[k] (a fully connected map from p to the layer's
+/// weights). It holds b under the inner parameter's name and A as
+/// `NAME_from_params` (one leading row per weight input, as the model file);
+/// each sample of a batch runs its own instance of the inner layer, and the
+/// gradients are added in sample order.
+template <typename T>
+class Generated final : public Layer<T> {
+ public:
+  /// Builds the inner layer with the given values for its parameters, in its parameters() order.
+  using Factory = std::function<std::unique_ptr<Layer<T>>(const std::vector<std::vector<T>>& values)>;
+  /// `base` and `from_params`: b and A for each inner parameter (A empty: zeros).
+  /// `inputs` holds p for each sample of the batch the next forward sees.
+  Generated(Factory make, const std::vector<std::vector<T>>& base, const std::vector<std::vector<T>>& from_params,
+            int weight_inputs, std::shared_ptr<const std::vector<std::vector<T>>> inputs);
+  Tensor<T> forward(const Tensor<T>& x) override;
+  Tensor<T> backward(const Tensor<T>& dy) override;
+  std::vector<Parameter<T>*> parameters() override;
+
+ private:
+  Factory make_;
+  int weight_inputs_;
+  std::shared_ptr<const std::vector<std::vector<T>>> inputs_;
+  std::vector<Parameter<T>> base_, from_params_;
+  std::vector<std::unique_ptr<Layer<T>>> samples_;  // the last forward's inner layers
+  std::vector<std::vector<T>> used_inputs_;         // and the p each ran with
+};
+
+/// The size bracket of a stride-2 layer and the transposed layer that undoes
+/// it: RecordSize notes its input's H×W and passes it on; CropTo cuts its
+/// input to that size (the top-left part: a transposed layer gives 2⌈H/2⌉
+/// rows, one too many for an odd H) and pads the gradient back with zeros.
+template <typename T>
+class RecordSize final : public Layer<T> {
+ public:
+  explicit RecordSize(std::shared_ptr<std::pair<int, int>> slot) : slot_(std::move(slot)) {}
+  Tensor<T> forward(const Tensor<T>& x) override {
+    *slot_ = {x.h, x.w};
+    return x;
+  }
+  Tensor<T> backward(const Tensor<T>& dy) override { return dy; }
+
+ private:
+  std::shared_ptr<std::pair<int, int>> slot_;
+};
+
+template <typename T>
+class CropTo final : public Layer<T> {
+ public:
+  explicit CropTo(std::shared_ptr<std::pair<int, int>> slot) : slot_(std::move(slot)) {}
+  Tensor<T> forward(const Tensor<T>& x) override;
+  Tensor<T> backward(const Tensor<T>& dy) override;
+
+ private:
+  std::shared_ptr<std::pair<int, int>> slot_;
+  int in_h_ = 0, in_w_ = 0;
 };
 
 /// Layers run in order; backward in reverse.

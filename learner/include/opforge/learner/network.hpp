@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,9 @@ class Network {
  public:
   explicit Network(const model::Model& model);
 
+  /// The weight inputs p of each sample of the next forward (networks with
+  /// generated layers; one vector per sample, spec.weight_inputs() long).
+  void set_weight_inputs(std::vector<std::vector<float>> inputs);
   Tensor<float> forward(const Tensor<float>& x) { return layers_.forward(x); }
   Tensor<float> backward(const Tensor<float>& dy) { return layers_.backward(dy); }
   const std::vector<Parameter<float>*>& parameters() { return parameters_; }
@@ -29,6 +33,7 @@ class Network {
  private:
   model::NetworkSpec spec_;
   std::map<std::string, std::string> provenance_;
+  std::shared_ptr<std::vector<std::vector<float>>> weight_inputs_;  // shared with the generated layers
   Sequential<float> layers_;
   std::vector<Parameter<float>*> parameters_;  // in layer order
 };
