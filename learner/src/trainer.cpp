@@ -118,7 +118,7 @@ TrainConfig parse_train_config(const std::string& yaml, const std::string& sourc
   r.require_keys(root, kConfigKeys, "the training config");
   if (root["network"]) c.network = r.text(root["network"], "network");
   static const std::vector<std::string> kNetworks = {"can24_an", "can32_an_parameterized", "can32_an_combined",
-                                                     "srcnn_915"};
+                                                     "srcnn_915", "fan_decoupled", "fan_cheap_tuning"};
   if (std::find(kNetworks.begin(), kNetworks.end(), c.network) == kNetworks.end()) {
     r.fail(root["network"], "network '" + c.network + "' cannot be trained by this build; valid: " + key_list(kNetworks));
   }
@@ -126,7 +126,7 @@ TrainConfig parse_train_config(const std::string& yaml, const std::string& sourc
   if (const auto planes = root["planes"]) {
     if (!planes.IsSequence()) r.fail(planes, "planes must be a list of {param, scale, range}");
     for (const auto& item : planes) {
-      r.require_keys(item, {"param", "scale", "range"}, "a plane");
+      r.require_keys(item, {"param", "scale", "range", "values"}, "a plane");
       PlaneConfig plane;
       if (!item["param"]) r.fail(item, "a plane needs param: NAME (the operator parameter it carries)");
       plane.param = r.text(item["param"], "planes.param");
@@ -139,6 +139,12 @@ TrainConfig parse_train_config(const std::string& yaml, const std::string& sourc
       plane.hi = r.number(range[1], "planes.range", -1e300, 1e300);
       if (!(plane.lo < plane.hi) || (plane.log_scale && !(plane.lo > 0))) {
         r.fail(range, "planes.range needs lo < hi (and lo > 0 on a log scale)");
+      }
+      if (const auto values = item["values"]) {
+        if (!values.IsSequence() || values.size() != 2) r.fail(values, "planes.values must be [min, max]");
+        plane.min = r.number(values[0], "planes.values", -1e300, 1e300);
+        plane.max = r.number(values[1], "planes.values", -1e300, 1e300);
+        if (!(plane.min < plane.max)) r.fail(values, "planes.values needs min < max");
       }
       c.planes.push_back(plane);
     }
@@ -159,9 +165,14 @@ TrainConfig parse_train_config(const std::string& yaml, const std::string& sourc
   if (c.network != "can32_an_combined" && root["operators"]) {
     r.fail(root["operators"], "operators applies to network can32_an_combined");
   }
-  if (c.network != "can32_an_parameterized" && root["planes"]) {
+  const bool fan = c.network == "fan_decoupled" || c.network == "fan_cheap_tuning";
+  if (c.network != "can32_an_parameterized" && !fan && root["planes"]) {
     r.fail(root["planes"], "network " + c.network + " has no parameter planes");
   }
+  if (fan && c.planes.empty()) {
+    r.fail(root, "network " + c.network + " needs planes: [{param, range, values}] (its weight inputs)");
+  }
+  if (fan && !root["init"]) c.init = "uniform";  // Fan et al.'s networks have no identity start
   if (root["loss"]) c.loss = r.text(root["loss"], "loss");
   if (c.loss != "mse" && c.loss != "l1") r.fail(root["loss"], "loss '" + c.loss + "' is invalid; valid: mse, l1");
   if (root["loss_border"]) c.loss_border = static_cast<int>(r.integer(root["loss_border"], "loss_border", 0, 1024));
@@ -311,10 +322,13 @@ class Trainer {
       if (batch.empty()) break;  // every pair is unreadable
       const int h = batch[0].input.rows, w = batch[0].input.cols, n = static_cast<int>(batch.size());
       Tensor<float> x(n, h, w, spec_.input_channels()), target(n, h, w, spec_.image_channels);
+      std::vector<std::vector<float>> weight_inputs;
       for (int b = 0; b < n; ++b) {
         put_sample(x, b, model::network_input(*start_, batch[b].input, row_planes_[batch[b].row]));
         put_sample(target, b, model::to_network_order(*start_, batch[b].target));
+        weight_inputs.push_back(model::weight_inputs_of(spec_, row_planes_[batch[b].row]));
       }
+      if (spec_.weight_inputs() > 0) net.set_weight_inputs(std::move(weight_inputs));
       const Tensor<float> y = net.forward(x);
       const Loss<float> loss = loss_of(y, target);
       if (!std::isfinite(loss.value)) {
@@ -393,9 +407,15 @@ class Trainer {
       for (const auto& row : dataset_.rows()) seen.insert(row.op);
       operators.assign(seen.begin(), seen.end());
     }
-    model::NetworkSpec spec = network_spec(config_.network, operators);
+    std::vector<model::InputPlane> weight_inputs;
+    for (const auto& c : config_.planes) weight_inputs.push_back(model::InputPlane::unmapped(c.param));
+    model::NetworkSpec spec = network_spec(config_.network, operators, weight_inputs);
     std::optional<model::Model> start;
-    if (config_.init == "identity" && config_.network == "srcnn_915") {
+    if (config_.init == "uniform") {
+      start.emplace(uniform_initialised(spec, config_.seed));
+    } else if (spec.weight_inputs() > 0 && (config_.init == "identity" || config_.init == "gaussian")) {
+      throw Error("init '" + config_.init + "' does not apply to " + spec.architecture + "; valid: uniform, or a model file");
+    } else if (config_.init == "identity" && config_.network == "srcnn_915") {
       start.emplace(gaussian_initialised(spec, 0.001, config_.seed, /*identity_path=*/true));
     } else if (config_.init == "identity") {
       start.emplace(identity_initialised(spec));
@@ -421,6 +441,8 @@ class Trainer {
       plane.log_scale = c.log_scale;
       plane.param_lo = c.lo;
       plane.param_hi = c.hi;
+      plane.min = c.min;
+      plane.max = c.max;
       std::ostringstream meaning;
       meaning << c.param << " " << c.lo << ".." << c.hi << " (" << (c.log_scale ? "log" : "linear") << " scale) mapped onto "
               << plane.min << ".." << plane.max;

@@ -16,6 +16,7 @@
 #include <set>
 
 #include "opforge/core/io.hpp"
+#include "opforge/core/safetensors.hpp"
 #include "opforge/datagen/dataset.hpp"
 #include "opforge/datagen/generate.hpp"
 #include "opforge/datagen/recipe.hpp"
@@ -429,6 +430,53 @@ TEST(Trainer, SrcnnLearnsLumaSuperResolutionFromTheBicubicStart) {
   options.out = dir / "small.safetensors";
   EXPECT_NE(test::error_of([&] { train(parse_train_config("network: srcnn_915\ncrop: 12\nloss_border: 6\nsteps: 1\n", "s.yaml"), options); })
                 .find("leaves nothing inside loss_border 6"),
+            std::string::npos);
+}
+
+TEST(Trainer, FanNetworksLearnFromEachRowsParameterAndResumeBitIdentically) {
+  const fs::path data = generated("fan", "  - name: l0_smooth\n    params:\n      lambda: {log_uniform: [0.002, 0.2]}\n", 3);
+  const fs::path dir = test::scratch_dir("trainer-fan");
+  for (const std::string variant : {"fan_decoupled", "fan_cheap_tuning"}) {
+    SCOPED_TRACE(variant);
+    // Fan et al.'s normalisation of L0's lambda: as it is.
+    const std::string yaml = "network: " + variant +
+                             "\nplanes:\n  - {param: lambda, range: [0.002, 0.2], values: [0.002, 0.2]}\n"
+                             "adam: {learning_rate: 0.01}\nsteps: 16\nbatch: 2\ncrop: 24\nvalidation_sources: 1\n"
+                             "validate_every: 0\ncheckpoint_every: 8\nseed: 3\n";
+    const TrainConfig config = parse_train_config(yaml, "f.yaml");
+    EXPECT_EQ(config.init, "uniform");
+    TrainOptions options;
+    options.data = data;
+    options.out = dir / (variant + ".safetensors");
+    std::vector<double> losses;
+    options.progress = [&](std::int64_t, double loss, double) { losses.push_back(loss); };
+    train(config, options);
+    ASSERT_EQ(losses.size(), 16u);
+    EXPECT_LT(losses[12] + losses[13] + losses[14] + losses[15], losses[0] + losses[1] + losses[2] + losses[3]);
+    const model::Model m = model::Model::load(options.out);
+    EXPECT_EQ(m.spec().architecture, variant);
+    EXPECT_EQ(m.spec().weight_inputs(), 1);
+    EXPECT_EQ(m.spec().input_transform, model::InputTransform::fan_edges);
+    EXPECT_FLOAT_EQ(m.planes_for("l0_smooth", {{"lambda", 0.05}})[0], 0.05f);  // as it is
+    // The plain safetensors file holds the weight-learning network's A and b.
+    const SafeTensors st = SafeTensors::load(options.out);
+    EXPECT_EQ(st.contains("conv1/weights_from_params"), variant == "fan_decoupled");
+    EXPECT_EQ(st.contains("conv19/InstanceNorm/gamma_from_params"), variant == "fan_cheap_tuning");
+    const EvalResult all = evaluate(m, {.data = data, .split = "all"});
+    EXPECT_EQ(all.overall.pairs, 9u);
+    EXPECT_FALSE(all.bins.empty());
+    // Stopped after 5 steps and resumed: the same bytes.
+    TrainOptions first = options;
+    first.out = dir / (variant + "_resumed.safetensors");
+    first.progress = nullptr;
+    first.steps = 5;
+    train(config, first);
+    first.steps.reset();
+    first.resume = true;
+    train(config, first);
+    EXPECT_EQ(read_file(first.out), read_file(options.out));
+  }
+  EXPECT_NE(test::error_of([] { parse_train_config("network: fan_decoupled\n", "f.yaml"); }).find("needs planes"),
             std::string::npos);
 }
 

@@ -52,15 +52,17 @@ struct Phase {
 struct PlaneConfig {
   std::string param;
   bool log_scale = false;
-  double lo = 0, hi = 1;
+  double lo = 0, hi = 1;            ///< the parameter's range
+  double min = 0, max = 1;          ///< the plane values it maps onto (Fan et al.: λ as is, WLS λ/50, ...)
 };
 
 struct TrainConfig {
   std::string network = "can24_an";   ///< network_spec's names
   /// "identity" (CAN: Chen et al.'s; SRCNN: Gaussian plus an identity path),
-  /// "gaussian" (Dong et al.'s N(0, 0.001²)) or a model file to fine-tune.
+  /// "gaussian" (Dong et al.'s N(0, 0.001²)), "uniform" (PyTorch's default,
+  /// Fan et al.'s networks) or a model file to fine-tune.
   std::string init = "identity";
-  std::vector<PlaneConfig> planes;    ///< one per parameter plane (parameterized networks)
+  std::vector<PlaneConfig> planes;    ///< one per parameter plane (parameterized CAN) or weight input (Fan et al.)
   std::vector<std::string> operators; ///< a combined network's one-hot planes; empty: the dataset's, sorted
   std::string loss = "mse";           ///< "mse" or "l1"
   int loss_border = 0;                ///< pixels at each crop edge left out of the loss
