@@ -4,7 +4,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "eval_plot.hpp"
 #include "opforge/core/error.hpp"
+#include "opforge/core/io.hpp"
 #include "opforge/core/params.hpp"
 #include "opforge/learner/evaluate.hpp"
 
@@ -26,7 +28,10 @@ int eval_command(const Args& args) {
       "split", po::value<std::string>()->default_value("val"), "val (the held-out sources), train or all")(
       "validation-sources", po::value<std::string>(), "sources held out (default: as the model was trained)")(
       "seed", po::value<std::string>(), "the split's seed (default: as the model was trained)")(
-      "json", "print one JSON object");
+      "json", "print one JSON object")(
+      "plot", po::value<std::string>(), "FILE.png: a plot of PSNR per parameter bin against the identity baseline")(
+      "train-log", po::value<std::string>(),
+      "FILE: the `opforge train --log` of the model, drawn in the plot (loss and held-out PSNR per step)");
   add_threads_option(opts);
   po::variables_map vm;
   const auto positional = parse_command_line(args, opts, {"MODEL"}, vm);
@@ -47,8 +52,13 @@ int eval_command(const Args& args) {
     options.validation_sources = n;
   }
   if (vm.count("seed")) options.seed = parse_seed(vm["seed"].as<std::string>());
+  if (vm.count("train-log") && !vm.count("plot")) throw UsageError("--train-log goes with --plot FILE.png");
+  if (vm.count("plot")) require_writable_extension(vm["plot"].as<std::string>());
   const model::Model m = model::Model::load(positional[0]);
   const learner::EvalResult r = learner::evaluate(m, options);
+  if (vm.count("plot")) {
+    write_eval_plot(vm["plot"].as<std::string>(), vm.count("train-log") ? vm["train-log"].as<std::string>() : "", r);
+  }
   if (vm.count("json")) {
     nlohmann::json j = scores_json(r.overall);
     j["split"] = options.split;

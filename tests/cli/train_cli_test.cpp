@@ -36,7 +36,7 @@ TEST(TrainCli, TrainsAModelThatInferRuns) {
   const fs::path dir = test::scratch_dir("train-cli");
   const fs::path data = make_dataset(dir);
   const Result r = run({"train", (dir / "train.yaml").string(), "--data", data.string(), "--out",
-                        (dir / "m.safetensors").string(), "--threads", "2"},
+                        (dir / "m.safetensors").string(), "--threads", "2", "--log", (dir / "log.jsonl").string()},
                        dir);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("6 steps"), std::string::npos) << r.out;
@@ -60,6 +60,24 @@ TEST(TrainCli, TrainsAModelThatInferRuns) {
   const Result bad = run({"eval", (dir / "m.safetensors").string(), "--data", data.string(), "--split", "test"}, dir);
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.err.find("valid: val, train, all"), std::string::npos) << bad.err;
+  // The plot: PSNR per parameter; with the training log, the curves beside it.
+  const Result plot = run({"eval", (dir / "m.safetensors").string(), "--data", data.string(), "--plot",
+                           (dir / "eval.png").string()},
+                          dir);
+  ASSERT_EQ(plot.status, 0) << plot.err;
+  EXPECT_EQ(read_image(dir / "eval.png").size(), cv::Size(640, 420));
+  const Result curves = run({"eval", (dir / "m.safetensors").string(), "--data", data.string(), "--plot",
+                             (dir / "curves.png").string(), "--train-log", (dir / "log.jsonl").string()},
+                            dir);
+  ASSERT_EQ(curves.status, 0) << curves.err;
+  const Image drawn = read_image(dir / "curves.png");
+  EXPECT_EQ(drawn.size(), cv::Size(3 * 640, 420));
+  EXPECT_GT(cv::norm(drawn, cv::Mat(drawn.size(), drawn.type(), cv::Scalar::all(1.0)), cv::NORM_INF), 0.5);  // not blank
+  const Result no_plot = run({"eval", (dir / "m.safetensors").string(), "--data", data.string(), "--train-log",
+                              (dir / "log.jsonl").string()},
+                             dir);
+  EXPECT_EQ(no_plot.status, 2);
+  EXPECT_NE(no_plot.err.find("--train-log goes with --plot"), std::string::npos) << no_plot.err;
 }
 
 TEST(TrainCli, CtrlCWritesACheckpointAndResumeFinishesTheSameModel) {

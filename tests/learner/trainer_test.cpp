@@ -212,6 +212,18 @@ TEST(Evaluate, ScoresTheHeldOutSourcesAsTrainingDidAndBinsTheParameter) {
   EXPECT_EQ(binned.overall.pairs, 10u);
 }
 
+TEST(Trainer, EveryShippedConfigParses) {
+  std::set<std::string> networks;
+  for (const auto& e : fs::directory_iterator(fs::path(OPFORGE_SOURCE_DIR) / "manifests" / "train")) {
+    SCOPED_TRACE(e.path().string());
+    const TrainConfig c = load_train_config(e.path());
+    networks.insert(c.network);
+    EXPECT_GT(c.steps, 0);
+  }
+  EXPECT_EQ(networks, (std::set<std::string>{"can24_an", "can32_an_parameterized", "can32_an_combined", "srcnn_915",
+                                             "fan_decoupled", "fan_cheap_tuning"}));
+}
+
 TEST(Trainer, LearningRateSchedulesAsPyTorchs) {
   const auto step = parse_train_config("steps: 100\nschedule: {kind: step, at: [50, 80], factor: 0.5}\n", "s.yaml");
   EXPECT_DOUBLE_EQ(step.schedule.rate(0.01, 0, 100), 0.01);
