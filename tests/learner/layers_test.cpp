@@ -214,6 +214,21 @@ TEST(LearnerLayers, GeneratedLayersHaveTheFiniteDifferenceGradientPerSample) {
   EXPECT_THROW(net.forward(x), Error);  // one p per sample
 }
 
+// The odd-size bracket: a transposed layer's 2⌈H/2⌉ rows cut back to H.
+TEST(LearnerLayers, CroppingToTheRecordedSizeHasTheFiniteDifferenceGradient) {
+  std::mt19937 rng(15);
+  auto slot = std::make_shared<std::pair<int, int>>();
+  Sequential<double> net;
+  net.add(std::make_unique<RecordSize<double>>(slot));
+  net.add(std::make_unique<Conv2d<double>>(ConvConfig{3, 3, 2, 3, 2, 1, false}, "down", random_values(54, rng, 0.3)));
+  net.add(std::make_unique<ConvTranspose2d<double>>(ConvTransposeConfig{4, 3, 2, 2, 1, false}, "up", random_values(96, rng, 0.3)));
+  net.add(std::make_unique<CropTo<double>>(slot));
+  const auto x = random_tensor<double>(2, 5, 7, 2, rng);
+  EXPECT_EQ(net.forward(x).h, 5);  // 5 → 3 → 6 → 5
+  EXPECT_EQ(net.forward(x).w, 7);
+  check_layer(net, x, rng, "down-up-crop");
+}
+
 // Fan et al.'s residual block: relu(x + IN(conv_b(relu(IN(conv_a(x)))))).
 TEST(LearnerLayers, AResidualBlockHasTheFiniteDifferenceGradient) {
   std::mt19937 rng(13);
