@@ -27,10 +27,14 @@ nlohmann::json model_json(const model::Model& m) {
                       {"activation", model::to_string(l.activation)},
                       {"negative_slope", l.activation == model::Activation::leaky_relu ? nlohmann::json(l.negative_slope) : nlohmann::json()},
                       {"macs_per_pixel", double(l.kernel_h) * l.kernel_w * l.cin * l.cout}});
+    if (l.transposed) layers.back()["transposed"] = true;
+    if (!l.residual_from.empty()) layers.back()["residual_from"] = l.residual_from;
+    if (l.generated != model::Generated::none) layers.back()["generated"] = model::to_string(l.generated);
   }
   nlohmann::json planes = nlohmann::json::array();
   for (const auto& p : s.planes) {
-    nlohmann::json plane = {{"name", p.name}, {"meaning", p.meaning}, {"min", p.min}, {"max", p.max}};
+    nlohmann::json plane = {{"name", p.name}, {"meaning", p.meaning}, {"min", p.min}, {"max", p.max},
+                            {"feeds", p.feeds_weights ? "weights" : "input"}};
     if (!p.param.empty()) {
       plane["param"] = p.param;
       plane["scale"] = p.log_scale ? "log" : "linear";
@@ -48,6 +52,8 @@ nlohmann::json model_json(const model::Model& m) {
           {"planes", planes},
           {"one_hot_operators", s.one_hot_operators},
           {"bn_epsilon", s.bn_epsilon},
+          {"input_transform", s.input_transform == model::InputTransform::fan_edges ? "fan_edges" : "none"},
+          {"weight_inputs", s.weight_inputs()},
           {"layers", layers},
           {"parameters", s.parameter_count()},
           {"receptive_field", s.receptive_field()},
@@ -60,12 +66,16 @@ void print_model(const model::Model& m) {
   const auto& s = m.spec();
   std::printf("%s\n", m.source().c_str());
   std::printf("  architecture     %s (spec version %d)\n", s.architecture.c_str(), s.version);
-  std::printf("  input            %d channels: %d image (%s, [0,1])", s.input_channels(), s.image_channels,
-              s.channel_order == model::ChannelOrder::bgr ? "BGR" : "RGB");
-  std::printf(s.planes.empty() ? "\n" : " + %zu constant plane(s)\n", s.planes.size());
+  const bool fan = s.input_transform == model::InputTransform::fan_edges;
+  std::printf("  input            %d channels: %d image (%s, %s)%s", s.input_channels(), s.image_channels,
+              s.channel_order == model::ChannelOrder::bgr ? "BGR" : "RGB", fan ? "x255 - 128" : "[0,1]",
+              fan ? " + Fan et al.'s edge plane" : "");
+  std::printf(s.input_planes() == 0 ? "\n" : " + %d constant plane(s)\n", s.input_planes());
+  if (s.weight_inputs() > 0) std::printf("  weight inputs    %d (the generated layers' p)\n", s.weight_inputs());
   for (std::size_t i = 0; i < s.planes.size(); ++i) {
     const auto& p = s.planes[i];
-    std::printf("    plane %-2zu %-28s %g..%g  %s\n", i + 1, p.name.c_str(), p.min, p.max, p.meaning.c_str());
+    std::printf("    %-8s %-2zu %-25s %g..%g  %s\n", p.feeds_weights ? "p" : "plane", i + 1, p.name.c_str(), p.min, p.max,
+                p.meaning.c_str());
   }
   if (s.one_hot_operators) std::printf("    (--operator NAME sets one plane to 1; --planes gives a blend)\n");
   for (const auto& p : s.planes) {
@@ -73,13 +83,18 @@ void print_model(const model::Model& m) {
       std::printf("    (--param %s=V, V in %g..%g, sets plane '%s')\n", p.param.c_str(), p.param_lo, p.param_hi, p.name.c_str());
     }
   }
-  std::printf("  output           %d channels, %s on 8/16-bit output\n", s.output_channels(),
+  std::printf("  output           %d channels%s, %s on 8/16-bit output\n", s.output_channels(), fan ? " in [0,255]" : "",
               s.quantisation == model::Quantisation::truncate ? "truncated" : "rounded");
   std::printf("  layers           %zu\n", s.layers.size());
   for (const auto& l : s.layers) {
+    std::string extra = l.bias ? " bias" : "";
+    if (l.transposed) extra += " transposed (x2)";
+    if (l.stride == 2 && !l.transposed) extra += " stride 2";
+    if (!l.residual_from.empty()) extra += " + input of " + l.residual_from;
+    if (l.generated == model::Generated::weights) extra += " weights from p";
+    if (l.generated == model::Generated::norm) extra += " norm from p";
     std::printf("    %-12s %dx%d %4d -> %-4d dilation %-4d %-11s %-10s%s\n", l.name.c_str(), l.kernel_h, l.kernel_w,
-                l.cin, l.cout, l.dilation, model::to_string(l.normalizer), model::to_string(l.activation),
-                l.bias ? " bias" : "");
+                l.cin, l.cout, l.dilation, model::to_string(l.normalizer), model::to_string(l.activation), extra.c_str());
   }
   std::printf("  parameters       %zu\n", s.parameter_count());
   std::printf("  receptive field  %d x %d pixels\n", s.receptive_field(), s.receptive_field());
