@@ -74,7 +74,7 @@ void print_model(const model::Model& m) {
   if (s.weight_inputs() > 0) std::printf("  weight inputs    %d (the generated layers' p)\n", s.weight_inputs());
   for (std::size_t i = 0; i < s.planes.size(); ++i) {
     const auto& p = s.planes[i];
-    std::printf("    %-8s %-2zu %-25s %g..%g  %s\n", p.feeds_weights ? "p" : "plane", i + 1, p.name.c_str(), p.min, p.max,
+    std::printf("    %s %-2zu %-28s %g..%g  %s\n", p.feeds_weights ? "p    " : "plane", i + 1, p.name.c_str(), p.min, p.max,
                 p.meaning.c_str());
   }
   if (s.one_hot_operators) std::printf("    (--operator NAME sets one plane to 1; --planes gives a blend)\n");
