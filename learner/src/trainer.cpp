@@ -88,10 +88,6 @@ class ConfigReader {
   std::string source_;
 };
 
-}  // namespace
-
-namespace {
-
 CropSize parse_crop(const ConfigReader& r, const YAML::Node& node, const std::string& key) {
   if (node.IsSequence()) {
     if (node.size() != 2) r.fail(node, key + " must be a side N, or [lo, hi] for a side drawn per step");
@@ -502,11 +498,10 @@ class Trainer {
     return crop.lo + static_cast<int>(side.bits(static_cast<std::uint64_t>(step)) % static_cast<std::uint64_t>(crop.hi - crop.lo + 1));
   }
 
-  // The training row at position `i` of the stream of pairs: the epoch's
-  // permutation of the training rows, keyed by the seed.
-  std::size_t stream_row(std::uint64_t i) {
+  // The order of the training rows in epoch `epoch`: a permutation keyed by
+  // the seed and the epoch (the last one is kept).
+  const std::vector<std::size_t>& epoch_permutation(std::uint64_t epoch) {
     const std::size_t n = split_.train.size();
-    const std::uint64_t epoch = i / n;
     if (epoch != permutation_epoch_ || permutation_.empty()) {
       const CounterRng order(config_.seed, 1000 + epoch);
       std::vector<std::uint64_t> keys(n);
@@ -518,7 +513,7 @@ class Trainer {
       for (std::size_t k = 0; k < n; ++k) permutation_[k] = split_.train[idx[k]];
       permutation_epoch_ = epoch;
     }
-    return permutation_[i % n];
+    return permutation_;
   }
 
   // The pairs step `step` trains on, cropped and flipped. Pair j of the
@@ -531,9 +526,9 @@ class Trainer {
     std::vector<std::uint64_t> bits;
     for (int j = 0; j < config_.batch; ++j) {
       const std::uint64_t i = static_cast<std::uint64_t>(step) * static_cast<std::uint64_t>(config_.batch) + j;
-      stream_row(i);  // the epoch's permutation
+      const std::vector<std::size_t>& order = epoch_permutation(i / n);
       for (std::size_t k = 0; k < n; ++k) {
-        const std::size_t row = permutation_[(i + k) % n];
+        const std::size_t row = order[(i + k) % n];
         if (auto pair = load_pair(row)) {
           pair->row = row;
           batch.push_back(std::move(*pair));
