@@ -7,7 +7,8 @@
 # the budget: about 30 minutes on 2 cores for whole 480p images; CROP=256
 # trains on random 256x256 crops instead (about 4x the steps per minute).
 #
-#   bash bench/train_can24_l0.sh [BUILD] [PHOTOS_DIR]     (THREADS=2, STEPS=1400, CROP=0, LR=0.0003)
+#   bash bench/train_can24_l0.sh [BUILD] [PHOTOS_DIR]
+#     (THREADS=2, STEPS=1400, CROP=0, LR=0.0003, SCHEDULE="{kind: constant}", e.g. "{kind: cosine}")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -16,6 +17,7 @@ threads=${THREADS:-2}
 steps=${STEPS:-1400}
 crop=${CROP:-0}
 lr=${LR:-0.0003}
+schedule=${SCHEDULE:-"{kind: constant}"}
 work=${WORK:-$(mktemp -d)}
 mkdir -p "$work"
 cat > "$work/recipe.yaml" <<YAML
@@ -36,6 +38,7 @@ network: can24_an
 init: identity
 loss: mse
 adam: {learning_rate: $lr}
+schedule: $schedule
 steps: $steps
 crop: $crop
 flips: true
@@ -44,6 +47,6 @@ validate_every: 200
 checkpoint_every: 200
 seed: 1
 YAML
-"$build/cli/opforge" datagen "$work/recipe.yaml" --out "$work/data" --threads "$threads" -q
+[ -f "$work/data/metadata.jsonl" ] || "$build/cli/opforge" datagen "$work/recipe.yaml" --out "$work/data" --threads "$threads" -q
 "$build/cli/opforge" train "$work/train.yaml" --data "$work/data" --out "$work/can24_l0.safetensors" --threads "$threads"
 echo "model: $work/can24_l0.safetensors"
