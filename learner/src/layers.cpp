@@ -303,8 +303,6 @@ Tensor<T> ConvTranspose2d<T>::phase_backward(const Tensor<T>& dy) {
   const auto& k = config_;
   const Tensor<T>& x = input_;
   Tensor<T> dx(x.n, x.h, x.w, k.cin);
-  // tap index (0..2) of each phase → row or column of the 4×4 kernel, −1 for none
-  const int map[2][3] = {{3, 1, -1}, {-1, 2, 0}};
   const std::size_t block = static_cast<std::size_t>(k.cin) * k.cout;
   for (int phase = 0; phase < 4; ++phase) {
     const int py = phase / 2, px = phase % 2;
@@ -317,7 +315,7 @@ Tensor<T> ConvTranspose2d<T>::phase_backward(const Tensor<T>& dy) {
     const std::vector<T>& g3 = phases_[phase]->parameters()[0]->grad;
     for (int a = 0; a < 3; ++a)
       for (int c = 0; c < 3; ++c) {
-        const int ky = map[py][a], kx = map[px][c];
+        const int ky = model::transposed_phase_tap(py, a), kx = model::transposed_phase_tap(px, c);
         if (ky < 0 || kx < 0) continue;
         T* g4 = &weights_.grad[static_cast<std::size_t>(ky * 4 + kx) * block];
         const T* src = &g3[static_cast<std::size_t>(a * 3 + c) * block];

@@ -203,14 +203,17 @@ namespace opforge::model {
 // The 3×3 kernel of output phase (py, px) of a 4×4 stride-2 padding-1
 // transposed convolution: out[2m+py] reads x[m−1]·W[3], x[m]·W[1] (py = 0)
 // or x[m]·W[2], x[m+1]·W[0] (py = 1); likewise across columns. HWIO.
+int transposed_phase_tap(int parity, int tap) {
+  static constexpr int kTaps[2][3] = {{3, 1, -1}, {-1, 2, 0}};
+  return kTaps[parity][tap];
+}
+
 std::vector<float> transposed_phase_kernel(const std::vector<float>& kernel4, int cin, int cout, int py, int px) {
-  // tap index (0..2, offset −1..1) → 4×4 kernel row, or −1 for zero
-  const int map[2][3] = {{3, 1, -1}, {-1, 2, 0}};
   std::vector<float> k3(static_cast<std::size_t>(9) * cin * cout, 0.0f);
   const std::size_t block = static_cast<std::size_t>(cin) * cout;
   for (int a = 0; a < 3; ++a)
     for (int b = 0; b < 3; ++b) {
-      const int ky = map[py][a], kx = map[px][b];
+      const int ky = transposed_phase_tap(py, a), kx = transposed_phase_tap(px, b);
       if (ky < 0 || kx < 0) continue;
       std::copy_n(&kernel4[static_cast<std::size_t>(ky * 4 + kx) * block], block, &k3[static_cast<std::size_t>(a * 3 + b) * block]);
     }

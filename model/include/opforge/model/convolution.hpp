@@ -26,5 +26,10 @@ void convolve(const LayerSpec& layer, std::span<const float> kernel, std::span<c
 /// kernel: out[2m] reads x[m−1]·W[3] + x[m]·W[1], out[2m+1] reads
 /// x[m]·W[2] + x[m+1]·W[0], rows and columns alike; the other taps are zero.
 std::vector<float> transposed_phase_kernel(const std::vector<float>& kernel4, int cin, int cout, int py, int px);
+/// The row (or column) of the 4×4 kernel that tap `tap` (0..2, offset −1..1)
+/// of a phase with parity `parity` reads, or −1 where the tap is zero: the
+/// table transposed_phase_kernel is built from (and a phase's weight
+/// gradient is folded back through).
+int transposed_phase_tap(int parity, int tap);
 
 }  // namespace opforge::model
