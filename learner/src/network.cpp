@@ -253,6 +253,28 @@ model::NetworkSpec network_spec(const std::string& architecture, const std::vect
               "'; valid: can24_an, can32_an_parameterized, can32_an_combined, srcnn_915, fan_decoupled, fan_cheap_tuning");
 }
 
+namespace {
+
+// A normaliser that starts neutral, whatever initialises the kernels:
+// adaptive w0 = 1, w1 = 0, β = 0; instance γ = 1, β = 0, generated parts 0.
+void neutral_normaliser(const model::LayerSpec& l, std::size_t weight_inputs, model::LayerWeights& w) {
+  if (l.normalizer == model::Normalizer::adaptive_bn) {
+    w.w0 = 1.0f;
+    w.w1 = 0.0f;
+    w.beta.assign(l.cout, 0.0f);
+  }
+  if (l.normalizer == model::Normalizer::instance) {
+    w.gamma.assign(l.cout, 1.0f);
+    w.beta.assign(l.cout, 0.0f);
+    if (l.generated == model::Generated::norm) {
+      w.gamma_from_params.assign(weight_inputs * l.cout, 0.0f);
+      w.beta_from_params.assign(weight_inputs * l.cout, 0.0f);
+    }
+  }
+}
+
+}  // namespace
+
 model::Model gaussian_initialised(const model::NetworkSpec& spec, double stddev, std::uint64_t seed, bool identity_path) {
   std::vector<model::LayerWeights> weights;
   for (std::size_t i = 0; i < spec.layers.size(); ++i) {
@@ -266,11 +288,7 @@ model::Model gaussian_initialised(const model::NetworkSpec& spec, double stddev,
       w.kernel[centre * l.cin * l.cout] += 1.0f;  // input channel 0 → output channel 0
     }
     if (l.bias) w.bias.assign(l.cout, 0.0f);
-    if (l.normalizer == model::Normalizer::adaptive_bn) {
-      w.w0 = 1.0f;
-      w.w1 = 0.0f;
-      w.beta.assign(l.cout, 0.0f);
-    }
+    neutral_normaliser(l, static_cast<std::size_t>(spec.weight_inputs()), w);
     weights.push_back(std::move(w));
   }
   return model::Model(spec, std::move(weights), "initial " + spec.architecture);
@@ -296,19 +314,7 @@ model::Model uniform_initialised(const model::NetworkSpec& spec, std::uint64_t s
       w.bias.resize(l.cout);
       for (int o = 0; o < l.cout; ++o) w.bias[o] = uniform((1 + p) * size + o);
     }
-    if (l.normalizer == model::Normalizer::adaptive_bn) {
-      w.w0 = 1.0f;
-      w.w1 = 0.0f;
-      w.beta.assign(l.cout, 0.0f);
-    }
-    if (l.normalizer == model::Normalizer::instance) {
-      w.gamma.assign(l.cout, 1.0f);
-      w.beta.assign(l.cout, 0.0f);
-      if (l.generated == model::Generated::norm) {
-        w.gamma_from_params.assign(p * l.cout, 0.0f);
-        w.beta_from_params.assign(p * l.cout, 0.0f);
-      }
-    }
+    neutral_normaliser(l, p, w);
     weights.push_back(std::move(w));
   }
   return model::Model(spec, std::move(weights), "initial " + spec.architecture);
@@ -322,11 +328,7 @@ model::Model identity_initialised(const model::NetworkSpec& spec) {
     const std::size_t centre = static_cast<std::size_t>(l.kernel_h / 2) * l.kernel_w + l.kernel_w / 2;
     for (int i = 0; i < std::min(l.cin, l.cout); ++i) w.kernel[(centre * l.cin + i) * l.cout + i] = 1.0f;
     if (l.bias) w.bias.assign(l.cout, 0.0f);
-    if (l.normalizer == model::Normalizer::adaptive_bn) {
-      w.w0 = 1.0f;
-      w.w1 = 0.0f;
-      w.beta.assign(l.cout, 0.0f);
-    }
+    neutral_normaliser(l, static_cast<std::size_t>(spec.weight_inputs()), w);
     weights.push_back(std::move(w));
   }
   return model::Model(spec, std::move(weights), "initial " + spec.architecture);
