@@ -77,6 +77,19 @@ void check_layer(Layer<double>& layer, Tensor<double> x, std::mt19937& rng, cons
   }
 }
 
+// Checks d(input) and every parameter's gradient of mean((layer(x) − target)²).
+void check_under_mse(Layer<double>& layer, Tensor<double> x, const Tensor<double>& target, const std::string& name,
+                     double tolerance = 1e-6) {
+  for (auto* p : layer.parameters()) p->zero_grad();
+  const auto dx = layer.backward(mse_loss(layer.forward(x), target).grad);
+  const auto f = [&] { return mse_loss(layer.forward(x), target).value; };
+  expect_gradient(x.data, dx.data, f, name + " d(input)", tolerance);
+  for (auto* p : layer.parameters()) {
+    const auto analytic = p->grad;
+    expect_gradient(p->value, analytic, f, name + " d(" + p->name + ")", tolerance);
+  }
+}
+
 TEST(LearnerLayers, ConvolutionGradientsMatchFiniteDifferences) {
   std::mt19937 rng(1);
   struct Case {
@@ -189,15 +202,7 @@ TEST(LearnerLayers, GeneratedLayersHaveTheFiniteDifferenceGradientPerSample) {
                                              "conv/InstanceNorm/gamma_from_params", "conv/InstanceNorm/beta",
                                              "conv/InstanceNorm/beta_from_params"}));
   auto x = random_tensor<double>(2, 5, 7, 3, rng);
-  const auto target = random_tensor<double>(2, 3, 4, 4, rng);
-  for (auto* p : net.parameters()) p->zero_grad();
-  const auto dx = net.backward(mse_loss(net.forward(x), target).grad);
-  const auto f = [&] { return mse_loss(net.forward(x), target).value; };
-  expect_gradient(x.data, dx.data, f, "generated d(input)", 1e-5);
-  for (auto* p : net.parameters()) {
-    const auto analytic = p->grad;
-    expect_gradient(p->value, analytic, f, "generated d(" + p->name + ")", 1e-5);
-  }
+  check_under_mse(net, x, random_tensor<double>(2, 3, 4, 4, rng), "generated", 1e-5);
   // Sample 1 with its own p is the plain layer with b + A·p as its weights.
   const auto params = net.parameters();
   std::vector<double> w(108);
@@ -241,16 +246,8 @@ TEST(LearnerLayers, AResidualBlockHasTheFiniteDifferenceGradient) {
   Sequential<double> block;
   block.add(std::make_unique<Residual<double>>(std::move(inner)));
   block.add(std::make_unique<LeakyRelu<double>>(0.0));
-  auto x = random_tensor<double>(2, 5, 6, 4, rng);
-  const auto target = random_tensor<double>(2, 5, 6, 4, rng);
-  for (auto* p : block.parameters()) p->zero_grad();
-  const auto dx = block.backward(mse_loss(block.forward(x), target).grad);
-  const auto f = [&] { return mse_loss(block.forward(x), target).value; };
-  expect_gradient(x.data, dx.data, f, "residual d(input)", 1e-5);
-  for (auto* p : block.parameters()) {
-    const auto analytic = p->grad;
-    expect_gradient(p->value, analytic, f, "residual d(" + p->name + ")", 1e-5);
-  }
+  const auto x = random_tensor<double>(2, 5, 6, 4, rng);
+  check_under_mse(block, x, random_tensor<double>(2, 5, 6, 4, rng), "residual", 1e-5);
 }
 
 TEST(LearnerLayers, LeakyReluGradientMatchesFiniteDifferences) {
@@ -282,17 +279,8 @@ std::unique_ptr<Sequential<T>> tiny_can(unsigned seed) {
 TEST(LearnerLayers, ANetworkUnderMseHasTheFiniteDifferenceGradient) {
   auto net = tiny_can<double>(6);
   std::mt19937 rng(7);
-  auto x = random_tensor<double>(1, 6, 7, 3, rng, 0, 1);
-  const auto target = random_tensor<double>(1, 6, 7, 3, rng, 0, 1);
-  for (auto* p : net->parameters()) p->zero_grad();
-  const auto loss = mse_loss(net->forward(x), target);
-  const auto dx = net->backward(loss.grad);
-  const auto f = [&] { return mse_loss(net->forward(x), target).value; };
-  expect_gradient(x.data, dx.data, f, "network d(input)");
-  for (auto* p : net->parameters()) {
-    const auto analytic = p->grad;
-    expect_gradient(p->value, analytic, f, "network d(" + p->name + ")");
-  }
+  const auto x = random_tensor<double>(1, 6, 7, 3, rng, 0, 1);
+  check_under_mse(*net, x, random_tensor<double>(1, 6, 7, 3, rng, 0, 1), "network");
 }
 
 TEST(LearnerLayers, L1LossGradientMatchesFiniteDifferences) {
