@@ -17,8 +17,9 @@ packages=(
   libopenblas0-pthread
   # and its headers, for bench/can_bench's GEMM peak and im2col + SGEMM peer
   libopenblas-dev
-  # Vulkan runtime: loader + headers, GLSL compiler, Mesa's lavapipe (CPU ICD)
-  libvulkan-dev glslc mesa-vulkan-drivers
+  # Vulkan runtime: loader + headers, GLSL compiler, Mesa's lavapipe (CPU ICD);
+  # the Khronos validation layer every Vulkan test runs under, and vulkaninfo
+  libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
   # CLI, recipes, metadata
   libboost-program-options-dev libyaml-cpp-dev nlohmann-json3-dev
   # tests and benchmarks

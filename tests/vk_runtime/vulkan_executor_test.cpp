@@ -1,0 +1,267 @@
+// The Vulkan executor against the CPU forward, on Mesa's lavapipe in CI.
+// Every executor here runs under the Khronos validation layer, and each
+// test fails on any message it reports.
+
+#include "opforge/vk_runtime/vulkan_executor.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "model_fixtures.hpp"
+#include "opforge/core/io.hpp"
+#include "opforge/learner/network.hpp"
+#include "opforge/model/cpu_executor.hpp"
+#include "random_models.hpp"
+#include "test_support.hpp"
+
+namespace opforge {
+namespace {
+
+using model::CpuExecutor;
+using model::Model;
+using vk::VulkanExecutor;
+using vk::VulkanOptions;
+
+VulkanOptions validated(VulkanOptions o = {}) {
+  o.validation = true;
+  o.cache_directory = "none";
+  return o;
+}
+
+void expect_no_validation_messages(const VulkanExecutor& executor) {
+  for (const auto& m : executor.validation_messages()) ADD_FAILURE() << "validation layer: " << m;
+}
+
+double max_abs(const cv::Mat& a, const cv::Mat& b) {
+  EXPECT_EQ(a.size(), b.size());
+  EXPECT_EQ(a.channels(), b.channels());
+  if (a.size() != b.size() || a.channels() != b.channels()) return 1e30;
+  return cv::norm(a, b, cv::NORM_INF);
+}
+
+TEST(VulkanDevices, AreListedInPreferenceOrder) {
+  const auto devices = vk::list_devices();
+  ASSERT_FALSE(devices.empty());
+  for (std::size_t i = 0; i < devices.size(); ++i) {
+    EXPECT_EQ(devices[i].index, int(i));
+    EXPECT_FALSE(devices[i].name.empty());
+    if (i > 0) {
+      EXPECT_LE(int(devices[i - 1].kind), int(devices[i].kind)) << "discrete, integrated, virtual, then CPU";
+    }
+  }
+  VulkanExecutor executor(validated());
+  EXPECT_EQ(executor.device().index, 0);
+  EXPECT_NE(executor.name().find(devices[0].name), std::string::npos);
+  EXPECT_GT(executor.budget_bytes(), 0);
+  expect_no_validation_messages(executor);
+}
+
+TEST(VulkanDevices, AnUnknownIndexIsOneLine) {
+  const auto devices = vk::list_devices();
+  VulkanOptions o = validated();
+  o.device_index = int(devices.size());
+  const std::string message = test::error_of([&] { VulkanExecutor executor(o); });
+  EXPECT_NE(message.find("--device-index " + std::to_string(devices.size()) + " is out of range: valid 0.."), std::string::npos)
+      << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos);
+}
+
+TEST(VulkanExecutor, MatchesTheCpuForwardOnRandomNetworksAndOddSizes) {
+  VulkanExecutor executor(validated());
+  const std::vector<std::pair<int, int>> sizes = {{1, 1}, {2, 3}, {3, 517}, {37, 29}, {70, 5}};
+  for (int width : {3, 8, 24, 32}) {
+    const Model m = test::mixed_model(width, 100 + width);
+    for (const auto& [rows, cols] : sizes) {
+      SCOPED_TRACE("width " + std::to_string(width) + ", " + std::to_string(rows) + "x" + std::to_string(cols));
+      const cv::Mat input = test::random_input(rows, cols, m.spec().input_channels(), rows * 1000 + cols);
+      EXPECT_LE(max_abs(executor.forward(m, input), CpuExecutor().forward(m, input)), 1e-4);
+    }
+  }
+  expect_no_validation_messages(executor);
+}
+
+TEST(VulkanExecutor, RunsStridesTransposedLayersInstanceNormsAndResidualsAsTheCpu) {
+  VulkanExecutor executor(validated());
+  const std::vector<std::pair<int, int>> sizes = {{1, 1}, {2, 3}, {5, 7}, {16, 16}, {37, 29}, {3, 70}};
+  for (int width : {8, 24}) {
+    const Model m = test::fan_shaped_model(width, 300 + width);
+    for (const auto& [rows, cols] : sizes) {
+      SCOPED_TRACE("width " + std::to_string(width) + ", " + std::to_string(rows) + "x" + std::to_string(cols));
+      const cv::Mat input = test::random_input(rows, cols, m.spec().input_channels(), rows * 100 + cols);
+      EXPECT_LE(max_abs(executor.forward(m, input), CpuExecutor().forward(m, input)), 1e-4);
+    }
+  }
+  expect_no_validation_messages(executor);
+}
+
+TEST(VulkanExecutor, EveryPublishedModelMatchesTheCpuForward) {
+  // A 96x128 crop of a test photo: every layer's dilation reaches past it.
+  const Image photo = read_image(test::data_path("can24/000001_input.png"));
+  const Image crop = photo(cv::Rect(700, 500, 128, 96)).clone();
+  VulkanExecutor executor(validated());
+  for (const std::string& name : test::kPublishedModels) {
+    SCOPED_TRACE(name);
+    const Model m = Model::load(test::model_path(name));
+    std::vector<float> planes;
+    if (name == "parameterized_L0_smoothing") planes = {0.5f};
+    if (name == "combined") planes = m.operator_planes("Detail_manipulation");
+    const Image vulkan = executor.run(m, crop, planes);
+    const Image cpu = CpuExecutor().run(m, crop, planes);
+    EXPECT_LE(max_abs(vulkan, cpu), 1e-4);
+  }
+  expect_no_validation_messages(executor);
+}
+
+TEST(VulkanExecutor, EveryNetworkTheLearnerTrainsMatchesTheCpuForward) {
+  model::InputPlane lambda;
+  lambda.name = "lambda";
+  lambda.param = "lambda";
+  lambda.log_scale = true;
+  lambda.param_lo = 0.002;
+  lambda.param_hi = 0.2;
+  struct Case {
+    std::string name;
+    model::NetworkSpec spec;
+    std::vector<float> planes;
+  };
+  const std::vector<Case> cases = {
+      {"can24_an", learner::network_spec("can24_an"), {}},
+      {"can32_an_parameterized", learner::network_spec("can32_an_parameterized"), {0.3f}},
+      {"can32_an_combined", learner::network_spec("can32_an_combined", {"l0_smooth", "wls_smooth"}), {0.25f, 0.75f}},
+      {"srcnn_915", learner::network_spec("srcnn_915"), {}},
+      {"fan_decoupled", learner::fan_spec("fan_decoupled", {lambda}, 16), {0.7f}},
+      {"fan_cheap_tuning", learner::fan_spec("fan_cheap_tuning", {lambda}, 16), {0.2f}},
+  };
+  VulkanExecutor executor(validated());
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const Model m = learner::uniform_initialised(c.spec, 42);
+    const Image input(37, 45, CV_32FC(c.spec.image_channels));
+    cv::RNG(7).fill(input, cv::RNG::UNIFORM, 0.0, 1.0);
+    const Image vulkan = executor.run(m, input, c.planes);
+    const Image cpu = CpuExecutor().run(m, input, c.planes);
+    // Fan et al.'s outputs are in [0, 255] inside the network: 1e-4 of a level.
+    EXPECT_LE(max_abs(vulkan, cpu), 1e-4);
+  }
+  expect_no_validation_messages(executor);
+}
+
+TEST(VulkanExecutor, ReproducesThePublishedCan24L0Output) {
+  // The authors' published result for MIT-Adobe 000001 (1627x1080): at most
+  // one level off anywhere, and at least 99.9% of values equal.
+  const Model m = Model::load(test::data_path("models/L0_smoothing.safetensors"));
+  const Image input = read_image(test::data_path("can24/000001_input.png"));
+  const Image published = read_image(test::data_path("can24/000001_L0_smoothing_published.png"));
+  VulkanExecutor executor(validated());
+  const Image ours = model::quantise(m, executor.run(m, input));
+  ASSERT_EQ(ours.size(), published.size());
+  const auto c = test::compare_levels(ours, published);
+  EXPECT_LE(c.worst, 1);
+  EXPECT_GE(c.equal_fraction, 0.999);
+  RecordProperty("values_equal_percent", std::to_string(100.0 * c.equal_fraction));
+  expect_no_validation_messages(executor);
+}
+
+TEST(VulkanExecutor, RunsInPartsWhenTheBudgetIsSmallAndGivesTheSameResult) {
+  const Model can = test::mixed_model(24, 5);
+  const Model fan = test::fan_shaped_model(24, 6);
+  for (const Model* m : {&can, &fan}) {
+    const cv::Mat input = test::random_input(301, 203, m->spec().input_channels(), 9);
+    VulkanExecutor whole(validated());
+    const cv::Mat reference = whole.forward(*m, input);
+    EXPECT_FALSE(whole.last_run().parts);
+    VulkanOptions o = validated();
+    o.budget_bytes = whole.resident_bytes(m->spec(), input.rows, input.cols) / 4;  // a quarter of one pass
+    VulkanExecutor small(o);
+    const cv::Mat parts = small.forward(*m, input);
+    EXPECT_TRUE(small.last_run().parts);
+    EXPECT_LT(small.last_run().band_rows, input.rows);
+    EXPECT_LE(small.last_run().device_bytes, *o.budget_bytes);
+    EXPECT_LE(max_abs(parts, reference), 1e-6);
+    EXPECT_LE(max_abs(parts, CpuExecutor().forward(*m, input)), 1e-4);
+    expect_no_validation_messages(whole);
+    expect_no_validation_messages(small);
+  }
+}
+
+TEST(VulkanExecutor, RecoversFromRefusedAllocationsWithSmallerParts) {
+  // The budget says everything fits; the device then refuses: the pass is
+  // retried in parts, smaller each time, and still gives the same result.
+  const Model m = test::mixed_model(32, 8);
+  const cv::Mat input = test::random_input(257, 190, m.spec().input_channels(), 4);
+  VulkanExecutor whole(validated());
+  const cv::Mat reference = whole.forward(m, input);
+  VulkanOptions o = validated();
+  o.allocation_limit_bytes = whole.resident_bytes(m.spec(), input.rows, input.cols) / 3;
+  VulkanExecutor refusing(o);
+  const cv::Mat out = refusing.forward(m, input);
+  EXPECT_TRUE(refusing.last_run().parts);
+  EXPECT_GE(refusing.last_run().retries, 1);
+  EXPECT_LE(max_abs(out, reference), 1e-6);
+  expect_no_validation_messages(whole);
+  expect_no_validation_messages(refusing);
+}
+
+TEST(VulkanExecutor, ABudgetBelowOneRowIsOneLineAndNoOutput) {
+  const Model m = test::mixed_model(32, 8);
+  const cv::Mat input = test::random_input(64, 500, m.spec().input_channels(), 4);
+  VulkanOptions o = validated();
+  o.allocation_limit_bytes = 200 * 1024;  // the weights fit, no band of rows does
+  VulkanExecutor executor(o);
+  cv::Mat out;
+  const std::string message = test::error_of([&] { out = executor.forward(m, input); });
+  EXPECT_NE(message.find("not enough device memory"), std::string::npos) << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos);
+  EXPECT_TRUE(out.empty());
+  expect_no_validation_messages(executor);
+}
+
+TEST(VulkanExecutor, PipelineCacheIsWrittenAndACorruptOneIsIgnored) {
+  const auto dir = test::scratch_dir("vulkan-pipeline-cache");
+  const Model m = test::mixed_model(8, 2);
+  const cv::Mat input = test::random_input(9, 11, m.spec().input_channels(), 1);
+  VulkanOptions o = validated();
+  o.cache_directory = dir / "cache";
+  cv::Mat first;
+  {
+    VulkanExecutor executor(o);
+    first = executor.forward(m, input);
+    expect_no_validation_messages(executor);
+  }
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(o.cache_directory)) files.push_back(e.path());
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_NE(files[0].filename().string().find("vulkan-pipelines-"), std::string::npos);
+  // Vulkan's cache header: its length (32), version one, then vendor, device, UUID.
+  const auto header = [&] {
+    std::ifstream in(files[0], std::ios::binary);
+    std::uint32_t words[2] = {0, 0};
+    in.read(reinterpret_cast<char*>(words), sizeof words);
+    return std::pair<std::uint32_t, std::uint32_t>(words[0], words[1]);
+  };
+  EXPECT_EQ(header(), std::make_pair(32u, 1u));
+  for (const std::string& garbage : {std::string("not a cache"), std::string(4096, '\x01')}) {
+    std::ofstream(files[0], std::ios::binary | std::ios::trunc) << garbage;
+    VulkanExecutor executor(o);
+    EXPECT_EQ(max_abs(executor.forward(m, input), first), 0.0);
+    expect_no_validation_messages(executor);
+    EXPECT_EQ(header(), std::make_pair(32u, 1u));  // rewritten
+  }
+  std::size_t left = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(o.cache_directory)) ++left;
+  EXPECT_EQ(left, 1u);  // no temporary left behind
+}
+
+TEST(VulkanExecutor, RefusesInputItCannotRun) {
+  const Model m = Model::load(test::data_path("models/L0_smoothing.safetensors"));
+  VulkanExecutor executor(validated());
+  EXPECT_NE(test::error_of([&] { executor.forward(m, cv::Mat(4, 4, CV_32FC(4), cv::Scalar::all(0))); })
+                .find("takes 3-channel float32 input, got 4"),
+            std::string::npos);
+  expect_no_validation_messages(executor);
+}
+
+}  // namespace
+}  // namespace opforge

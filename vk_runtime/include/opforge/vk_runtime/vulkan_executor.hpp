@@ -1,0 +1,102 @@
+#pragma once
+// The Vulkan executor: the model's network as Vulkan compute shaders (GLSL
+// compiled to SPIR-V at build time, embedded in the library), on any Vulkan
+// 1.1 device, tested on Mesa's lavapipe.
+//
+// The Vulkan loader is opened at run time, so a machine without one still
+// runs everything else (`--device cpu`); every Vulkan failure is an
+// opforge::Error with one line. A layer runs as a convolution pass over
+// bands of output rows, a statistics pass (per-row sums; the host adds the
+// rows in float64, in order, as the CPU forward does) and an epilogue (the
+// normaliser as one scale and shift per channel, the residual, the
+// activation). When the activations do not fit the device's memory budget
+// they live in host memory and each band is copied in and out ("parts");
+// an allocation the device refuses is retried with smaller bands. The
+// result is the same either way, and a run either returns the whole output
+// or throws: never a partial image.
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "opforge/model/executor.hpp"
+
+namespace opforge::vk {
+
+enum class DeviceKind { discrete, integrated, virtual_gpu, cpu, other };
+const char* to_string(DeviceKind kind);
+
+struct DeviceInfo {
+  int index = 0;            ///< position in list_devices(): `--device-index`
+  std::string name;
+  DeviceKind kind = DeviceKind::other;
+  std::string driver;       ///< driver name and version, as the driver reports them
+  std::uint32_t api_version = 0;
+  double memory_bytes = 0;  ///< the largest device-local heap
+  bool memory_budget = false;  ///< VK_EXT_memory_budget is supported
+};
+
+/// Vulkan devices in the order they are preferred: discrete, integrated,
+/// virtual, then CPU devices (stable within a kind). Throws Error when the
+/// loader cannot be opened or no device is present.
+std::vector<DeviceInfo> list_devices();
+
+/// The loader library opened: $OPFORGE_VULKAN_LOADER when set (a test or
+/// an unusual install), else libvulkan.so.1.
+std::string loader_name();
+
+struct VulkanOptions {
+  /// Index into list_devices(); the first (most preferred) when unset.
+  std::optional<int> device_index;
+  /// Run under the Khronos validation layer and keep every message it
+  /// reports (validation_messages()); Error if the layer is not installed.
+  bool validation = false;
+  /// Device memory the executor may use; the driver's budget when unset
+  /// (VK_EXT_memory_budget, else 3/4 of the largest device-local heap).
+  std::optional<double> budget_bytes;
+  /// Testing: device allocations beyond this many bytes in all fail as the
+  /// driver's VK_ERROR_OUT_OF_DEVICE_MEMORY would (the budget may claim more).
+  std::optional<double> allocation_limit_bytes;
+  /// The pipeline cache file's folder; empty: $XDG_CACHE_HOME/opforge (or
+  /// ~/.cache/opforge); "none": no cache on disk.
+  std::filesystem::path cache_directory;
+};
+
+/// How the last forward pass ran.
+struct RunReport {
+  bool parts = false;       ///< activations in host memory, bands copied in and out
+  int band_rows = 0;        ///< output rows per band of the widest layer
+  int retries = 0;          ///< allocations refused and retried smaller
+  double device_bytes = 0;  ///< device memory the pass allocated
+};
+
+class VulkanExecutor final : public model::Executor {
+ public:
+  explicit VulkanExecutor(VulkanOptions options = {});
+  ~VulkanExecutor() override;
+  VulkanExecutor(const VulkanExecutor&) = delete;
+  VulkanExecutor& operator=(const VulkanExecutor&) = delete;
+
+  std::string name() const override;
+  const DeviceInfo& device() const;
+  /// Host memory the pass may need besides its input: the activations when
+  /// they run in parts (estimated against the device budget).
+  double peak_bytes(const model::NetworkSpec& spec, int rows, int cols) const override;
+  cv::Mat forward(const model::Model& model, const cv::Mat& input) override;
+
+  /// Device memory a pass with every activation on the device needs.
+  double resident_bytes(const model::NetworkSpec& spec, int rows, int cols) const;
+  double budget_bytes() const;
+  const RunReport& last_run() const;
+  /// Messages of the validation layer so far (warnings and errors), one line each.
+  std::vector<std::string> validation_messages() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace opforge::vk

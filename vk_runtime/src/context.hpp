@@ -1,0 +1,140 @@
+#pragma once
+// One Vulkan instance, device and compute queue, the runtime's three
+// pipelines, and buffers on it: the pieces the executor's passes are built
+// from. Everything is destroyed with the Context.
+
+#include <cstddef>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "opforge/core/error.hpp"
+#include "opforge/vk_runtime/vulkan_executor.hpp"
+#include "vulkan_api.hpp"
+
+namespace opforge::vk::detail {
+
+/// The device refused an allocation (or the testing limit did): the caller
+/// retries with smaller parts.
+class DeviceMemoryExhausted : public Error {
+ public:
+  using Error::Error;
+};
+
+class Context;
+
+/// A buffer and its own memory: device-local, or host-visible and mapped.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Context& context, VkDeviceSize bytes, bool host_visible);
+  ~Buffer();
+  Buffer(Buffer&& other) noexcept { *this = std::move(other); }
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  VkBuffer handle() const { return buffer_; }
+  VkDeviceSize size() const { return size_; }
+  /// The mapped memory of a host-visible buffer (coherent).
+  void* mapped() const { return mapped_; }
+  float* floats() const { return static_cast<float*>(mapped_); }
+
+ private:
+  void release();
+  Context* context_ = nullptr;
+  VkBuffer buffer_ = VK_NULL_HANDLE;
+  VkDeviceMemory memory_ = VK_NULL_HANDLE;
+  VkDeviceSize size_ = 0, allocation_size_ = 0;
+  void* mapped_ = nullptr;
+  bool device_local_ = false;
+};
+
+/// A range of a buffer bound to one shader binding; `first_element` is the
+/// tensor element at its start (what the shader subtracts).
+struct Window {
+  VkBuffer buffer = VK_NULL_HANDLE;
+  VkDeviceSize offset = 0, range = 0;
+  long long first_element = 0;
+};
+
+enum class Pipeline { conv, stats, finish };
+
+class Context {
+ public:
+  explicit Context(const VulkanOptions& options);
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  Api& api() { return api_; }
+  VkDevice device() const { return device_; }
+  const DeviceInfo& info() const { return info_; }
+  const VkPhysicalDeviceLimits& limits() const { return limits_; }
+  double budget_bytes() const { return budget_; }
+  double allocated_bytes() const { return allocated_; }
+
+  /// Allocates memory of a type with `properties` (host-visible ones
+  /// coherent); device-local allocations count against the testing limit.
+  VkDeviceMemory allocate(const VkMemoryRequirements& requirements, bool host_visible, bool& device_local);
+  void release(VkDeviceMemory memory, VkDeviceSize bytes, bool device_local);
+
+  /// Records commands into a fresh command buffer, submits it and waits.
+  /// Descriptor sets come from `bind` within the recording and are freed
+  /// after the wait.
+  void submit(const std::function<void(VkCommandBuffer)>& record);
+  /// Within a recording: binds the pipeline, a descriptor set of the windows
+  /// (in binding order) and the push constants, and dispatches.
+  void dispatch(VkCommandBuffer cmd, Pipeline pipeline, const std::vector<Window>& windows, const void* push,
+                std::size_t push_bytes, std::uint32_t x, std::uint32_t y, std::uint32_t z);
+  /// Every earlier transfer and shader write visible to later transfers, shaders and the host.
+  void barrier(VkCommandBuffer cmd);
+  void copy(VkCommandBuffer cmd, const Buffer& from, VkDeviceSize from_offset, const Buffer& to, VkDeviceSize to_offset,
+            VkDeviceSize bytes);
+
+  std::vector<std::string> messages() const;
+
+ private:
+  struct PipelineObjects {
+    VkDescriptorSetLayout set_layout = VK_NULL_HANDLE;
+    VkPipelineLayout layout = VK_NULL_HANDLE;
+    VkPipeline pipeline = VK_NULL_HANDLE;
+    int bindings = 0;
+  };
+  void destroy();
+  void create_instance(bool validation);
+  void choose_device(const VulkanOptions& options);
+  void create_device();
+  void create_pipelines(const VulkanOptions& options);
+  void create_pipeline(Pipeline which, const std::uint32_t* code, std::size_t bytes, int bindings,
+                       std::size_t push_bytes, VkPipelineCache cache);
+  static VKAPI_ATTR VkBool32 VKAPI_CALL on_message(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
+                                                   VkDebugUtilsMessageTypeFlagsEXT types,
+                                                   const VkDebugUtilsMessengerCallbackDataEXT* data, void* self);
+
+  Api api_;
+  VkInstance instance_ = VK_NULL_HANDLE;
+  VkDebugUtilsMessengerEXT messenger_ = VK_NULL_HANDLE;
+  VkPhysicalDevice physical_ = VK_NULL_HANDLE;
+  VkDevice device_ = VK_NULL_HANDLE;
+  VkQueue queue_ = VK_NULL_HANDLE;
+  std::uint32_t queue_family_ = 0;
+  VkCommandPool command_pool_ = VK_NULL_HANDLE;
+  VkCommandBuffer command_buffer_ = VK_NULL_HANDLE;
+  VkFence fence_ = VK_NULL_HANDLE;
+  VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;
+  int sets_left_ = 0;
+  PipelineObjects pipelines_[3];
+  DeviceInfo info_;
+  VkPhysicalDeviceLimits limits_{};
+  VkPhysicalDeviceMemoryProperties memory_{};
+  double budget_ = 0;
+  double allocated_ = 0;
+  double allocation_limit_ = -1;
+  double max_allocation_ = 0;
+  mutable std::mutex messages_mutex_;
+  std::vector<std::string> messages_;
+};
+
+}  // namespace opforge::vk::detail

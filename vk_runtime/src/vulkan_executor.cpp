@@ -1,0 +1,562 @@
+#include "opforge/vk_runtime/vulkan_executor.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <optional>
+
+#include "context.hpp"
+#include "opforge/core/error.hpp"
+
+namespace opforge::vk {
+namespace {
+
+using detail::Buffer;
+using detail::Context;
+using detail::DeviceMemoryExhausted;
+using detail::Pipeline;
+using detail::Window;
+using model::LayerSpec;
+using model::NetworkSpec;
+using model::Normalizer;
+
+constexpr int kMaxBandRows = 4096;       // rows per dispatch; also the stats pass's workgroup rows
+constexpr int kDispatchesPerSubmit = 256;  // within the context's descriptor pool
+
+struct Shape {
+  int rows = 0, cols = 0, channels = 0;
+  double elements() const { return double(rows) * cols * channels; }
+  std::size_t row_values() const { return static_cast<std::size_t>(cols) * channels; }
+};
+
+// The network's tensors: 0 is the input, i + 1 the output of layer i; and
+// for each tensor the last layer that reads it (as input or residual).
+struct Plan {
+  std::vector<Shape> shapes;
+  std::vector<int> last_use;
+  std::vector<int> residual;  // per layer: the tensor its residual adds, or -1
+};
+
+Plan plan_tensors(const NetworkSpec& spec, int rows, int cols) {
+  Plan plan;
+  plan.shapes.push_back({rows, cols, spec.input_channels()});
+  std::vector<std::pair<int, int>> undone;  // inputs of the stride-2 layers not yet undone
+  std::map<std::string, int> input_of;
+  for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+    const LayerSpec& l = spec.layers[i];
+    input_of[l.name] = static_cast<int>(i);
+    Shape s = plan.shapes.back();
+    if (l.transposed) {
+      std::tie(s.rows, s.cols) = undone.back();
+      undone.pop_back();
+    } else if (l.stride == 2) {
+      undone.push_back({s.rows, s.cols});
+      s.rows = (s.rows + 1) / 2;
+      s.cols = (s.cols + 1) / 2;
+    }
+    s.channels = l.cout;
+    plan.shapes.push_back(s);
+  }
+  const int layers = static_cast<int>(spec.layers.size());
+  plan.last_use.assign(plan.shapes.size(), 0);
+  plan.residual.assign(layers, -1);
+  for (int i = 0; i < layers; ++i) {
+    plan.last_use[i] = std::max(plan.last_use[i], i);
+    if (!spec.layers[i].residual_from.empty()) {
+      plan.residual[i] = input_of.at(spec.layers[i].residual_from);
+      plan.last_use[plan.residual[i]] = std::max(plan.last_use[plan.residual[i]], i);
+    }
+  }
+  plan.last_use[layers] = layers;  // the output
+  return plan;
+}
+
+// The input rows output rows [a, b) of layer l read, clipped to the input.
+std::pair<int, int> input_rows(const LayerSpec& l, int a, int b, int in_rows) {
+  int lo, hi;
+  if (l.transposed) {  // output o reads inputs (o + 1 − k) / 2, k = 0..3
+    lo = (a - 2) >= 0 ? (a - 2) / 2 : -1;
+    hi = b / 2 + 1;
+  } else {
+    lo = a * l.stride - l.reach_y();
+    hi = (b - 1) * l.stride + l.reach_y() + 1;
+  }
+  return {std::clamp(lo, 0, in_rows), std::clamp(hi, 0, in_rows)};
+}
+
+// The most input rows a band of `band` output rows reads (a band inside
+// the image, where no side is clipped).
+int input_window_rows(const LayerSpec& l, int band, int in_rows) {
+  const int unclipped = l.transposed ? band / 2 + 3 : (band - 1) * l.stride + 2 * l.reach_y() + 1;
+  return std::clamp(unclipped, 1, in_rows);
+}
+
+// The weights of one layer as conv.comp reads them: [tap][cin][cout rounded
+// up to 4], and the bias rounded up likewise.
+void pack_layer(const LayerSpec& l, const model::LayerWeights& w, std::vector<float>& kernel, std::vector<float>& bias) {
+  const int groups = (l.cout + 3) / 4;
+  const int taps = l.kernel_h * l.kernel_w;
+  kernel.assign(static_cast<std::size_t>(taps) * l.cin * groups * 4, 0.0f);
+  for (int t = 0; t < taps; ++t)
+    for (int i = 0; i < l.cin; ++i)
+      for (int o = 0; o < l.cout; ++o) {
+        kernel[(static_cast<std::size_t>(t) * l.cin + i) * groups * 4 + o] = w.kernel[(static_cast<std::size_t>(t) * l.cin + i) * l.cout + o];
+      }
+  bias.assign(static_cast<std::size_t>(groups) * 4, 0.0f);
+  if (l.bias) std::copy(w.bias.begin(), w.bias.end(), bias.begin());
+}
+
+struct ConvPush {
+  int in_rows, in_cols, cin, in_offset;
+  int out_cols, cout, out_row0, out_offset, band_rows;
+  int kernel_h, kernel_w, dilation, stride, transposed;
+  int pad = 0;
+};
+static_assert(sizeof(ConvPush) == 15 * sizeof(int));
+
+struct StatsPush {
+  int cols, channels, offset, first_row;
+};
+
+struct FinishPush {
+  int count, channels, offset, first, residual_offset, activation;
+  float slope;
+};
+
+int activation_code(const LayerSpec& l) {
+  switch (l.activation) {
+    case model::Activation::leaky_relu: return 1;
+    case model::Activation::relu: return 2;
+    case model::Activation::none: return 0;
+  }
+  return 0;
+}
+
+bool has_epilogue(const LayerSpec& l) {
+  return l.normalizer != Normalizer::none || !l.residual_from.empty() || l.activation != model::Activation::none;
+}
+
+// The largest band in 1..limit for which `fits` holds (fits is monotone).
+template <typename Fits>
+int largest_band(int limit, const Fits& fits) {
+  if (!fits(1)) return 0;
+  int lo = 1, hi = limit;
+  while (lo < hi) {
+    const int mid = lo + (hi - lo + 1) / 2;
+    if (fits(mid)) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+}  // namespace
+
+struct VulkanExecutor::Impl {
+  explicit Impl(const VulkanOptions& o) : options(o), context(o) {}
+
+  VulkanOptions options;
+  Context context;
+  RunReport report;
+
+  double max_window() const { return double(context.limits().maxStorageBufferRange); }
+  VkDeviceSize alignment() const { return std::max<VkDeviceSize>(context.limits().minStorageBufferOffsetAlignment, 4); }
+
+  // --- the pass ------------------------------------------------------------
+
+  struct Tensor {
+    Shape shape;
+    Buffer device;              // resident passes
+    std::vector<float> host;    // passes in parts
+  };
+
+  struct LayerBuffers {
+    Buffer weights, bias;
+  };
+
+  const model::Model* model = nullptr;
+  Plan plan;
+  std::vector<LayerBuffers> layer_buffers;
+  Buffer stats, affine, staging;
+
+  void upload_weights() {
+    const auto& layers = model->spec().layers;
+    layer_buffers.clear();
+    std::vector<float> kernel, bias;
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      pack_layer(layers[i], model->weights()[i], kernel, bias);
+      LayerBuffers b;
+      b.weights = Buffer(context, kernel.size() * sizeof(float), false);
+      b.bias = Buffer(context, bias.size() * sizeof(float), false);
+      Buffer k_stage(context, kernel.size() * sizeof(float), true), b_stage(context, bias.size() * sizeof(float), true);
+      std::memcpy(k_stage.mapped(), kernel.data(), kernel.size() * sizeof(float));
+      std::memcpy(b_stage.mapped(), bias.data(), bias.size() * sizeof(float));
+      context.submit([&](VkCommandBuffer cmd) {
+        context.copy(cmd, k_stage, 0, b.weights, 0, k_stage.size());
+        context.copy(cmd, b_stage, 0, b.bias, 0, b_stage.size());
+      });
+      layer_buffers.push_back(std::move(b));
+    }
+  }
+
+  // A window of a device tensor's rows [a, b): the binding starts at an
+  // aligned offset at or before row a.
+  Window window(const Tensor& t, int a, int b) const {
+    a = std::min(a, t.shape.rows - 1);
+    b = std::max(b, a + 1);
+    const VkDeviceSize row_bytes = t.shape.row_values() * sizeof(float);
+    const VkDeviceSize start = VkDeviceSize(a) * row_bytes, end = std::max<VkDeviceSize>(VkDeviceSize(b) * row_bytes, start + 4);
+    const VkDeviceSize offset = start / alignment() * alignment();
+    return {t.device.handle(), offset, end - offset, static_cast<long long>(offset / sizeof(float))};
+  }
+  static Window whole(const Buffer& b) { return {b.handle(), 0, VK_WHOLE_SIZE, 0}; }
+
+  // z = scale·y + shift per channel from the layer's statistics (float64,
+  // rows in order), as the CPU forward folds them.
+  void fold_statistics(const LayerSpec& l, const model::LayerWeights& w, int rows, int cols) {
+    auto* values = affine.floats();
+    if (l.normalizer == Normalizer::none) {
+      for (int c = 0; c < l.cout; ++c) values[2 * c] = 1.0f, values[2 * c + 1] = 0.0f;
+      return;
+    }
+    std::vector<double> sum(l.cout, 0.0), squares(l.cout, 0.0);
+    const float* s = stats.floats();
+    for (int y = 0; y < rows; ++y)
+      for (int c = 0; c < l.cout; ++c) {
+        sum[c] += s[(static_cast<std::size_t>(y) * l.cout + c) * 2];
+        squares[c] += s[(static_cast<std::size_t>(y) * l.cout + c) * 2 + 1];
+      }
+    const double count = double(rows) * cols;
+    const NetworkSpec& spec = model->spec();
+    for (int c = 0; c < l.cout; ++c) {
+      const double mean = sum[c] / count, variance = std::max(0.0, squares[c] / count - mean * mean);
+      if (l.normalizer == Normalizer::adaptive_bn) {
+        const double r = 1.0 / std::sqrt(variance + spec.bn_epsilon);
+        values[2 * c] = static_cast<float>(w.w0 + w.w1 * r);
+        values[2 * c + 1] = static_cast<float>(w.w1 * (w.beta[c] - mean * r));
+      } else {
+        const double r = 1.0 / std::sqrt(variance + spec.in_epsilon);
+        values[2 * c] = static_cast<float>(w.gamma[c] * r);
+        values[2 * c + 1] = static_cast<float>(w.beta[c] - w.gamma[c] * mean * r);
+      }
+    }
+  }
+
+  void record_conv(VkCommandBuffer cmd, std::size_t i, const Shape& in, const Shape& out, int a, int b, const Window& src,
+                   const Window& dst) {
+    const LayerSpec& l = model->spec().layers[i];
+    ConvPush p{in.rows, in.cols, in.channels, int(src.first_element), out.cols, out.channels, a, int(dst.first_element), b - a,
+               l.kernel_h, l.kernel_w, l.dilation, l.stride, l.transposed ? 1 : 0};
+    const std::uint32_t groups = static_cast<std::uint32_t>((l.cout + 3) / 4);
+    context.dispatch(cmd, Pipeline::conv,
+                     {src, dst, whole(layer_buffers[i].weights), whole(layer_buffers[i].bias)}, &p, sizeof p,
+                     static_cast<std::uint32_t>((out.cols + 15) / 16), static_cast<std::uint32_t>((b - a + 3) / 4), groups);
+    if (l.normalizer != Normalizer::none) {
+      context.barrier(cmd);
+      StatsPush s{out.cols, out.channels, int(dst.first_element), a};
+      context.dispatch(cmd, Pipeline::stats, {dst, whole(stats)}, &s, sizeof s, static_cast<std::uint32_t>(out.channels),
+                       static_cast<std::uint32_t>(b - a), 1);
+    }
+  }
+
+  void record_finish(VkCommandBuffer cmd, const LayerSpec& l, const Shape& out, int a, int b, const Window& values,
+                     const std::optional<Window>& residual) {
+    const long long first = static_cast<long long>(a) * out.row_values();
+    const long long count = static_cast<long long>(b - a) * out.row_values();
+    FinishPush p{int(count), out.channels, int(values.first_element), int(first),
+                 residual ? int(residual->first_element) : -1, activation_code(l), l.negative_slope};
+    const long long groups = (count + 255) / 256;
+    const std::uint32_t x = static_cast<std::uint32_t>(std::min<long long>(groups, 65535));
+    const std::uint32_t y = static_cast<std::uint32_t>((groups + 65534) / 65535);
+    context.dispatch(cmd, Pipeline::finish, {values, whole(affine), residual ? *residual : whole(affine)}, &p, sizeof p, x, y, 1);
+  }
+
+  // Bands of a layer's output rows: each dispatch's windows within the
+  // binding limit, and (in parts) all of a band's windows within `room`.
+  int band_rows(std::size_t i, bool parts, double room) const {
+    const LayerSpec& l = model->spec().layers[i];
+    const Shape& in = plan.shapes[i];
+    const Shape& out = plan.shapes[i + 1];
+    const double slack = double(alignment());
+    const auto fits = [&](int rows) {
+      const double in_bytes = double(input_window_rows(l, rows, in.rows)) * in.row_values() * 4 + slack;
+      const double out_bytes = double(rows) * out.row_values() * 4 + slack;
+      if (in_bytes > max_window() || out_bytes > max_window()) return false;
+      return !parts || band_bytes(i, rows) <= room;
+    };
+    return largest_band(std::min(out.rows, kMaxBandRows), fits);
+  }
+
+  // Device memory of a band's windows in parts: input, output, residual.
+  double band_bytes(std::size_t i, int rows) const {
+    const LayerSpec& l = model->spec().layers[i];
+    const double in_bytes = double(input_window_rows(l, rows, plan.shapes[i].rows)) * plan.shapes[i].row_values() * 4;
+    const double out_bytes = double(rows) * plan.shapes[i + 1].row_values() * 4;
+    return in_bytes + out_bytes * (plan.residual[i] >= 0 ? 2 : 1);
+  }
+
+  // --- resident: every live tensor on the device --------------------------
+
+  cv::Mat run_resident(const cv::Mat& input) {
+    const auto& layers = model->spec().layers;
+    std::vector<Tensor> tensors(plan.shapes.size());
+    for (std::size_t t = 0; t < tensors.size(); ++t) tensors[t].shape = plan.shapes[t];
+    tensors[0].device = Buffer(context, VkDeviceSize(plan.shapes[0].elements()) * 4, false);
+    {
+      Buffer upload(context, tensors[0].device.size(), true);
+      for (int y = 0; y < input.rows; ++y) {
+        std::memcpy(upload.floats() + y * plan.shapes[0].row_values(), input.ptr<float>(y), plan.shapes[0].row_values() * 4);
+      }
+      context.submit([&](VkCommandBuffer cmd) { context.copy(cmd, upload, 0, tensors[0].device, 0, upload.size()); });
+    }
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      const LayerSpec& l = layers[i];
+      const Shape& in = plan.shapes[i];
+      const Shape& out = plan.shapes[i + 1];
+      tensors[i + 1].device = Buffer(context, VkDeviceSize(out.elements()) * 4, false);
+      const int band = band_rows(i, false, 0);
+      if (band == 0) throw Error("Vulkan: one row of layer '" + l.name + "' exceeds the device's storage-buffer range");
+      report.band_rows = std::max(report.band_rows, band);
+      for_each_submission(out.rows, band, [&](VkCommandBuffer cmd, int a, int b) {
+        const auto [ia, ib] = input_rows(l, a, b, in.rows);
+        record_conv(cmd, i, in, out, a, b, window(tensors[i], ia, ib), window(tensors[i + 1], a, b));
+      });
+      if (has_epilogue(l)) {
+        fold_statistics(l, model->weights()[i], out.rows, out.cols);
+        for_each_submission(out.rows, band, [&](VkCommandBuffer cmd, int a, int b) {
+          std::optional<Window> residual;
+          if (plan.residual[i] >= 0) residual = window(tensors[plan.residual[i]], a, b);
+          record_finish(cmd, l, out, a, b, window(tensors[i + 1], a, b), residual);
+        });
+      }
+      for (std::size_t t = 0; t <= i; ++t) {
+        if (plan.last_use[t] <= static_cast<int>(i)) tensors[t].device = Buffer();
+      }
+    }
+    const Shape& out = plan.shapes.back();
+    Buffer download(context, VkDeviceSize(out.elements()) * 4, true);
+    context.submit([&](VkCommandBuffer cmd) { context.copy(cmd, tensors.back().device, 0, download, 0, download.size()); });
+    cv::Mat result(out.rows, out.cols, CV_32FC(out.channels));
+    for (int y = 0; y < out.rows; ++y) std::memcpy(result.ptr<float>(y), download.floats() + y * out.row_values(), out.row_values() * 4);
+    return result;
+  }
+
+  // Bands [a, b) of `rows`, recorded into as few submissions as the
+  // descriptor pool allows.
+  template <typename Record>
+  void for_each_submission(int rows, int band, const Record& record) {
+    for (int a0 = 0; a0 < rows;) {
+      context.submit([&](VkCommandBuffer cmd) {
+        for (int n = 0; n < kDispatchesPerSubmit / 2 && a0 < rows; ++n) {
+          const int b = std::min(rows, a0 + band);
+          record(cmd, a0, b);
+          a0 = b;
+        }
+      });
+    }
+  }
+
+  // --- parts: tensors in host memory, each band copied in and out ---------
+
+  cv::Mat run_parts(const cv::Mat& input, double room) {
+    const auto& layers = model->spec().layers;
+    std::vector<Tensor> tensors(plan.shapes.size());
+    for (std::size_t t = 0; t < tensors.size(); ++t) tensors[t].shape = plan.shapes[t];
+    tensors[0].host.resize(static_cast<std::size_t>(plan.shapes[0].elements()));
+    for (int y = 0; y < input.rows; ++y) {
+      std::memcpy(tensors[0].host.data() + y * plan.shapes[0].row_values(), input.ptr<float>(y), plan.shapes[0].row_values() * 4);
+    }
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      const LayerSpec& l = layers[i];
+      const Shape& out = plan.shapes[i + 1];
+      tensors[i + 1].host.resize(static_cast<std::size_t>(out.elements()));
+      // A refused allocation halves the band; later layers then plan
+      // within what the device did give.
+      int band = band_rows(i, true, room);
+      bool refused = false;
+      for (;;) {
+        if (band == 0) {
+          const auto mib = [](double bytes) { return std::to_string(static_cast<long long>(std::ceil(bytes / (1 << 20)))) + " MiB"; };
+          throw Error("Vulkan: not enough device memory for one row of layer '" + l.name + "' of a " +
+                      std::to_string(plan.shapes[0].cols) + "-pixel-wide image: it needs " + mib(band_bytes(i, 1)) +
+                      ", the budget is " + mib(room) + (refused ? " and the device refused that" : "") + " (use --device cpu)");
+        }
+        try {
+          run_layer_in_parts(i, band, tensors);
+          report.band_rows = std::max(report.band_rows, band);
+          if (refused) room = std::min(room, band_bytes(i, band));
+          break;
+        } catch (const DeviceMemoryExhausted&) {
+          ++report.retries;
+          refused = true;
+          band /= 2;
+        }
+      }
+      for (std::size_t t = 0; t <= i; ++t) {
+        if (plan.last_use[t] <= static_cast<int>(i)) std::vector<float>().swap(tensors[t].host);
+      }
+    }
+    const Shape& out = plan.shapes.back();
+    cv::Mat result(out.rows, out.cols, CV_32FC(out.channels));
+    for (int y = 0; y < out.rows; ++y) std::memcpy(result.ptr<float>(y), tensors.back().host.data() + y * out.row_values(), out.row_values() * 4);
+    return result;
+  }
+
+  void run_layer_in_parts(std::size_t i, int band, std::vector<Tensor>& tensors) {
+    const LayerSpec& l = model->spec().layers[i];
+    const Shape& in = plan.shapes[i];
+    const Shape& out = plan.shapes[i + 1];
+    const VkDeviceSize in_bytes = VkDeviceSize(input_window_rows(l, band, in.rows)) * in.row_values() * 4;
+    const VkDeviceSize out_bytes = VkDeviceSize(band) * out.row_values() * 4;
+    Buffer in_window(context, in_bytes, false), out_window(context, out_bytes, false);
+    Buffer residual_window;
+    if (plan.residual[i] >= 0) residual_window = Buffer(context, out_bytes, false);
+    Buffer in_stage(context, in_bytes, true), out_stage(context, out_bytes, true);
+
+    for (int a = 0; a < out.rows; a += band) {
+      const int b = std::min(out.rows, a + band);
+      const auto [ia, ib] = input_rows(l, a, b, in.rows);
+      const int rows_in = std::max(ib - ia, 1);
+      const int first_in = std::min(ia, in.rows - 1);
+      std::memcpy(in_stage.mapped(), tensors[i].host.data() + first_in * in.row_values(), VkDeviceSize(rows_in) * in.row_values() * 4);
+      const Window src{in_window.handle(), 0, VK_WHOLE_SIZE, static_cast<long long>(first_in) * static_cast<long long>(in.row_values())};
+      const Window dst{out_window.handle(), 0, VK_WHOLE_SIZE, static_cast<long long>(a) * static_cast<long long>(out.row_values())};
+      context.submit([&](VkCommandBuffer cmd) {
+        context.copy(cmd, in_stage, 0, in_window, 0, VkDeviceSize(rows_in) * in.row_values() * 4);
+        context.barrier(cmd);
+        record_conv(cmd, i, in, out, a, b, src, dst);
+        context.barrier(cmd);
+        context.copy(cmd, out_window, 0, out_stage, 0, VkDeviceSize(b - a) * out.row_values() * 4);
+      });
+      std::memcpy(tensors[i + 1].host.data() + a * out.row_values(), out_stage.mapped(), VkDeviceSize(b - a) * out.row_values() * 4);
+    }
+    if (!has_epilogue(l)) return;
+    fold_statistics(l, model->weights()[i], out.rows, out.cols);
+    Buffer residual_stage;
+    if (plan.residual[i] >= 0) residual_stage = Buffer(context, out_bytes, true);
+    for (int a = 0; a < out.rows; a += band) {
+      const int b = std::min(out.rows, a + band);
+      const VkDeviceSize bytes = VkDeviceSize(b - a) * out.row_values() * 4;
+      std::memcpy(out_stage.mapped(), tensors[i + 1].host.data() + a * out.row_values(), bytes);
+      if (plan.residual[i] >= 0) std::memcpy(residual_stage.mapped(), tensors[plan.residual[i]].host.data() + a * out.row_values(), bytes);
+      const long long first = static_cast<long long>(a) * static_cast<long long>(out.row_values());
+      const Window values{out_window.handle(), 0, VK_WHOLE_SIZE, first};
+      std::optional<Window> residual;
+      if (plan.residual[i] >= 0) residual = Window{residual_window.handle(), 0, VK_WHOLE_SIZE, first};
+      context.submit([&](VkCommandBuffer cmd) {
+        context.copy(cmd, out_stage, 0, out_window, 0, bytes);
+        if (residual) context.copy(cmd, residual_stage, 0, residual_window, 0, bytes);
+        context.barrier(cmd);
+        record_finish(cmd, l, out, a, b, values, residual);
+        context.barrier(cmd);
+        context.copy(cmd, out_window, 0, out_stage, 0, bytes);
+      });
+      std::memcpy(tensors[i + 1].host.data() + a * out.row_values(), out_stage.mapped(), bytes);
+    }
+  }
+
+  // --- sizes -----------------------------------------------------------------
+
+  static double weight_bytes(const NetworkSpec& spec) {
+    double bytes = 0;
+    for (const auto& l : spec.layers) bytes += (double(l.kernel_h) * l.kernel_w * l.cin + 1) * ((l.cout + 3) / 4 * 4) * 4 + 512;
+    return bytes;
+  }
+
+  static double resident_peak(const NetworkSpec& spec, const Plan& plan) {
+    double peak = 0;
+    for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+      double live = plan.shapes[i + 1].elements();
+      for (std::size_t t = 0; t <= i; ++t) {
+        if (plan.last_use[t] >= static_cast<int>(i)) live += plan.shapes[t].elements();
+      }
+      peak = std::max(peak, live * 4);
+    }
+    return peak + weight_bytes(spec);
+  }
+};
+
+VulkanExecutor::VulkanExecutor(VulkanOptions options) : impl_(std::make_unique<Impl>(options)) {}
+VulkanExecutor::~VulkanExecutor() = default;
+
+std::string VulkanExecutor::name() const { return "vulkan (" + impl_->context.info().name + ")"; }
+const DeviceInfo& VulkanExecutor::device() const { return impl_->context.info(); }
+double VulkanExecutor::budget_bytes() const { return impl_->context.budget_bytes(); }
+const RunReport& VulkanExecutor::last_run() const { return impl_->report; }
+std::vector<std::string> VulkanExecutor::validation_messages() const { return impl_->context.messages(); }
+
+double VulkanExecutor::resident_bytes(const NetworkSpec& spec, int rows, int cols) const {
+  return Impl::resident_peak(spec, plan_tensors(spec, rows, cols));
+}
+
+double VulkanExecutor::peak_bytes(const NetworkSpec& spec, int rows, int cols) const {
+  const Plan plan = plan_tensors(spec, rows, cols);
+  if (Impl::resident_peak(spec, plan) <= budget_bytes()) return 0;
+  // In parts: the live tensors in host memory.
+  double peak = 0;
+  for (std::size_t i = 0; i < spec.layers.size(); ++i) {
+    double live = plan.shapes[i + 1].elements();
+    for (std::size_t t = 0; t <= i; ++t) {
+      if (plan.last_use[t] >= static_cast<int>(i)) live += plan.shapes[t].elements();
+    }
+    peak = std::max(peak, live * 4);
+  }
+  return peak;
+}
+
+cv::Mat VulkanExecutor::forward(const model::Model& model, const cv::Mat& input) {
+  const NetworkSpec& spec = model.spec();
+  if (input.empty() || input.dims != 2 || input.depth() != CV_32F || input.channels() != spec.input_channels()) {
+    throw Error("model '" + model.source() + "' takes " + std::to_string(spec.input_channels()) +
+                "-channel float32 input, got " + std::to_string(input.channels()) + " channel(s)");
+  }
+  if (spec.weight_inputs() > 0) {
+    throw Error("model '" + model.source() + "' has generated weights: run Model::specialised(planes) (Executor::run does)");
+  }
+  Impl& m = *impl_;
+  m.report = {};
+  m.model = &model;
+  m.plan = plan_tensors(spec, input.rows, input.cols);
+  for (const Shape& s : m.plan.shapes) {
+    if (s.elements() >= double(std::numeric_limits<int>::max())) {
+      throw Error("Vulkan: a " + std::to_string(input.cols) + "x" + std::to_string(input.rows) + " image is too large for model '" +
+                  model.source() + "' (an activation of 2^31 values or more); use --device cpu");
+    }
+  }
+  struct Reset {
+    Impl& m;
+    ~Reset() {
+      m.layer_buffers.clear();
+      m.stats = Buffer();
+      m.affine = Buffer();
+      m.model = nullptr;
+    }
+  } reset{m};
+  int widest = 1, tallest = 1;
+  for (const Shape& s : m.plan.shapes) widest = std::max(widest, s.channels), tallest = std::max(tallest, s.rows);
+  try {
+    m.upload_weights();
+    m.stats = Buffer(m.context, VkDeviceSize(tallest) * widest * 2 * 4, true);
+    m.affine = Buffer(m.context, VkDeviceSize(widest) * 2 * 4, true);
+  } catch (const DeviceMemoryExhausted&) {
+    throw Error("Vulkan: not enough device memory for the weights of model '" + model.source() + "'");
+  }
+  const double budget = budget_bytes();
+  const double resident = Impl::resident_peak(spec, m.plan);
+  if (resident <= budget) {
+    try {
+      cv::Mat out = m.run_resident(input);
+      m.report.device_bytes = resident;
+      return out;
+    } catch (const DeviceMemoryExhausted&) {
+      ++m.report.retries;  // the budget was optimistic: run in parts
+    }
+  }
+  m.report.parts = true;
+  const double room = std::max(0.0, budget - Impl::weight_bytes(spec));
+  cv::Mat out = m.run_parts(input, room);
+  m.report.device_bytes = room;
+  return out;
+}
+
+}  // namespace opforge::vk
