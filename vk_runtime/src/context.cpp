@@ -406,9 +406,11 @@ void Context::create_pipelines(const VulkanOptions& options) {
     check(api_.vkCreatePipelineCache(device_, &cache_info, nullptr, &cache), "creating a pipeline cache");
   }
   try {
-    create_pipeline(Pipeline::conv, kConvSpirv, sizeof kConvSpirv, 4, 15 * sizeof(int), cache);
-    create_pipeline(Pipeline::stats, kStatsSpirv, sizeof kStatsSpirv, 2, 4 * sizeof(int), cache);
-    create_pipeline(Pipeline::finish, kFinishSpirv, sizeof kFinishSpirv, 3, 7 * sizeof(int), cache);
+    for (int groups = 1; groups <= kMaxConvGroups; ++groups) {
+      create_pipeline(Pipeline::conv(groups), kConvSpirv, sizeof kConvSpirv, 4, 15 * sizeof(int), cache, groups);
+    }
+    create_pipeline(kStatsPipeline, kStatsSpirv, sizeof kStatsSpirv, 2, 4 * sizeof(int), cache);
+    create_pipeline(kFinishPipeline, kFinishSpirv, sizeof kFinishSpirv, 3, 7 * sizeof(int), cache);
   } catch (...) {
     api_.vkDestroyPipelineCache(device_, cache, nullptr);
     throw;
@@ -427,8 +429,8 @@ void Context::create_pipelines(const VulkanOptions& options) {
 }
 
 void Context::create_pipeline(Pipeline which, const std::uint32_t* code, std::size_t bytes, int bindings,
-                              std::size_t push_bytes, VkPipelineCache cache) {
-  PipelineObjects& p = pipelines_[static_cast<int>(which)];
+                              std::size_t push_bytes, VkPipelineCache cache, int groups) {
+  PipelineObjects& p = pipelines_[which.index];
   p.bindings = bindings;
   std::vector<VkDescriptorSetLayoutBinding> slots(bindings);
   for (int b = 0; b < bindings; ++b) {
@@ -459,6 +461,9 @@ void Context::create_pipeline(Pipeline which, const std::uint32_t* code, std::si
   create.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
   create.stage.module = module;
   create.stage.pName = "main";
+  const VkSpecializationMapEntry entry{0, 0, sizeof(int)};
+  const VkSpecializationInfo specialisation{1, &entry, sizeof(int), &groups};
+  if (groups > 0) create.stage.pSpecializationInfo = &specialisation;
   create.layout = p.layout;
   const VkResult made = api_.vkCreateComputePipelines(device_, cache, 1, &create, nullptr, &p.pipeline);
   api_.vkDestroyShaderModule(device_, module, nullptr);
@@ -523,7 +528,7 @@ void Context::submit(const std::function<void(VkCommandBuffer)>& record) {
 
 void Context::dispatch(VkCommandBuffer cmd, Pipeline pipeline, const std::vector<Window>& windows, const void* push,
                        std::size_t push_bytes, std::uint32_t x, std::uint32_t y, std::uint32_t z) {
-  PipelineObjects& p = pipelines_[static_cast<int>(pipeline)];
+  PipelineObjects& p = pipelines_[pipeline.index];
   if (static_cast<int>(windows.size()) != p.bindings) throw Error("Vulkan: internal: wrong number of bindings");
   if (sets_left_ == 0) throw Error("Vulkan: internal: too many dispatches in one submission");
   --sets_left_;

@@ -59,7 +59,16 @@ struct Window {
   long long first_element = 0;
 };
 
-enum class Pipeline { conv, stats, finish };
+/// The conv pipeline computing `groups` × 4 output channels per
+/// invocation (1..kMaxConvGroups), the statistics pass, the epilogue.
+inline constexpr int kMaxConvGroups = 8;
+struct Pipeline {
+  int index;
+  static Pipeline conv(int groups) { return {groups - 1}; }
+  static constexpr int stats_index = kMaxConvGroups, finish_index = kMaxConvGroups + 1;
+};
+inline constexpr Pipeline kStatsPipeline{Pipeline::stats_index};
+inline constexpr Pipeline kFinishPipeline{Pipeline::finish_index};
 
 class Context {
  public:
@@ -108,7 +117,7 @@ class Context {
   void create_device();
   void create_pipelines(const VulkanOptions& options);
   void create_pipeline(Pipeline which, const std::uint32_t* code, std::size_t bytes, int bindings,
-                       std::size_t push_bytes, VkPipelineCache cache);
+                       std::size_t push_bytes, VkPipelineCache cache, int groups = 0);
   static VKAPI_ATTR VkBool32 VKAPI_CALL on_message(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
                                                    VkDebugUtilsMessageTypeFlagsEXT types,
                                                    const VkDebugUtilsMessengerCallbackDataEXT* data, void* self);
@@ -125,7 +134,7 @@ class Context {
   VkFence fence_ = VK_NULL_HANDLE;
   VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;
   int sets_left_ = 0;
-  PipelineObjects pipelines_[3];
+  PipelineObjects pipelines_[kMaxConvGroups + 2];
   DeviceInfo info_;
   VkPhysicalDeviceLimits limits_{};
   VkPhysicalDeviceMemoryProperties memory_{};

@@ -22,6 +22,7 @@ using model::LayerSpec;
 using model::NetworkSpec;
 using model::Normalizer;
 
+constexpr int kConvColumns = 16;          // output columns per conv workgroup (conv.comp's local_size_x)
 constexpr int kMaxBandRows = 4096;       // rows per dispatch; also the stats pass's workgroup rows
 constexpr int kDispatchesPerSubmit = 256;  // within the context's descriptor pool
 
@@ -93,18 +94,26 @@ int input_window_rows(const LayerSpec& l, int band, int in_rows) {
   return std::clamp(unclipped, 1, in_rows);
 }
 
-// The weights of one layer as conv.comp reads them: [tap][cin][cout rounded
-// up to 4], and the bias rounded up likewise.
+// Output channels per conv invocation, in vec4 groups (conv.comp's GROUPS).
+int conv_groups(const LayerSpec& l) { return std::min(detail::kMaxConvGroups, (l.cout + 3) / 4); }
+// vec4 groups per (tap, input channel) in the packed weights: whole invocations.
+int weight_groups(const LayerSpec& l) {
+  const int per = conv_groups(l);
+  return ((l.cout + 3) / 4 + per - 1) / per * per;
+}
+
+// The weights of one layer as conv.comp reads them: [tap][cin][4 ×
+// weight_groups], zero beyond cout; the bias likewise.
 void pack_layer(const LayerSpec& l, const model::LayerWeights& w, std::vector<float>& kernel, std::vector<float>& bias) {
-  const int groups = (l.cout + 3) / 4;
+  const int padded = weight_groups(l) * 4;
   const int taps = l.kernel_h * l.kernel_w;
-  kernel.assign(static_cast<std::size_t>(taps) * l.cin * groups * 4, 0.0f);
+  kernel.assign(static_cast<std::size_t>(taps) * l.cin * padded, 0.0f);
   for (int t = 0; t < taps; ++t)
     for (int i = 0; i < l.cin; ++i)
       for (int o = 0; o < l.cout; ++o) {
-        kernel[(static_cast<std::size_t>(t) * l.cin + i) * groups * 4 + o] = w.kernel[(static_cast<std::size_t>(t) * l.cin + i) * l.cout + o];
+        kernel[(static_cast<std::size_t>(t) * l.cin + i) * padded + o] = w.kernel[(static_cast<std::size_t>(t) * l.cin + i) * l.cout + o];
       }
-  bias.assign(static_cast<std::size_t>(groups) * 4, 0.0f);
+  bias.assign(static_cast<std::size_t>(padded), 0.0f);
   if (l.bias) std::copy(w.bias.begin(), w.bias.end(), bias.begin());
 }
 
@@ -112,7 +121,7 @@ struct ConvPush {
   int in_rows, in_cols, cin, in_offset;
   int out_cols, cout, out_row0, out_offset, band_rows;
   int kernel_h, kernel_w, dilation, stride, transposed;
-  int pad = 0;
+  int weight_groups;
 };
 static_assert(sizeof(ConvPush) == 15 * sizeof(int));
 
@@ -246,15 +255,16 @@ struct VulkanExecutor::Impl {
                    const Window& dst) {
     const LayerSpec& l = model->spec().layers[i];
     ConvPush p{in.rows, in.cols, in.channels, int(src.first_element), out.cols, out.channels, a, int(dst.first_element), b - a,
-               l.kernel_h, l.kernel_w, l.dilation, l.stride, l.transposed ? 1 : 0};
-    const std::uint32_t groups = static_cast<std::uint32_t>((l.cout + 3) / 4);
-    context.dispatch(cmd, Pipeline::conv,
+               l.kernel_h, l.kernel_w, l.dilation, l.stride, l.transposed ? 1 : 0, weight_groups(l)};
+    const int per = conv_groups(l);
+    context.dispatch(cmd, Pipeline::conv(per),
                      {src, dst, whole(layer_buffers[i].weights), whole(layer_buffers[i].bias)}, &p, sizeof p,
-                     static_cast<std::uint32_t>((out.cols + 15) / 16), static_cast<std::uint32_t>((b - a + 3) / 4), groups);
+                     static_cast<std::uint32_t>((out.cols + kConvColumns - 1) / kConvColumns), static_cast<std::uint32_t>((b - a + 3) / 4),
+                     static_cast<std::uint32_t>(weight_groups(l) / per));
     if (l.normalizer != Normalizer::none) {
       context.barrier(cmd);
       StatsPush s{out.cols, out.channels, int(dst.first_element), a};
-      context.dispatch(cmd, Pipeline::stats, {dst, whole(stats)}, &s, sizeof s, static_cast<std::uint32_t>(out.channels),
+      context.dispatch(cmd, detail::kStatsPipeline, {dst, whole(stats)}, &s, sizeof s, static_cast<std::uint32_t>(out.channels),
                        static_cast<std::uint32_t>(b - a), 1);
     }
   }
@@ -268,7 +278,7 @@ struct VulkanExecutor::Impl {
     const long long groups = (count + 255) / 256;
     const std::uint32_t x = static_cast<std::uint32_t>(std::min<long long>(groups, 65535));
     const std::uint32_t y = static_cast<std::uint32_t>((groups + 65534) / 65535);
-    context.dispatch(cmd, Pipeline::finish, {values, whole(affine), residual ? *residual : whole(affine)}, &p, sizeof p, x, y, 1);
+    context.dispatch(cmd, detail::kFinishPipeline, {values, whole(affine), residual ? *residual : whole(affine)}, &p, sizeof p, x, y, 1);
   }
 
   // Bands of a layer's output rows: each dispatch's windows within the
@@ -329,6 +339,7 @@ struct VulkanExecutor::Impl {
           record_finish(cmd, l, out, a, b, window(tensors[i + 1], a, b), residual);
         });
       }
+
       for (std::size_t t = 0; t <= i; ++t) {
         if (plan.last_use[t] <= static_cast<int>(i)) tensors[t].device = Buffer();
       }
@@ -459,7 +470,7 @@ struct VulkanExecutor::Impl {
 
   static double weight_bytes(const NetworkSpec& spec) {
     double bytes = 0;
-    for (const auto& l : spec.layers) bytes += (double(l.kernel_h) * l.kernel_w * l.cin + 1) * ((l.cout + 3) / 4 * 4) * 4 + 512;
+    for (const auto& l : spec.layers) bytes += (double(l.kernel_h) * l.kernel_w * l.cin + 1) * weight_groups(l) * 16 + 512;
     return bytes;
   }
 
