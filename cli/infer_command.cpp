@@ -4,8 +4,10 @@
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "commands.hpp"
@@ -13,6 +15,7 @@
 #include "opforge/core/io.hpp"
 #include "opforge/core/params.hpp"
 #include "opforge/model/cpu_executor.hpp"
+#include "opforge/vk_runtime/vulkan_executor.hpp"
 
 namespace opforge::cli {
 namespace po = boost::program_options;
@@ -25,6 +28,11 @@ constexpr const char* kInferHelp =
     "and written to OUT/<name>.<--format>. OUT's format: .png (8-bit, --depth 16 for 16-bit) and .jpg\n"
     "are quantised as the model says (the published CAN models truncate); .npy holds the raw float32\n"
     "RGB output, unclipped. Channel order is the model's business: IN and OUT are RGB files as always.\n"
+    "\n"
+    "--device vulkan runs the network on a Vulkan device (`opforge infer --list-devices`; the first\n"
+    "listed unless --device-index); auto takes Vulkan when a device is there, else the CPU. An image\n"
+    "whose activations exceed the device's memory budget (or --device-memory MIB) runs in parts, with\n"
+    "the same result; an image is written whole or not at all.\n"
     "\n"
     "Exit status: 0 every image written; 2 bad usage, a bad model or input (one line each; with a\n"
     "directory the others are still run); 1 internal error.\n";
@@ -126,6 +134,46 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
 };
 
+// `opforge infer --list-devices`: one line per Vulkan device, in the order
+// --device-index counts them.
+int list_devices() {
+  const auto devices = vk::list_devices();
+  for (const auto& d : devices) {
+    std::printf("%d: %s (%s, Vulkan %s, %.1f GiB%s)\n", d.index, d.name.c_str(), vk::to_string(d.kind),
+                d.vulkan_version.c_str(), d.memory_bytes / (1 << 30), d.memory_budget ? ", memory budget" : "");
+  }
+  return 0;
+}
+
+// The executor --device names; `auto` falls back to the CPU only when no
+// Vulkan device can be opened at all.
+std::unique_ptr<model::Executor> make_executor(const po::variables_map& vm) {
+  const std::string device = vm["device"].as<std::string>();
+  if (device != "cpu" && device != "vulkan" && device != "auto") {
+    throw UsageError("--device '" + device + "' is invalid; valid: cpu, vulkan, auto");
+  }
+  if ((vm.count("device-index") || vm.count("device-memory")) && device == "cpu") {
+    throw UsageError("--device-index and --device-memory need --device vulkan or auto");
+  }
+  if (device == "cpu") return std::make_unique<model::CpuExecutor>();
+  vk::VulkanOptions options;
+  // For tests and driver debugging: the Khronos validation layer, its
+  // messages printed at the end.
+  if (const char* v = std::getenv("OPFORGE_VULKAN_VALIDATION"); v != nullptr && std::string(v) == "1") options.validation = true;
+  if (vm.count("device-index")) options.device_index = vm["device-index"].as<int>();
+  if (vm.count("device-memory")) {
+    const double mib = vm["device-memory"].as<double>();
+    if (!(mib >= 1 && mib <= 1e9)) throw UsageError("--device-memory " + std::to_string(mib) + " is invalid; valid: 1..1e9 MiB");
+    options.budget_bytes = mib * (1 << 20);
+  }
+  try {
+    return std::make_unique<vk::VulkanExecutor>(options);
+  } catch (const Error&) {
+    if (device == "vulkan" || vm.count("device-index")) throw;
+    return std::make_unique<model::CpuExecutor>();
+  }
+}
+
 }  // namespace
 
 int infer_command(const Args& args) {
@@ -135,13 +183,20 @@ int infer_command(const Args& args) {
       "operator", po::value<std::string>(), "NAME: a combined model's one-hot operator planes, by name")(
       "param", po::value<std::vector<std::string>>(),
       "NAME=V: the operator parameter a parameterized model's plane carries (repeatable; `opforge model info`)")(
-      "device", po::value<std::string>()->default_value("cpu"), "cpu (or auto: the best device this build has)")(
+      "device", po::value<std::string>()->default_value("cpu"), "cpu, vulkan, or auto (Vulkan when a device is there)")(
+      "device-index", po::value<int>(), "N: the Vulkan device, as --list-devices numbers them")(
+      "device-memory", po::value<double>(), "MIB: device memory to use at most (default: the driver's budget)")(
+      "list-devices", po::bool_switch(), "list the Vulkan devices and exit")(
       "depth", po::value<int>()->default_value(8), "PNG output bits per channel: 8 or 16")(
       "format", po::value<std::string>()->default_value("png"), "output format for a directory: png, jpg or npy")(
       "quiet,q", po::bool_switch(), "no progress display");
   add_threads_option(opts);
   add_max_pixels_option(opts);
   po::variables_map vm;
+  if (std::find(args.begin(), args.end(), std::string("--list-devices")) != args.end()) {
+    parse_command_line(args, opts, {}, vm);
+    return list_devices();
+  }
   const auto positional = parse_command_line(args, opts, {"MODEL", "IN", "OUT"}, vm);
   if (vm.count("help")) {
     std::cout << opts << kInferHelp;
@@ -149,9 +204,6 @@ int infer_command(const Args& args) {
   }
   const int depth = vm["depth"].as<int>();
   if (depth != 8 && depth != 16) throw UsageError("--depth " + std::to_string(depth) + " is invalid; valid: 8 or 16");
-  const std::string device = vm["device"].as<std::string>();
-  if (device == "vulkan") throw Error("--device vulkan is not available in this build of opforge; valid: cpu, auto");
-  if (device != "cpu" && device != "auto") throw UsageError("--device '" + device + "' is invalid; valid: cpu, auto");
   const std::string format = vm["format"].as<std::string>();
   if (format != "png" && format != "jpg" && format != "npy") {
     throw UsageError("--format '" + format + "' is invalid; valid: png, jpg, npy");
@@ -178,16 +230,25 @@ int infer_command(const Args& args) {
     require_writable_extension(out);
     jobs.push_back({in, out});
   }
-  model::CpuExecutor executor;
+  const std::unique_ptr<model::Executor> executor = make_executor(vm);
   const auto run_one = [&](const Job& job) {
     const Image image = read_image(job.in, limits);
-    const Image raw = executor.run(model, image, planes);
+    const Image raw = executor->run(model, image, planes);
     if (job.out.extension() == ".npy") {
       write_image(job.out, raw);
     } else {
       write_image(job.out, model::quantise(model, raw, depth), {.png_depth = depth});
     }
   };
+  // Validation messages (OPFORGE_VULKAN_VALIDATION=1), one line each, on the way out.
+  struct ReportValidation {
+    const model::Executor& executor;
+    ~ReportValidation() {
+      if (const auto* v = dynamic_cast<const vk::VulkanExecutor*>(&executor)) {
+        for (const auto& m : v->validation_messages()) std::cerr << "opforge infer: Vulkan validation " << m << "\n";
+      }
+    }
+  } report_validation{*executor};
   if (!directory) {
     run_one(jobs[0]);
     return 0;
@@ -215,7 +276,7 @@ int infer_command(const Args& args) {
   progress.clear();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("infer %s: %zu image(s), %zu written, %zu failed, %.1f s (%s)\n", out.string().c_str(), jobs.size(),
-              jobs.size() - failed, failed, seconds, executor.name().c_str());
+              jobs.size() - failed, failed, seconds, executor->name().c_str());
   return failed == 0 ? 0 : 2;
 }
 

@@ -148,8 +148,8 @@ TEST(InferCli, RefusesBadModelsAndRequestsWithOneLine) {
       {{"infer", model_path("combined"), in, out, "--operator", "TV_L1", "--planes", "1"}, "give one of --planes, --operator and --param"},
       {{"infer", model_path("parameterized_L0_smoothing"), in, out, "--param", "lambda=0.1"}, "carries no operator parameter"},
       {{"infer", model_path("parameterized_L0_smoothing"), in, out, "--param", "lambda"}, "valid: NAME=NUMBER"},
-      {{"infer", model_path("L0_smoothing"), in, out, "--device", "vulkan"}, "--device vulkan is not available"},
-      {{"infer", model_path("L0_smoothing"), in, out, "--device", "tpu"}, "valid: cpu, auto"},
+      {{"infer", model_path("L0_smoothing"), in, out, "--device", "tpu"}, "valid: cpu, vulkan, auto"},
+      {{"infer", model_path("L0_smoothing"), in, out, "--device", "vulkan", "--device-memory", "0"}, "--device-memory"},
       {{"infer", model_path("L0_smoothing"), in, (dir / "out.bmp").string()}, "out.bmp"},
       {{"infer", model_path("L0_smoothing"), (dir / "missing.png").string(), out}, "missing.png"},
       {{"infer", model_path("L0_smoothing"), in, out, "--threads", "0"}, "--threads 0 is out of range; valid: 1..1024"},
@@ -211,6 +211,57 @@ TEST(InferCli, AnImageBeyondTheMemoryBudgetIsRefusedBeforeWork) {
                        dir, "ulimit -v 700000;");
   expect_one_line("ulimit -v", r, "forward pass needs an estimated");
   EXPECT_FALSE(fs::exists(dir / "out.png"));
+}
+
+// The Vulkan device (lavapipe in CI), every run under the validation layer:
+// a message on stderr fails the test.
+const std::string kValidated = "OPFORGE_VULKAN_VALIDATION=1 ";
+
+TEST(InferCli, VulkanListsDevicesAndGivesTheCpuResult) {
+  const fs::path dir = test::scratch_dir("infer-vulkan");
+  const Result list = run({"infer", "--list-devices"}, dir);
+  ASSERT_EQ(list.status, 0) << list.err;
+  EXPECT_EQ(list.out.rfind("0: ", 0), 0u) << list.out;
+  const Image photo = read_image(test::data_path("can24/000001_input.png"));
+  write_image(dir / "crop.npy", photo(cv::Rect(600, 400, 120, 90)).clone());
+  const Result cpu = run({"infer", model_path("L0_smoothing"), (dir / "crop.npy").string(), (dir / "cpu.npy").string()}, dir);
+  ASSERT_EQ(cpu.status, 0) << cpu.err;
+  for (const std::vector<std::string>& extra : {std::vector<std::string>{"--device", "vulkan"},
+                                                {"--device", "auto"},
+                                                {"--device", "vulkan", "--device-index", "0", "--device-memory", "2"}}) {
+    std::vector<std::string> args = {"infer", model_path("L0_smoothing"), (dir / "crop.npy").string(), (dir / "gpu.npy").string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const Result r = run(args, dir, kValidated);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(r.err, "");  // no validation message
+    EXPECT_LE(cv::norm(read_image(dir / "gpu.npy"), read_image(dir / "cpu.npy"), cv::NORM_INF), 1e-4);
+  }
+}
+
+TEST(InferCli, NoVulkanLoaderNoDeviceOrABadIndexIsOneLineAndCpuStillRuns) {
+  const fs::path dir = test::scratch_dir("infer-no-vulkan");
+  const Image photo = read_image(test::data_path("can24/000001_input.png"));
+  write_image(dir / "crop.png", photo(cv::Rect(0, 0, 32, 24)).clone());
+  const auto args = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = {"infer", model_path("L0_smoothing"), (dir / "crop.png").string(), (dir / "out.png").string()};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  const std::string no_loader = "OPFORGE_VULKAN_LOADER=/nonexistent/libvulkan.so.1 ";
+  expect_one_line("no loader", run(args({"--device", "vulkan"}), dir, no_loader), "the loader /nonexistent/libvulkan.so.1 cannot be opened");
+  expect_one_line("no device", run(args({"--device", "vulkan"}), dir, "VK_ICD_FILENAMES=/nonexistent.json " + kValidated), "no Vulkan 1.1 driver found");
+  expect_one_line("bad index", run(args({"--device", "vulkan", "--device-index", "99"}), dir, kValidated),
+                  "--device-index 99 is out of range: valid 0..");
+  expect_one_line("bad device", run(args({"--device", "gpu"}), dir), "--device 'gpu' is invalid; valid: cpu, vulkan, auto");
+  expect_one_line("index on cpu", run(args({"--device-index", "0"}), dir), "need --device vulkan or auto");
+  EXPECT_FALSE(fs::exists(dir / "out.png"));
+  // Without a loader the CPU still runs, chosen or as auto's fallback.
+  for (const std::string device : {"cpu", "auto"}) {
+    const Result r = run(args({"--device", device}), dir, no_loader);
+    EXPECT_EQ(r.status, 0) << device << ": " << r.err;
+    EXPECT_TRUE(fs::exists(dir / "out.png")) << device;
+    fs::remove(dir / "out.png");
+  }
 }
 
 TEST(InferCli, ModelInfoDescribesTheNetwork) {

@@ -83,7 +83,8 @@ std::vector<Found> enumerate(Api& api, VkInstance instance) {
     DeviceInfo info;
     info.name = p.deviceName;
     info.kind = kind_of(p.deviceType);
-    info.api_version = p.apiVersion;
+    info.vulkan_version = std::to_string(VK_API_VERSION_MAJOR(p.apiVersion)) + "." + std::to_string(VK_API_VERSION_MINOR(p.apiVersion)) +
+                          "." + std::to_string(VK_API_VERSION_PATCH(p.apiVersion));
     info.driver = "driver " + std::to_string(p.driverVersion);
     for (std::uint32_t h = 0; h < m.memoryHeapCount; ++h) {
       if (m.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) {
@@ -129,7 +130,7 @@ VkInstance make_instance(Api& api, bool validation, const VkDebugUtilsMessengerC
   create.ppEnabledExtensionNames = extensions.data();
   VkInstance instance = VK_NULL_HANDLE;
   const VkResult result = api.vkCreateInstance(&create, nullptr, &instance);
-  if (result == VK_ERROR_INCOMPATIBLE_DRIVER) throw Error("Vulkan: no driver supports Vulkan 1.1 (no Vulkan device found)");
+  if (result == VK_ERROR_INCOMPATIBLE_DRIVER) throw Error("Vulkan: no Vulkan 1.1 driver found (no device; use --device cpu)");
   check(result, "creating the instance");
   load_instance_functions(api, instance);
   return instance;

@@ -34,7 +34,7 @@ struct DeviceInfo {
   std::string name;
   DeviceKind kind = DeviceKind::other;
   std::string driver;       ///< driver name and version, as the driver reports them
-  std::uint32_t api_version = 0;
+  std::string vulkan_version;  ///< the device's, "1.3.230"
   double memory_bytes = 0;  ///< the largest device-local heap
   bool memory_budget = false;  ///< VK_EXT_memory_budget is supported
 };
