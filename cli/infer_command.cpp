@@ -152,8 +152,8 @@ std::unique_ptr<model::Executor> make_executor(const po::variables_map& vm) {
   if (device != "cpu" && device != "vulkan" && device != "auto") {
     throw UsageError("--device '" + device + "' is invalid; valid: cpu, vulkan, auto");
   }
-  if ((vm.count("device-index") || vm.count("device-memory")) && device == "cpu") {
-    throw UsageError("--device-index and --device-memory need --device vulkan or auto");
+  if ((vm.count("device-index") || vm.count("device-memory") || vm["fp16"].as<bool>()) && device == "cpu") {
+    throw UsageError("--device-index, --device-memory and --fp16 need --device vulkan or auto");
   }
   if (device == "cpu") return std::make_unique<model::CpuExecutor>();
   vk::VulkanOptions options;
@@ -161,6 +161,7 @@ std::unique_ptr<model::Executor> make_executor(const po::variables_map& vm) {
   // messages printed at the end.
   if (const char* v = std::getenv("OPFORGE_VULKAN_VALIDATION"); v != nullptr && std::string(v) == "1") options.validation = true;
   if (vm.count("device-index")) options.device_index = vm["device-index"].as<int>();
+  options.fp16_storage = vm["fp16"].as<bool>();
   if (vm.count("device-memory")) {
     const double mib = vm["device-memory"].as<double>();
     if (!(mib >= 1 && mib <= 1e9)) throw UsageError("--device-memory " + std::to_string(mib) + " is invalid; valid: 1..1e9 MiB");
@@ -187,6 +188,7 @@ int infer_command(const Args& args) {
       "device-index", po::value<int>(), "N: the Vulkan device, as --list-devices numbers them")(
       "device-memory", po::value<double>(), "MIB: device memory to use at most (default: the driver's budget)")(
       "list-devices", po::bool_switch(), "list the Vulkan devices and exit")(
+      "fp16", po::bool_switch(), "Vulkan: store activations as float16 (half the memory; within 1 level of float32)")(
       "depth", po::value<int>()->default_value(8), "PNG output bits per channel: 8 or 16")(
       "format", po::value<std::string>()->default_value("png"), "output format for a directory: png, jpg or npy")(
       "quiet,q", po::bool_switch(), "no progress display");

@@ -236,6 +236,14 @@ TEST(InferCli, VulkanListsDevicesAndGivesTheCpuResult) {
     EXPECT_EQ(r.err, "");  // no validation message
     EXPECT_LE(cv::norm(read_image(dir / "gpu.npy"), read_image(dir / "cpu.npy"), cv::NORM_INF), 1e-4);
   }
+  const Result half = run({"infer", model_path("L0_smoothing"), (dir / "crop.npy").string(), (dir / "half.npy").string(), "--device",
+                           "vulkan", "--fp16"},
+                          dir, kValidated);
+  ASSERT_EQ(half.status, 0) << half.err;
+  EXPECT_EQ(half.err, "");
+  const double fp16_error = cv::norm(read_image(dir / "half.npy"), read_image(dir / "cpu.npy"), cv::NORM_INF);
+  EXPECT_GT(fp16_error, 0.0);  // it did store half precision
+  EXPECT_LE(fp16_error, 2e-2);
 }
 
 TEST(InferCli, NoVulkanLoaderNoDeviceOrABadIndexIsOneLineAndCpuStillRuns) {

@@ -1,4 +1,6 @@
 #version 450
+#extension GL_GOOGLE_include_directive : require
+#include "activation_type.glsl"
 // One convolution layer over a band of output rows: out = bias + Σ in·W,
 // zero padding ("SAME"), stride 1 or 2, or PyTorch's 4×4 stride-2 padding-1
 // transposed convolution. Each invocation computes GROUPS × 4 output
@@ -10,8 +12,8 @@
 layout(local_size_x = 16, local_size_y = 4, local_size_z = 1) in;
 layout(constant_id = 0) const int GROUPS = 8;
 
-layout(std430, binding = 0) readonly buffer Input { float data[]; } src;
-layout(std430, binding = 1) writeonly buffer Output { float data[]; } dst;
+layout(std430, binding = 0) readonly buffer Input { ACTIVATION data[]; } src;
+layout(std430, binding = 1) writeonly buffer Output { ACTIVATION data[]; } dst;
 // [tap][cin][cout4 / 4], zero beyond cout
 layout(std430, binding = 2) readonly buffer Weights { vec4 data[]; } weights;  // zero-padded to weight_groups
 layout(std430, binding = 3) readonly buffer Bias { vec4 data[]; } bias;
@@ -44,7 +46,7 @@ void main() {
         const int base = (iy * g.in_cols + ix) * g.cin - g.in_offset;
         int w = (ky * g.kernel_w + kx) * g.cin * g.weight_groups + first_group;
         for (int c = 0; c < g.cin; ++c, w += g.weight_groups) {
-          const float v = src.data[base + c];
+          const float v = float(src.data[base + c]);
           for (int k = 0; k < GROUPS; ++k) sum[k] += v * weights.data[w + k];
         }
       }
@@ -64,7 +66,7 @@ void main() {
         const int base = (iy * g.in_cols + ix) * g.cin - g.in_offset;
         int w = (ky * 4 + kx) * g.cin * g.weight_groups + first_group;
         for (int c = 0; c < g.cin; ++c, w += g.weight_groups) {
-          const float v = src.data[base + c];
+          const float v = float(src.data[base + c]);
           for (int k = 0; k < GROUPS; ++k) sum[k] += v * weights.data[w + k];
         }
       }
@@ -74,6 +76,6 @@ void main() {
   for (int k = 0; k < GROUPS; ++k) {
     const int c0 = (first_group + k) * 4;
     if (c0 >= g.cout) break;
-    for (int j = 0; j < 4 && c0 + j < g.cout; ++j) dst.data[o + c0 + j] = sum[k][j];
+    for (int j = 0; j < 4 && c0 + j < g.cout; ++j) dst.data[o + c0 + j] = ACTIVATION(sum[k][j]);
   }
 }

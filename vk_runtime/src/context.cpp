@@ -23,6 +23,16 @@ constexpr std::uint32_t kStatsSpirv[] =
 constexpr std::uint32_t kFinishSpirv[] =
 #include "finish.spv.inc"
     ;
+// The same with float16 activation storage (-DFP16).
+constexpr std::uint32_t kConv16Spirv[] =
+#include "conv16.spv.inc"
+    ;
+constexpr std::uint32_t kStats16Spirv[] =
+#include "stats16.spv.inc"
+    ;
+constexpr std::uint32_t kFinish16Spirv[] =
+#include "finish16.spv.inc"
+    ;
 
 constexpr const char* kValidationLayer = "VK_LAYER_KHRONOS_validation";
 constexpr int kSetsPerSubmit = 512;
@@ -92,6 +102,11 @@ std::vector<Found> enumerate(Api& api, VkInstance instance) {
       }
     }
     info.memory_budget = has_device_extension(api, handle, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+    VkPhysicalDevice16BitStorageFeatures storage{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
+    VkPhysicalDeviceFeatures2 features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+    features.pNext = &storage;
+    api.vkGetPhysicalDeviceFeatures2(handle, &features);
+    info.fp16_storage = storage.storageBuffer16BitAccess == VK_TRUE;
     found.push_back({handle, info});
   }
   std::stable_sort(found.begin(), found.end(),
@@ -240,7 +255,11 @@ Context::Context(const VulkanOptions& options) : api_(global_api()) {
   try {
     create_instance(options.validation);
     choose_device(options);
-    create_device();
+    if (options.fp16_storage && !info_.fp16_storage) {
+      throw Error("Vulkan: " + info_.name + " has no 16-bit storage buffers (storageBuffer16BitAccess): fp16 storage is not available");
+    }
+    fp16_ = options.fp16_storage;
+    create_device(fp16_);
     create_pipelines(options);
   } catch (...) {
     destroy();
@@ -344,7 +363,7 @@ void Context::choose_device(const VulkanOptions& options) {
   }
 }
 
-void Context::create_device() {
+void Context::create_device(bool fp16) {
   const float priority = 1.0f;
   VkDeviceQueueCreateInfo queue{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
   queue.queueFamilyIndex = queue_family_;
@@ -352,7 +371,10 @@ void Context::create_device() {
   queue.pQueuePriorities = &priority;
   std::vector<const char*> extensions;
   if (info_.memory_budget) extensions.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+  VkPhysicalDevice16BitStorageFeatures storage{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
+  storage.storageBuffer16BitAccess = VK_TRUE;
   VkDeviceCreateInfo create{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
+  if (fp16) create.pNext = &storage;
   create.queueCreateInfoCount = 1;
   create.pQueueCreateInfos = &queue;
   create.enabledExtensionCount = static_cast<std::uint32_t>(extensions.size());
@@ -408,10 +430,19 @@ void Context::create_pipelines(const VulkanOptions& options) {
   }
   try {
     for (int groups = 1; groups <= kMaxConvGroups; ++groups) {
-      create_pipeline(Pipeline::conv(groups), kConvSpirv, sizeof kConvSpirv, 4, 15 * sizeof(int), cache, groups);
+      if (fp16_) {
+        create_pipeline(Pipeline::conv(groups), kConv16Spirv, sizeof kConv16Spirv, 4, 15 * sizeof(int), cache, groups);
+      } else {
+        create_pipeline(Pipeline::conv(groups), kConvSpirv, sizeof kConvSpirv, 4, 15 * sizeof(int), cache, groups);
+      }
     }
-    create_pipeline(kStatsPipeline, kStatsSpirv, sizeof kStatsSpirv, 2, 4 * sizeof(int), cache);
-    create_pipeline(kFinishPipeline, kFinishSpirv, sizeof kFinishSpirv, 3, 7 * sizeof(int), cache);
+    if (fp16_) {
+      create_pipeline(kStatsPipeline, kStats16Spirv, sizeof kStats16Spirv, 2, 4 * sizeof(int), cache);
+      create_pipeline(kFinishPipeline, kFinish16Spirv, sizeof kFinish16Spirv, 3, 7 * sizeof(int), cache);
+    } else {
+      create_pipeline(kStatsPipeline, kStatsSpirv, sizeof kStatsSpirv, 2, 4 * sizeof(int), cache);
+      create_pipeline(kFinishPipeline, kFinishSpirv, sizeof kFinishSpirv, 3, 7 * sizeof(int), cache);
+    }
   } catch (...) {
     api_.vkDestroyPipelineCache(device_, cache, nullptr);
     throw;

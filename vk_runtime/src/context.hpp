@@ -83,6 +83,8 @@ class Context {
   const VkPhysicalDeviceLimits& limits() const { return limits_; }
   double budget_bytes() const { return budget_; }
   double allocated_bytes() const { return allocated_; }
+  /// Bytes per stored activation: 2 with fp16 storage, else 4.
+  int element_bytes() const { return fp16_ ? 2 : 4; }
 
   /// Allocates memory of a type with `properties` (host-visible ones
   /// coherent); device-local allocations count against the testing limit.
@@ -114,7 +116,7 @@ class Context {
   void destroy();
   void create_instance(bool validation);
   void choose_device(const VulkanOptions& options);
-  void create_device();
+  void create_device(bool fp16);
   void create_pipelines(const VulkanOptions& options);
   void create_pipeline(Pipeline which, const std::uint32_t* code, std::size_t bytes, int bindings,
                        std::size_t push_bytes, VkPipelineCache cache, int groups = 0);
@@ -142,6 +144,7 @@ class Context {
   double allocated_ = 0;
   double allocation_limit_ = -1;
   double max_allocation_ = 0;
+  bool fp16_ = false;
   mutable std::mutex messages_mutex_;
   std::vector<std::string> messages_;
 };

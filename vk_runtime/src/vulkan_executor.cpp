@@ -32,6 +32,14 @@ struct Shape {
   std::size_t row_values() const { return static_cast<std::size_t>(cols) * channels; }
 };
 
+// An image's values as the device stores them (float32, or float16 with
+// fp16 storage), continuous.
+cv::Mat stored(const cv::Mat& values, int element_bytes) {
+  cv::Mat out;
+  values.convertTo(out, element_bytes == 2 ? CV_16F : CV_32F);
+  return out.isContinuous() ? out : out.clone();
+}
+
 // The network's tensors: 0 is the input, i + 1 the output of layer i; and
 // for each tensor the last layer that reads it (as input or residual).
 struct Plan {
@@ -168,6 +176,8 @@ struct VulkanExecutor::Impl {
   Context context;
   RunReport report;
 
+  int es() const { return context.element_bytes(); }
+  std::size_t row_bytes(const Shape& s) const { return s.row_values() * static_cast<std::size_t>(es()); }
   double max_window() const { return double(context.limits().maxStorageBufferRange); }
   VkDeviceSize alignment() const { return std::max<VkDeviceSize>(context.limits().minStorageBufferOffsetAlignment, 4); }
 
@@ -176,7 +186,7 @@ struct VulkanExecutor::Impl {
   struct Tensor {
     Shape shape;
     Buffer device;              // resident passes
-    std::vector<float> host;    // passes in parts
+    std::vector<std::uint8_t> host;  // passes in parts: the stored values' bytes
   };
 
   struct LayerBuffers {
@@ -213,10 +223,10 @@ struct VulkanExecutor::Impl {
   Window window(const Tensor& t, int a, int b) const {
     a = std::min(a, t.shape.rows - 1);
     b = std::max(b, a + 1);
-    const VkDeviceSize row_bytes = t.shape.row_values() * sizeof(float);
-    const VkDeviceSize start = VkDeviceSize(a) * row_bytes, end = std::max<VkDeviceSize>(VkDeviceSize(b) * row_bytes, start + 4);
+    const VkDeviceSize bytes = row_bytes(t.shape);
+    const VkDeviceSize start = VkDeviceSize(a) * bytes, end = std::max<VkDeviceSize>(VkDeviceSize(b) * bytes, start + 4);
     const VkDeviceSize offset = start / alignment() * alignment();
-    return {t.device.handle(), offset, end - offset, static_cast<long long>(offset / sizeof(float))};
+    return {t.device.handle(), offset, end - offset, static_cast<long long>(offset / VkDeviceSize(es()))};
   }
   static Window whole(const Buffer& b) { return {b.handle(), 0, VK_WHOLE_SIZE, 0}; }
 
@@ -289,8 +299,8 @@ struct VulkanExecutor::Impl {
     const Shape& out = plan.shapes[i + 1];
     const double slack = double(alignment());
     const auto fits = [&](int rows) {
-      const double in_bytes = double(input_window_rows(l, rows, in.rows)) * in.row_values() * 4 + slack;
-      const double out_bytes = double(rows) * out.row_values() * 4 + slack;
+      const double in_bytes = double(input_window_rows(l, rows, in.rows)) * row_bytes(in) + slack;
+      const double out_bytes = double(rows) * row_bytes(out) + slack;
       if (in_bytes > max_window() || out_bytes > max_window()) return false;
       return !parts || band_bytes(i, rows) <= room;
     };
@@ -300,9 +310,17 @@ struct VulkanExecutor::Impl {
   // Device memory of a band's windows in parts: input, output, residual.
   double band_bytes(std::size_t i, int rows) const {
     const LayerSpec& l = model->spec().layers[i];
-    const double in_bytes = double(input_window_rows(l, rows, plan.shapes[i].rows)) * plan.shapes[i].row_values() * 4;
-    const double out_bytes = double(rows) * plan.shapes[i + 1].row_values() * 4;
+    const double in_bytes = double(input_window_rows(l, rows, plan.shapes[i].rows)) * row_bytes(plan.shapes[i]);
+    const double out_bytes = double(rows) * row_bytes(plan.shapes[i + 1]);
     return in_bytes + out_bytes * (plan.residual[i] >= 0 ? 2 : 1);
+  }
+
+  // The network's output from its stored values, as float32.
+  cv::Mat from_stored(const void* values, const Shape& shape) const {
+    const cv::Mat view(shape.rows, shape.cols, es() == 2 ? CV_16FC(shape.channels) : CV_32FC(shape.channels), const_cast<void*>(values));
+    cv::Mat result;
+    view.convertTo(result, CV_32F);
+    return result;
   }
 
   // --- resident: every live tensor on the device --------------------------
@@ -311,19 +329,18 @@ struct VulkanExecutor::Impl {
     const auto& layers = model->spec().layers;
     std::vector<Tensor> tensors(plan.shapes.size());
     for (std::size_t t = 0; t < tensors.size(); ++t) tensors[t].shape = plan.shapes[t];
-    tensors[0].device = Buffer(context, VkDeviceSize(plan.shapes[0].elements()) * 4, false);
+    tensors[0].device = Buffer(context, VkDeviceSize(plan.shapes[0].elements()) * es(), false);
     {
       Buffer upload(context, tensors[0].device.size(), true);
-      for (int y = 0; y < input.rows; ++y) {
-        std::memcpy(upload.floats() + y * plan.shapes[0].row_values(), input.ptr<float>(y), plan.shapes[0].row_values() * 4);
-      }
+      const cv::Mat values = stored(input, es());
+      std::memcpy(upload.mapped(), values.data, tensors[0].device.size());
       context.submit([&](VkCommandBuffer cmd) { context.copy(cmd, upload, 0, tensors[0].device, 0, upload.size()); });
     }
     for (std::size_t i = 0; i < layers.size(); ++i) {
       const LayerSpec& l = layers[i];
       const Shape& in = plan.shapes[i];
       const Shape& out = plan.shapes[i + 1];
-      tensors[i + 1].device = Buffer(context, VkDeviceSize(out.elements()) * 4, false);
+      tensors[i + 1].device = Buffer(context, VkDeviceSize(out.elements()) * es(), false);
       const int band = band_rows(i, false, 0);
       if (band == 0) throw Error("Vulkan: one row of layer '" + l.name + "' exceeds the device's storage-buffer range");
       report.band_rows = std::max(report.band_rows, band);
@@ -345,11 +362,9 @@ struct VulkanExecutor::Impl {
       }
     }
     const Shape& out = plan.shapes.back();
-    Buffer download(context, VkDeviceSize(out.elements()) * 4, true);
+    Buffer download(context, VkDeviceSize(out.elements()) * es(), true);
     context.submit([&](VkCommandBuffer cmd) { context.copy(cmd, tensors.back().device, 0, download, 0, download.size()); });
-    cv::Mat result(out.rows, out.cols, CV_32FC(out.channels));
-    for (int y = 0; y < out.rows; ++y) std::memcpy(result.ptr<float>(y), download.floats() + y * out.row_values(), out.row_values() * 4);
-    return result;
+    return from_stored(download.mapped(), out);
   }
 
   // Bands [a, b) of `rows`, recorded into as few submissions as the
@@ -373,14 +388,14 @@ struct VulkanExecutor::Impl {
     const auto& layers = model->spec().layers;
     std::vector<Tensor> tensors(plan.shapes.size());
     for (std::size_t t = 0; t < tensors.size(); ++t) tensors[t].shape = plan.shapes[t];
-    tensors[0].host.resize(static_cast<std::size_t>(plan.shapes[0].elements()));
-    for (int y = 0; y < input.rows; ++y) {
-      std::memcpy(tensors[0].host.data() + y * plan.shapes[0].row_values(), input.ptr<float>(y), plan.shapes[0].row_values() * 4);
+    {
+      const cv::Mat values = stored(input, es());
+      tensors[0].host.assign(values.data, values.data + static_cast<std::size_t>(plan.shapes[0].elements()) * es());
     }
     for (std::size_t i = 0; i < layers.size(); ++i) {
       const LayerSpec& l = layers[i];
       const Shape& out = plan.shapes[i + 1];
-      tensors[i + 1].host.resize(static_cast<std::size_t>(out.elements()));
+      tensors[i + 1].host.resize(static_cast<std::size_t>(out.elements()) * es());
       // A refused allocation halves the band; later layers then plan
       // within what the device did give.
       int band = band_rows(i, true, room);
@@ -404,21 +419,18 @@ struct VulkanExecutor::Impl {
         }
       }
       for (std::size_t t = 0; t <= i; ++t) {
-        if (plan.last_use[t] <= static_cast<int>(i)) std::vector<float>().swap(tensors[t].host);
+        if (plan.last_use[t] <= static_cast<int>(i)) std::vector<std::uint8_t>().swap(tensors[t].host);
       }
     }
-    const Shape& out = plan.shapes.back();
-    cv::Mat result(out.rows, out.cols, CV_32FC(out.channels));
-    for (int y = 0; y < out.rows; ++y) std::memcpy(result.ptr<float>(y), tensors.back().host.data() + y * out.row_values(), out.row_values() * 4);
-    return result;
+    return from_stored(tensors.back().host.data(), plan.shapes.back());
   }
 
   void run_layer_in_parts(std::size_t i, int band, std::vector<Tensor>& tensors) {
     const LayerSpec& l = model->spec().layers[i];
     const Shape& in = plan.shapes[i];
     const Shape& out = plan.shapes[i + 1];
-    const VkDeviceSize in_bytes = VkDeviceSize(input_window_rows(l, band, in.rows)) * in.row_values() * 4;
-    const VkDeviceSize out_bytes = VkDeviceSize(band) * out.row_values() * 4;
+    const VkDeviceSize in_bytes = VkDeviceSize(input_window_rows(l, band, in.rows)) * row_bytes(in);
+    const VkDeviceSize out_bytes = VkDeviceSize(band) * row_bytes(out);
     Buffer in_window(context, in_bytes, false), out_window(context, out_bytes, false);
     Buffer residual_window;
     if (plan.residual[i] >= 0) residual_window = Buffer(context, out_bytes, false);
@@ -429,17 +441,17 @@ struct VulkanExecutor::Impl {
       const auto [ia, ib] = input_rows(l, a, b, in.rows);
       const int rows_in = std::max(ib - ia, 1);
       const int first_in = std::min(ia, in.rows - 1);
-      std::memcpy(in_stage.mapped(), tensors[i].host.data() + first_in * in.row_values(), VkDeviceSize(rows_in) * in.row_values() * 4);
+      std::memcpy(in_stage.mapped(), tensors[i].host.data() + first_in * row_bytes(in), VkDeviceSize(rows_in) * row_bytes(in));
       const Window src{in_window.handle(), 0, VK_WHOLE_SIZE, static_cast<long long>(first_in) * static_cast<long long>(in.row_values())};
       const Window dst{out_window.handle(), 0, VK_WHOLE_SIZE, static_cast<long long>(a) * static_cast<long long>(out.row_values())};
       context.submit([&](VkCommandBuffer cmd) {
-        context.copy(cmd, in_stage, 0, in_window, 0, VkDeviceSize(rows_in) * in.row_values() * 4);
+        context.copy(cmd, in_stage, 0, in_window, 0, VkDeviceSize(rows_in) * row_bytes(in));
         context.barrier(cmd);
         record_conv(cmd, i, in, out, a, b, src, dst);
         context.barrier(cmd);
-        context.copy(cmd, out_window, 0, out_stage, 0, VkDeviceSize(b - a) * out.row_values() * 4);
+        context.copy(cmd, out_window, 0, out_stage, 0, VkDeviceSize(b - a) * row_bytes(out));
       });
-      std::memcpy(tensors[i + 1].host.data() + a * out.row_values(), out_stage.mapped(), VkDeviceSize(b - a) * out.row_values() * 4);
+      std::memcpy(tensors[i + 1].host.data() + a * row_bytes(out), out_stage.mapped(), VkDeviceSize(b - a) * row_bytes(out));
     }
     if (!has_epilogue(l)) return;
     fold_statistics(l, model->weights()[i], out.rows, out.cols);
@@ -447,9 +459,9 @@ struct VulkanExecutor::Impl {
     if (plan.residual[i] >= 0) residual_stage = Buffer(context, out_bytes, true);
     for (int a = 0; a < out.rows; a += band) {
       const int b = std::min(out.rows, a + band);
-      const VkDeviceSize bytes = VkDeviceSize(b - a) * out.row_values() * 4;
-      std::memcpy(out_stage.mapped(), tensors[i + 1].host.data() + a * out.row_values(), bytes);
-      if (plan.residual[i] >= 0) std::memcpy(residual_stage.mapped(), tensors[plan.residual[i]].host.data() + a * out.row_values(), bytes);
+      const VkDeviceSize bytes = VkDeviceSize(b - a) * row_bytes(out);
+      std::memcpy(out_stage.mapped(), tensors[i + 1].host.data() + a * row_bytes(out), bytes);
+      if (plan.residual[i] >= 0) std::memcpy(residual_stage.mapped(), tensors[plan.residual[i]].host.data() + a * row_bytes(out), bytes);
       const long long first = static_cast<long long>(a) * static_cast<long long>(out.row_values());
       const Window values{out_window.handle(), 0, VK_WHOLE_SIZE, first};
       std::optional<Window> residual;
@@ -462,7 +474,7 @@ struct VulkanExecutor::Impl {
         context.barrier(cmd);
         context.copy(cmd, out_window, 0, out_stage, 0, bytes);
       });
-      std::memcpy(tensors[i + 1].host.data() + a * out.row_values(), out_stage.mapped(), bytes);
+      std::memcpy(tensors[i + 1].host.data() + a * row_bytes(out), out_stage.mapped(), bytes);
     }
   }
 
@@ -474,14 +486,14 @@ struct VulkanExecutor::Impl {
     return bytes;
   }
 
-  static double resident_peak(const NetworkSpec& spec, const Plan& plan) {
+  static double resident_peak(const NetworkSpec& spec, const Plan& plan, int element_bytes) {
     double peak = 0;
     for (std::size_t i = 0; i < spec.layers.size(); ++i) {
       double live = plan.shapes[i + 1].elements();
       for (std::size_t t = 0; t <= i; ++t) {
         if (plan.last_use[t] >= static_cast<int>(i)) live += plan.shapes[t].elements();
       }
-      peak = std::max(peak, live * 4);
+      peak = std::max(peak, live * element_bytes);
     }
     return peak + weight_bytes(spec);
   }
@@ -490,19 +502,21 @@ struct VulkanExecutor::Impl {
 VulkanExecutor::VulkanExecutor(VulkanOptions options) : impl_(std::make_unique<Impl>(options)) {}
 VulkanExecutor::~VulkanExecutor() = default;
 
-std::string VulkanExecutor::name() const { return "vulkan (" + impl_->context.info().name + ")"; }
+std::string VulkanExecutor::name() const {
+  return "vulkan (" + impl_->context.info().name + (impl_->es() == 2 ? ", fp16 storage" : "") + ")";
+}
 const DeviceInfo& VulkanExecutor::device() const { return impl_->context.info(); }
 double VulkanExecutor::budget_bytes() const { return impl_->context.budget_bytes(); }
 const RunReport& VulkanExecutor::last_run() const { return impl_->report; }
 std::vector<std::string> VulkanExecutor::validation_messages() const { return impl_->context.messages(); }
 
 double VulkanExecutor::resident_bytes(const NetworkSpec& spec, int rows, int cols) const {
-  return Impl::resident_peak(spec, plan_tensors(spec, rows, cols));
+  return Impl::resident_peak(spec, plan_tensors(spec, rows, cols), impl_->es());
 }
 
 double VulkanExecutor::peak_bytes(const NetworkSpec& spec, int rows, int cols) const {
   const Plan plan = plan_tensors(spec, rows, cols);
-  if (Impl::resident_peak(spec, plan) <= budget_bytes()) return 0;
+  if (Impl::resident_peak(spec, plan, impl_->es()) <= budget_bytes()) return 0;
   // In parts: the live tensors in host memory.
   double peak = 0;
   for (std::size_t i = 0; i < spec.layers.size(); ++i) {
@@ -510,7 +524,7 @@ double VulkanExecutor::peak_bytes(const NetworkSpec& spec, int rows, int cols) c
     for (std::size_t t = 0; t <= i; ++t) {
       if (plan.last_use[t] >= static_cast<int>(i)) live += plan.shapes[t].elements();
     }
-    peak = std::max(peak, live * 4);
+    peak = std::max(peak, live * impl_->es());
   }
   return peak;
 }
@@ -553,7 +567,7 @@ cv::Mat VulkanExecutor::forward(const model::Model& model, const cv::Mat& input)
     throw Error("Vulkan: not enough device memory for the weights of model '" + model.source() + "'");
   }
   const double budget = budget_bytes();
-  const double resident = Impl::resident_peak(spec, m.plan);
+  const double resident = Impl::resident_peak(spec, m.plan, m.es());
   if (resident <= budget) {
     try {
       cv::Mat out = m.run_resident(input);

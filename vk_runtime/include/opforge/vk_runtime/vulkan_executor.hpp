@@ -37,6 +37,7 @@ struct DeviceInfo {
   std::string vulkan_version;  ///< the device's, "1.3.230"
   double memory_bytes = 0;  ///< the largest device-local heap
   bool memory_budget = false;  ///< VK_EXT_memory_budget is supported
+  bool fp16_storage = false;   ///< 16-bit storage buffers (VulkanOptions::fp16_storage)
 };
 
 /// Vulkan devices in the order they are preferred: discrete, integrated,
@@ -60,6 +61,10 @@ struct VulkanOptions {
   /// Testing: device allocations beyond this many bytes in all fail as the
   /// driver's VK_ERROR_OUT_OF_DEVICE_MEMORY would (the budget may claim more).
   std::optional<double> allocation_limit_bytes;
+  /// Store activations as float16 (arithmetic stays float32): half the
+  /// memory and bandwidth, values rounded to half precision between layers.
+  /// Error if the device lacks 16-bit storage buffers.
+  bool fp16_storage = false;
   /// The pipeline cache file's folder; empty: $XDG_CACHE_HOME/opforge (or
   /// ~/.cache/opforge); "none": no cache on disk.
   std::filesystem::path cache_directory;
