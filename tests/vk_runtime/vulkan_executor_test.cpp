@@ -150,6 +150,45 @@ TEST(VulkanExecutor, EveryNetworkTheLearnerTrainsMatchesTheCpuForward) {
   expect_no_validation_messages(executor);
 }
 
+TEST(VulkanExecutor, CheapTuningRerunsOnlyTheLayersAfterTheAdjustableOne) {
+  model::InputPlane lambda;
+  lambda.name = "lambda";
+  lambda.param = "lambda";
+  lambda.param_lo = 0.002;
+  lambda.param_hi = 0.2;
+  // Trained-looking: the adjustable scale and shift do depend on p.
+  const Model initial = learner::uniform_initialised(learner::fan_spec("fan_cheap_tuning", {lambda}, 16), 3);
+  std::vector<model::LayerWeights> weights = initial.weights();
+  for (auto& w : weights) {
+    for (std::size_t j = 0; j < w.gamma_from_params.size(); ++j) w.gamma_from_params[j] = 0.5f * std::sin(float(j));
+    for (std::size_t j = 0; j < w.beta_from_params.size(); ++j) w.beta_from_params[j] = 0.5f * std::cos(float(j));
+  }
+  const Model cheap(initial.spec(), weights, "cheap tuning");
+  const Model decoupled = learner::uniform_initialised(learner::fan_spec("fan_decoupled", {lambda}, 16), 3);
+  const std::size_t k = VulkanExecutor::rerun_from(cheap.spec());
+  ASSERT_GT(k, 0u);
+  EXPECT_EQ(cheap.spec().layers[k].generated, model::Generated::norm);  // the adjustable layer itself reruns
+  for (std::size_t i = 0; i < k; ++i) EXPECT_EQ(cheap.spec().layers[i].generated, model::Generated::none);
+  EXPECT_EQ(VulkanExecutor::rerun_from(decoupled.spec()), 0u);  // every kernel depends on p
+  EXPECT_EQ(VulkanExecutor::rerun_from(learner::network_spec("can32_an_parameterized")), 0u);  // p is an input plane
+
+  Image input(61, 83, CV_32FC3);
+  cv::RNG(5).fill(input, cv::RNG::UNIFORM, 0.0, 1.0);
+  const std::vector<std::vector<float>> sets = {{0.01f}, {0.05f}, {0.1f}, {0.2f}};
+  VulkanExecutor executor(validated());
+  const std::vector<Image> swept = executor.run_planes(cheap, input, sets);
+  ASSERT_EQ(swept.size(), sets.size());
+  for (std::size_t s = 0; s < sets.size(); ++s) {
+    SCOPED_TRACE(s);
+    EXPECT_LE(max_abs(swept[s], executor.run(cheap, input, sets[s])), 1e-6);
+    EXPECT_LE(max_abs(swept[s], CpuExecutor().run(cheap, input, sets[s])), 1e-4);
+  }
+  EXPECT_GT(max_abs(swept[0], swept[3]), 1e-5);  // the parameter does change the output
+  const std::vector<Image> decoupled_swept = executor.run_planes(decoupled, input, sets);
+  EXPECT_LE(max_abs(decoupled_swept[1], executor.run(decoupled, input, sets[1])), 1e-6);
+  expect_no_validation_messages(executor);
+}
+
 TEST(VulkanExecutor, ReproducesThePublishedCan24L0Output) {
   // The authors' published result for MIT-Adobe 000001 (1627x1080): at most
   // one level off anywhere, and at least 99.9% of values equal.

@@ -9,6 +9,7 @@
 
 #include "context.hpp"
 #include "opforge/core/error.hpp"
+#include "opforge/core/image.hpp"
 
 namespace opforge::vk {
 namespace {
@@ -325,18 +326,19 @@ struct VulkanExecutor::Impl {
 
   // --- resident: every live tensor on the device --------------------------
 
-  cv::Mat run_resident(const cv::Mat& input) {
+  // Layers [first, last) on `input`, tensor `first` of the plan.
+  cv::Mat run_resident(const cv::Mat& input, std::size_t first, std::size_t last) {
     const auto& layers = model->spec().layers;
     std::vector<Tensor> tensors(plan.shapes.size());
     for (std::size_t t = 0; t < tensors.size(); ++t) tensors[t].shape = plan.shapes[t];
-    tensors[0].device = Buffer(context, VkDeviceSize(plan.shapes[0].elements()) * es(), false);
+    tensors[first].device = Buffer(context, VkDeviceSize(plan.shapes[first].elements()) * es(), false);
     {
-      Buffer upload(context, tensors[0].device.size(), true);
+      Buffer upload(context, tensors[first].device.size(), true);
       const cv::Mat values = stored(input, es());
-      std::memcpy(upload.mapped(), values.data, tensors[0].device.size());
-      context.submit([&](VkCommandBuffer cmd) { context.copy(cmd, upload, 0, tensors[0].device, 0, upload.size()); });
+      std::memcpy(upload.mapped(), values.data, tensors[first].device.size());
+      context.submit([&](VkCommandBuffer cmd) { context.copy(cmd, upload, 0, tensors[first].device, 0, upload.size()); });
     }
-    for (std::size_t i = 0; i < layers.size(); ++i) {
+    for (std::size_t i = first; i < last; ++i) {
       const LayerSpec& l = layers[i];
       const Shape& in = plan.shapes[i];
       const Shape& out = plan.shapes[i + 1];
@@ -361,9 +363,9 @@ struct VulkanExecutor::Impl {
         if (plan.last_use[t] <= static_cast<int>(i)) tensors[t].device = Buffer();
       }
     }
-    const Shape& out = plan.shapes.back();
+    const Shape& out = plan.shapes[last];
     Buffer download(context, VkDeviceSize(out.elements()) * es(), true);
-    context.submit([&](VkCommandBuffer cmd) { context.copy(cmd, tensors.back().device, 0, download, 0, download.size()); });
+    context.submit([&](VkCommandBuffer cmd) { context.copy(cmd, tensors[last].device, 0, download, 0, download.size()); });
     return from_stored(download.mapped(), out);
   }
 
@@ -384,15 +386,15 @@ struct VulkanExecutor::Impl {
 
   // --- parts: tensors in host memory, each band copied in and out ---------
 
-  cv::Mat run_parts(const cv::Mat& input, double room) {
+  cv::Mat run_parts(const cv::Mat& input, std::size_t first, std::size_t last, double room) {
     const auto& layers = model->spec().layers;
     std::vector<Tensor> tensors(plan.shapes.size());
     for (std::size_t t = 0; t < tensors.size(); ++t) tensors[t].shape = plan.shapes[t];
     {
       const cv::Mat values = stored(input, es());
-      tensors[0].host.assign(values.data, values.data + static_cast<std::size_t>(plan.shapes[0].elements()) * es());
+      tensors[first].host.assign(values.data, values.data + static_cast<std::size_t>(plan.shapes[first].elements()) * es());
     }
-    for (std::size_t i = 0; i < layers.size(); ++i) {
+    for (std::size_t i = first; i < last; ++i) {
       const LayerSpec& l = layers[i];
       const Shape& out = plan.shapes[i + 1];
       tensors[i + 1].host.resize(static_cast<std::size_t>(out.elements()) * es());
@@ -422,7 +424,7 @@ struct VulkanExecutor::Impl {
         if (plan.last_use[t] <= static_cast<int>(i)) std::vector<std::uint8_t>().swap(tensors[t].host);
       }
     }
-    return from_stored(tensors.back().host.data(), plan.shapes.back());
+    return from_stored(tensors[last].host.data(), plan.shapes[last]);
   }
 
   void run_layer_in_parts(std::size_t i, int band, std::vector<Tensor>& tensors) {
@@ -535,18 +537,28 @@ cv::Mat VulkanExecutor::forward(const model::Model& model, const cv::Mat& input)
     throw Error("model '" + model.source() + "' takes " + std::to_string(spec.input_channels()) +
                 "-channel float32 input, got " + std::to_string(input.channels()) + " channel(s)");
   }
+  return forward_layers(model, input, input.rows, input.cols, 0, spec.layers.size());
+}
+
+cv::Mat VulkanExecutor::forward_layers(const model::Model& model, const cv::Mat& input, int rows, int cols, std::size_t first,
+                                       std::size_t last) {
+  const NetworkSpec& spec = model.spec();
   if (spec.weight_inputs() > 0) {
     throw Error("model '" + model.source() + "' has generated weights: run Model::specialised(planes) (Executor::run does)");
   }
   Impl& m = *impl_;
   m.report = {};
   m.model = &model;
-  m.plan = plan_tensors(spec, input.rows, input.cols);
+  m.plan = plan_tensors(spec, rows, cols);
   for (const Shape& s : m.plan.shapes) {
     if (s.elements() >= double(std::numeric_limits<int>::max())) {
-      throw Error("Vulkan: a " + std::to_string(input.cols) + "x" + std::to_string(input.rows) + " image is too large for model '" +
+      throw Error("Vulkan: a " + std::to_string(cols) + "x" + std::to_string(rows) + " image is too large for model '" +
                   model.source() + "' (an activation of 2^31 values or more); use --device cpu");
     }
+  }
+  const Shape& in = m.plan.shapes[first];
+  if (input.rows != in.rows || input.cols != in.cols || input.channels() != in.channels || !input.isContinuous()) {
+    throw Error("Vulkan: internal: layer " + std::to_string(first) + "'s input has the wrong shape");
   }
   struct Reset {
     Impl& m;
@@ -570,7 +582,7 @@ cv::Mat VulkanExecutor::forward(const model::Model& model, const cv::Mat& input)
   const double resident = Impl::resident_peak(spec, m.plan, m.es());
   if (resident <= budget) {
     try {
-      cv::Mat out = m.run_resident(input);
+      cv::Mat out = m.run_resident(input, first, last);
       m.report.device_bytes = resident;
       return out;
     } catch (const DeviceMemoryExhausted&) {
@@ -579,9 +591,60 @@ cv::Mat VulkanExecutor::forward(const model::Model& model, const cv::Mat& input)
   }
   m.report.parts = true;
   const double room = std::max(0.0, budget - Impl::weight_bytes(spec));
-  cv::Mat out = m.run_parts(input, room);
+  cv::Mat out = m.run_parts(input, first, last, room);
   m.report.device_bytes = room;
   return out;
+}
+
+std::size_t VulkanExecutor::rerun_from(const NetworkSpec& spec) {
+  if (spec.weight_inputs() == 0 || spec.input_planes() > 0) return 0;  // the planes change the input itself
+  std::size_t k = spec.layers.size();
+  for (std::size_t i = 0; i < spec.layers.size() && k == spec.layers.size(); ++i) {
+    if (spec.layers[i].generated != model::Generated::none) k = i;
+  }
+  // A residual in the rerun part that adds the input of an earlier layer
+  // needs that input rerun too.
+  for (bool moved = true; moved;) {
+    moved = false;
+    for (std::size_t j = k; j < spec.layers.size(); ++j) {
+      if (spec.layers[j].residual_from.empty()) continue;
+      for (std::size_t r = 0; r < k; ++r) {
+        if (spec.layers[r].name == spec.layers[j].residual_from) {
+          k = r;
+          moved = true;
+        }
+      }
+    }
+  }
+  return k;
+}
+
+std::vector<Image> VulkanExecutor::run_planes(const model::Model& model, const Image& rgb,
+                                              const std::vector<std::vector<float>>& plane_sets) {
+  std::vector<Image> outputs;
+  if (plane_sets.empty()) return outputs;
+  const NetworkSpec& spec = model.spec();
+  const std::size_t k = rerun_from(spec);
+  if (k == 0) {
+    for (const auto& planes : plane_sets) outputs.push_back(run(model, rgb, planes));
+    return outputs;
+  }
+  require_image_shape(rgb, "model '" + model.source() + "'");
+  if (rgb.channels() != spec.image_channels) {
+    throw Error("model '" + model.source() + "' takes " + std::to_string(spec.image_channels) + "-channel images, got " +
+                std::to_string(rgb.channels()));
+  }
+  for (const auto& planes : plane_sets) model.check_planes(planes);
+  // The first set's specialised model runs the shared layers: they do not
+  // depend on the planes.
+  const model::Model shared = model.specialised(plane_sets[0]);
+  const cv::Mat input = model::network_input(model, rgb, plane_sets[0]);
+  const cv::Mat prefix = forward_layers(shared, input, input.rows, input.cols, 0, k);
+  for (const auto& planes : plane_sets) {
+    const model::Model specialised = model.specialised(planes);
+    outputs.push_back(model::image_from_output(model, forward_layers(specialised, prefix, input.rows, input.cols, k, spec.layers.size())));
+  }
+  return outputs;
 }
 
 }  // namespace opforge::vk

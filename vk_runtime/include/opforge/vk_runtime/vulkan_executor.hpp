@@ -92,6 +92,16 @@ class VulkanExecutor final : public model::Executor {
   double peak_bytes(const model::NetworkSpec& spec, int rows, int cols) const override;
   cv::Mat forward(const model::Model& model, const cv::Mat& input) override;
 
+  /// The outputs for several plane values of one image, as run() gives
+  /// each: the layers before rerun_from(spec) run once, the rest once per
+  /// plane set (Fan et al.'s cheap tuning reruns only its last layers when
+  /// only the parameter changes).
+  std::vector<Image> run_planes(const model::Model& model, const Image& rgb, const std::vector<std::vector<float>>& plane_sets);
+  /// The first layer whose result depends on the plane values: the first
+  /// generated layer, moved back past any residual the rest adds; 0 when a
+  /// plane is an input channel or nothing is generated.
+  static std::size_t rerun_from(const model::NetworkSpec& spec);
+
   /// Device memory a pass with every activation on the device needs.
   double resident_bytes(const model::NetworkSpec& spec, int rows, int cols) const;
   double budget_bytes() const;
@@ -100,6 +110,9 @@ class VulkanExecutor final : public model::Executor {
   std::vector<std::string> validation_messages() const;
 
  private:
+  /// Layers [first, last) on the input of layer `first` (for a network
+  /// input of rows × cols), the output of layer last − 1.
+  cv::Mat forward_layers(const model::Model& model, const cv::Mat& input, int rows, int cols, std::size_t first, std::size_t last);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
