@@ -18,4 +18,4 @@ trap 'rm -rf "$work"' EXIT
 "$build/cli/opforge" apply resize_bicubic "$photo" "$work/4k.png" --param width=3840 --param height=2160
 planes=()
 [[ "$model" == *parameterized* ]] && planes=(0.5)
-"$build/bench/vk_parts_bench" "$model" "$work/4k.png" "$fraction" "${planes[@]}"
+"$build/bench/vk_forward_bench" "$model" "$work/4k.png" "$fraction" "${planes[@]}"

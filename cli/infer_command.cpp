@@ -169,8 +169,9 @@ std::unique_ptr<model::Executor> make_executor(const po::variables_map& vm) {
   }
   try {
     return std::make_unique<vk::VulkanExecutor>(options);
-  } catch (const Error&) {
+  } catch (const Error& e) {
     if (device == "vulkan" || vm.count("device-index")) throw;
+    std::cerr << "opforge infer: --device auto: running on the CPU (" << e.what() << ")\n";
     return std::make_unique<model::CpuExecutor>();
   }
 }

@@ -8,7 +8,9 @@
 #  3. runs the published CAN models (Chen et al., ICCV 2017) with
 #     `opforge infer`: CAN24 L0 smoothing on the published test photo, against
 #     the authors' published result, and the combined network's
-#     Detail_manipulation (an operator with no CAN24 file) on the sample.
+#     Detail_manipulation (an operator with no CAN24 file) on the sample;
+#     then CAN24 L0 on the sample with --device auto (the Vulkan device, or
+#     the CPU without one) against the CPU's output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -76,7 +78,7 @@ infer_case() {  # model input output reference-or-empty infer-args...
   t1=$EPOCHREALTIME
   if [ -n "$reference" ]; then
     result=$("$opforge" metrics "$out" "$reference" --json |
-      sed -E 's/.*"max_abs":([^,}]*).*/\1/' | awk '{ printf "max |diff| %.0f level(s) of 255 vs the published output\n", $1 * 255 }')
+      sed -E 's/.*"max_abs":([^,}]*).*/\1/' | awk -v r="$(basename "$reference")" '{ printf "max |diff| %.0f level(s) of 255 vs %s\n", $1 * 255, r }')
   fi
   printf '%-28s %-30s %8.3f  %s\n' "$(basename "$input")" "$model $*" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" "$result"
 }
@@ -86,4 +88,9 @@ infer_case combined "$data/samples/mit_adobe_000003_1024.jpg" out/mit_adobe_0000
   --operator Detail_manipulation
 infer_case parameterized_L0_smoothing "$data/samples/mit_adobe_000003_1024.jpg" out/mit_adobe_000003_can32_l0_0.5.png "" \
   --planes 0.5
+echo "== the same on the Vulkan device (--device auto: the first listed, or the CPU when there is none)"
+"$opforge" infer --list-devices || true
+infer_case L0_smoothing "$data/samples/mit_adobe_000003_1024.jpg" out/mit_adobe_000003_can24_L0_cpu.png ""
+infer_case L0_smoothing "$data/samples/mit_adobe_000003_1024.jpg" out/mit_adobe_000003_can24_L0_vulkan.png \
+  out/mit_adobe_000003_can24_L0_cpu.png --device auto
 echo "results in out/"

@@ -267,6 +267,12 @@ TEST(InferCli, NoVulkanLoaderNoDeviceOrABadIndexIsOneLineAndCpuStillRuns) {
   for (const std::string device : {"cpu", "auto"}) {
     const Result r = run(args({"--device", device}), dir, no_loader);
     EXPECT_EQ(r.status, 0) << device << ": " << r.err;
+    if (device == "auto") {  // and says so, on one line
+      EXPECT_EQ(r.err_lines(), 1) << r.err;
+      EXPECT_NE(r.err.find("--device auto: running on the CPU (Vulkan is not available"), std::string::npos) << r.err;
+    } else {
+      EXPECT_EQ(r.err, "");
+    }
     EXPECT_TRUE(fs::exists(dir / "out.png")) << device;
     fs::remove(dir / "out.png");
   }
