@@ -139,8 +139,9 @@ class Progress {
 int list_devices() {
   const auto devices = vk::list_devices();
   for (const auto& d : devices) {
-    std::printf("%d: %s (%s, Vulkan %s, %.1f GiB%s)\n", d.index, d.name.c_str(), vk::to_string(d.kind),
-                d.vulkan_version.c_str(), d.memory_bytes / (1 << 30), d.memory_budget ? ", memory budget" : "");
+    std::printf("%d: %s (%s, Vulkan %s, %.1f GiB%s, subgroup %d%s)\n", d.index, d.name.c_str(), vk::to_string(d.kind),
+                d.vulkan_version.c_str(), d.memory_bytes / (1 << 30), d.memory_budget ? ", memory budget" : "", d.subgroup_size,
+                d.fp16_storage ? ", fp16 storage" : "");
   }
   return 0;
 }

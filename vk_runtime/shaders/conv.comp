@@ -9,7 +9,9 @@
 // multiply-adds. The input and output are windows of HWC float tensors: element
 // (y, x, c) of a tensor sits at (y·cols + x)·channels + c − offset in the
 // window bound here.
-layout(local_size_x = 16, local_size_y = 4, local_size_z = 1) in;
+// Columns per workgroup: the device's subgroup size (specialisation
+// constant 1), so that a subgroup spans one row of pixels.
+layout(local_size_x_id = 1, local_size_y = 4, local_size_z = 1) in;
 layout(constant_id = 0) const int GROUPS = 8;
 
 layout(std430, binding = 0) readonly buffer Input { ACTIVATION data[]; } src;

@@ -88,6 +88,10 @@ std::vector<Found> enumerate(Api& api, VkInstance instance) {
     VkPhysicalDeviceProperties p;
     api.vkGetPhysicalDeviceProperties(handle, &p);
     if (p.apiVersion < VK_API_VERSION_1_1 || !has_compute_queue(api, handle, nullptr)) continue;
+    VkPhysicalDeviceSubgroupProperties subgroup{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+    VkPhysicalDeviceProperties2 p2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
+    p2.pNext = &subgroup;
+    api.vkGetPhysicalDeviceProperties2(handle, &p2);
     VkPhysicalDeviceMemoryProperties m;
     api.vkGetPhysicalDeviceMemoryProperties(handle, &m);
     DeviceInfo info;
@@ -102,6 +106,7 @@ std::vector<Found> enumerate(Api& api, VkInstance instance) {
       }
     }
     info.memory_budget = has_device_extension(api, handle, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+    info.subgroup_size = static_cast<int>(subgroup.subgroupSize);
     VkPhysicalDevice16BitStorageFeatures storage{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
     VkPhysicalDeviceFeatures2 features{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
     features.pNext = &storage;
@@ -335,10 +340,16 @@ void Context::choose_device(const VulkanOptions& options) {
   }
   physical_ = found[index].handle;
   info_ = found[index].info;
+  VkPhysicalDeviceSubgroupProperties subgroup{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
   VkPhysicalDeviceMaintenance3Properties maintenance{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
+  maintenance.pNext = &subgroup;
   VkPhysicalDeviceProperties2 p{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
   p.pNext = &maintenance;
   api_.vkGetPhysicalDeviceProperties2(physical_, &p);
+  // A conv workgroup is one subgroup wide (32 on NVIDIA, 32 or 64 on AMD,
+  // 8 on lavapipe with AVX2), within what the device allows.
+  conv_columns_ = std::clamp(static_cast<int>(subgroup.subgroupSize), 8, 64);
+  while (conv_columns_ * 4 > static_cast<int>(p.properties.limits.maxComputeWorkGroupInvocations) && conv_columns_ > 1) conv_columns_ /= 2;
   limits_ = p.properties.limits;
   max_allocation_ = double(maintenance.maxMemoryAllocationSize);
   api_.vkGetPhysicalDeviceMemoryProperties(physical_, &memory_);
@@ -493,8 +504,9 @@ void Context::create_pipeline(Pipeline which, const std::uint32_t* code, std::si
   create.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
   create.stage.module = module;
   create.stage.pName = "main";
-  const VkSpecializationMapEntry entry{0, 0, sizeof(int)};
-  const VkSpecializationInfo specialisation{1, &entry, sizeof(int), &groups};
+  const int constants[2] = {groups, conv_columns_};
+  const VkSpecializationMapEntry entries[2] = {{0, 0, sizeof(int)}, {1, sizeof(int), sizeof(int)}};
+  const VkSpecializationInfo specialisation{2, entries, sizeof constants, constants};
   if (groups > 0) create.stage.pSpecializationInfo = &specialisation;
   create.layout = p.layout;
   const VkResult made = api_.vkCreateComputePipelines(device_, cache, 1, &create, nullptr, &p.pipeline);

@@ -85,6 +85,8 @@ class Context {
   double allocated_bytes() const { return allocated_; }
   /// Bytes per stored activation: 2 with fp16 storage, else 4.
   int element_bytes() const { return fp16_ ? 2 : 4; }
+  /// Output columns per conv workgroup: the subgroup size, 8..64.
+  int conv_columns() const { return conv_columns_; }
 
   /// Allocates memory of a type with `properties` (host-visible ones
   /// coherent); device-local allocations count against the testing limit.
@@ -145,6 +147,7 @@ class Context {
   double allocation_limit_ = -1;
   double max_allocation_ = 0;
   bool fp16_ = false;
+  int conv_columns_ = 16;
   mutable std::mutex messages_mutex_;
   std::vector<std::string> messages_;
 };

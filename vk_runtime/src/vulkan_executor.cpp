@@ -23,7 +23,6 @@ using model::LayerSpec;
 using model::NetworkSpec;
 using model::Normalizer;
 
-constexpr int kConvColumns = 16;          // output columns per conv workgroup (conv.comp's local_size_x)
 constexpr int kMaxBandRows = 4096;       // rows per dispatch; also the stats pass's workgroup rows
 constexpr int kDispatchesPerSubmit = 256;  // within the context's descriptor pool
 
@@ -270,7 +269,7 @@ struct VulkanExecutor::Impl {
     const int per = conv_groups(l);
     context.dispatch(cmd, Pipeline::conv(per),
                      {src, dst, whole(layer_buffers[i].weights), whole(layer_buffers[i].bias)}, &p, sizeof p,
-                     static_cast<std::uint32_t>((out.cols + kConvColumns - 1) / kConvColumns), static_cast<std::uint32_t>((b - a + 3) / 4),
+                     static_cast<std::uint32_t>((out.cols + context.conv_columns() - 1) / context.conv_columns()), static_cast<std::uint32_t>((b - a + 3) / 4),
                      static_cast<std::uint32_t>(weight_groups(l) / per));
     if (l.normalizer != Normalizer::none) {
       context.barrier(cmd);

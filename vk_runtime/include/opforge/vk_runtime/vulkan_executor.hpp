@@ -38,6 +38,7 @@ struct DeviceInfo {
   double memory_bytes = 0;  ///< the largest device-local heap
   bool memory_budget = false;  ///< VK_EXT_memory_budget is supported
   bool fp16_storage = false;   ///< 16-bit storage buffers (VulkanOptions::fp16_storage)
+  int subgroup_size = 0;       ///< the width of a conv workgroup's rows (8..64)
 };
 
 /// Vulkan devices in the order they are preferred: discrete, integrated,
