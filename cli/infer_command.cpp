@@ -30,7 +30,7 @@ constexpr const char* kInferHelp =
     "RGB output, unclipped. Channel order is the model's business: IN and OUT are RGB files as always.\n"
     "\n"
     "--device vulkan runs the network on a Vulkan device (`opforge infer --list-devices`; the first\n"
-    "listed unless --device-index); auto takes Vulkan when a device is there, else the CPU. An image\n"
+    "listed unless --device-index); auto takes a Vulkan GPU when there is one, else the CPU. An image\n"
     "whose activations exceed the device's memory budget (or --device-memory MIB) runs in parts, with\n"
     "the same result; an image is written whole or not at all.\n"
     "\n"
@@ -168,10 +168,18 @@ std::unique_ptr<model::Executor> make_executor(const po::variables_map& vm) {
     if (!(mib >= 1 && mib <= 1e9)) throw UsageError("--device-memory " + std::to_string(mib) + " is invalid; valid: 1..1e9 MiB");
     options.budget_bytes = mib * (1 << 20);
   }
+  if (device == "vulkan" || vm.count("device-index")) return std::make_unique<vk::VulkanExecutor>(options);
+  // auto: a GPU when there is one. A CPU-type Vulkan device (lavapipe) is
+  // far slower than the CPU executor, so it is not chosen here.
   try {
+    const auto devices = vk::list_devices();
+    if (devices.front().kind == vk::DeviceKind::cpu) {
+      std::cerr << "opforge infer: --device auto: running on the CPU (the only Vulkan device, " << devices.front().name
+                << ", is a CPU device; --device vulkan runs on it)\n";
+      return std::make_unique<model::CpuExecutor>();
+    }
     return std::make_unique<vk::VulkanExecutor>(options);
   } catch (const Error& e) {
-    if (device == "vulkan" || vm.count("device-index")) throw;
     std::cerr << "opforge infer: --device auto: running on the CPU (" << e.what() << ")\n";
     return std::make_unique<model::CpuExecutor>();
   }
@@ -186,7 +194,7 @@ int infer_command(const Args& args) {
       "operator", po::value<std::string>(), "NAME: a combined model's one-hot operator planes, by name")(
       "param", po::value<std::vector<std::string>>(),
       "NAME=V: the operator parameter a parameterized model's plane carries (repeatable; `opforge model info`)")(
-      "device", po::value<std::string>()->default_value("cpu"), "cpu, vulkan, or auto (Vulkan when a device is there)")(
+      "device", po::value<std::string>()->default_value("cpu"), "cpu, vulkan, or auto (a Vulkan GPU when there is one, else the CPU)")(
       "device-index", po::value<int>(), "N: the Vulkan device, as --list-devices numbers them")(
       "device-memory", po::value<double>(), "MIB: device memory to use at most (default: the driver's budget)")(
       "list-devices", po::bool_switch(), "list the Vulkan devices and exit")(
