@@ -4,7 +4,7 @@
 # run, fp32 and fp16 storage, with GFLOP/s and the difference of each from
 # the CPU's output.
 #
-#   bash bench/vk_speed.sh [BUILD] [PHOTO]   (default: the 1627x1080 MIT-Adobe 000001)
+#   bash bench/vk_speed.sh [BUILD] [PHOTO]   (default: MIT-Adobe 000001, 1080x1627)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}

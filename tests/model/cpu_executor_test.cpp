@@ -124,7 +124,7 @@ TEST(CpuExecutor, EveryPublishedModelMatchesTheFloat64Forward) {
 }
 
 TEST(CpuExecutor, ReproducesThePublishedCan24L0Output) {
-  // The authors' published result for MIT-Adobe 000001 (1627x1080): at most
+  // The authors' published result for MIT-Adobe 000001 (1080x1627, portrait): at most
   // one level off anywhere, and at least 99.9% of values equal.
   const Model m = Model::load(test::data_path("models/L0_smoothing.safetensors"));
   const Image input = read_image(test::data_path("can24/000001_input.png"));
