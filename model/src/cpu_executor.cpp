@@ -321,15 +321,9 @@ class Forward {
         squares[c] += s[channels + c];
       }
     }
-    const double count = static_cast<double>(rows_) * cols_;
     std::vector<float> scale(channels), shift(channels);
-    for (int c = 0; c < channels; ++c) {
-      const double mean = sum[c] / count;
-      const double variance = std::max(0.0, squares[c] / count - mean * mean);
-      const double r = 1.0 / std::sqrt(variance + model_.spec().bn_epsilon);
-      scale[c] = static_cast<float>(w.w0 + w.w1 * r);
-      shift[c] = static_cast<float>(w.w1 * (w.beta[c] - mean * r));
-    }
+    fold_normaliser(model_.spec(), l, w, sum.data(), squares.data(), static_cast<double>(rows_) * cols_, scale.data(),
+                    shift.data());
     const std::size_t row_values = static_cast<std::size_t>(cols_) * channels;
     tbb::parallel_for(tbb::blocked_range<int>(0, rows_, 4), [&](const tbb::blocked_range<int>& r) {
       for (int y = r.begin(); y != r.end(); ++y) {

@@ -87,20 +87,8 @@ void normalise(const NetworkSpec& spec, const LayerSpec& l, const LayerWeights& 
   std::vector<double> sum(c, 0.0), squares(c, 0.0);
   for (int y = 0; y < a.h; ++y)
     for (int ch = 0; ch < c; ++ch) sum[ch] += rows[std::size_t(y) * 2 * c + ch], squares[ch] += rows[std::size_t(y) * 2 * c + c + ch];
-  const double count = double(a.h) * a.w;
   std::vector<float> scale(c), shift(c);
-  for (int ch = 0; ch < c; ++ch) {
-    const double mean = sum[ch] / count, variance = std::max(0.0, squares[ch] / count - mean * mean);
-    if (l.normalizer == Normalizer::adaptive_bn) {
-      const double r = 1.0 / std::sqrt(variance + spec.bn_epsilon);
-      scale[ch] = static_cast<float>(w.w0 + w.w1 * r);
-      shift[ch] = static_cast<float>(w.w1 * (w.beta[ch] - mean * r));
-    } else {
-      const double r = 1.0 / std::sqrt(variance + spec.in_epsilon);
-      scale[ch] = static_cast<float>(w.gamma[ch] * r);
-      shift[ch] = static_cast<float>(w.beta[ch] - w.gamma[ch] * mean * r);
-    }
-  }
+  fold_normaliser(spec, l, w, sum.data(), squares.data(), double(a.h) * a.w, scale.data(), shift.data());
   tbb::parallel_for(tbb::blocked_range<int>(0, a.h), [&](const tbb::blocked_range<int>& r) {
     for (int y = r.begin(); y != r.end(); ++y) {
       float* v = a.row(y);
@@ -199,6 +187,22 @@ cv::Mat layered_forward(const Model& model, const cv::Mat& input, bool vectorise
 }  // namespace opforge::model::detail
 
 namespace opforge::model {
+
+void fold_normaliser(const NetworkSpec& spec, const LayerSpec& l, const LayerWeights& w, const double* sum,
+                     const double* squares, double count, float* scale, float* shift) {
+  for (int c = 0; c < l.cout; ++c) {
+    const double mean = sum[c] / count, variance = std::max(0.0, squares[c] / count - mean * mean);
+    if (l.normalizer == Normalizer::adaptive_bn) {
+      const double r = 1.0 / std::sqrt(variance + spec.bn_epsilon);
+      scale[c] = static_cast<float>(w.w0 + w.w1 * r);
+      shift[c] = static_cast<float>(w.w1 * (w.beta[c] - mean * r));
+    } else {
+      const double r = 1.0 / std::sqrt(variance + spec.in_epsilon);
+      scale[c] = static_cast<float>(w.gamma[c] * r);
+      shift[c] = static_cast<float>(w.beta[c] - w.gamma[c] * mean * r);
+    }
+  }
+}
 
 // The 3×3 kernel of output phase (py, px) of a 4×4 stride-2 padding-1
 // transposed convolution: out[2m+py] reads x[m−1]·W[3], x[m]·W[1] (py = 0)

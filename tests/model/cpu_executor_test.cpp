@@ -113,9 +113,7 @@ TEST(CpuExecutor, EveryPublishedModelMatchesTheFloat64Forward) {
   for (const std::string& name : test::kPublishedModels) {
     SCOPED_TRACE(name);
     const Model m = Model::load(test::model_path(name));
-    std::vector<float> planes;
-    if (name == "parameterized_L0_smoothing") planes = {0.5f};
-    if (name == "combined") planes = m.operator_planes("Detail_manipulation");
+    const std::vector<float> planes = test::published_test_planes(name, m);
     const cv::Mat input = model::network_input(m, crop, planes);
     const cv::Mat out = CpuExecutor().forward(m, input);
     const auto ref = test::reference_forward(m, test::planes_from<double>(input));

@@ -10,6 +10,7 @@
 
 #include "opforge/core/image.hpp"
 #include "opforge/core/safetensors.hpp"
+#include "opforge/model/model.hpp"
 #include "test_support.hpp"
 
 namespace opforge::test {
@@ -22,6 +23,15 @@ inline const std::vector<std::string> kPublishedModels = {
 
 inline std::string model_path(const std::string& name) {
   return data_path("models/" + name + ".safetensors").string();
+}
+
+/// The constant planes the tests run each published model with: the
+/// parameterized L0 network at 0.5, the combined one as Detail_manipulation
+/// (an operator with no CAN24 file of its own), none for the others.
+inline std::vector<float> published_test_planes(const std::string& name, const model::Model& m) {
+  if (name == "parameterized_L0_smoothing") return {0.5f};
+  if (name == "combined") return m.operator_planes("Detail_manipulation");
+  return {};
 }
 
 using MetadataEdit = std::function<void(std::map<std::string, std::string>&, std::map<std::string, Tensor>&)>;

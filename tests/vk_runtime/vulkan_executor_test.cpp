@@ -135,32 +135,33 @@ TEST(VulkanExecutor, EveryLayerKindMatchesTheNaiveForwardInBothPrecisions) {
   expect_no_validation_messages(half);
 }
 
-TEST(VulkanExecutor, MatchesTheCpuForwardOnRandomNetworksAndOddSizes) {
-  VulkanExecutor executor(validated());
-  const std::vector<std::pair<int, int>> sizes = {{1, 1}, {2, 3}, {3, 517}, {37, 29}, {70, 5}};
-  for (int width : {3, 8, 24, 32}) {
-    const Model m = test::mixed_model(width, 100 + width);
+// Vulkan against the CPU forward, ≤ 1e-4, for each width's random model at each size.
+template <typename MakeModel>
+void expect_matches_cpu_at_sizes(VulkanExecutor& executor, std::initializer_list<int> widths, MakeModel make_model,
+                                 const std::vector<std::pair<int, int>>& sizes, int row_seed) {
+  for (int width : widths) {
+    const Model m = make_model(width);
     for (const auto& [rows, cols] : sizes) {
       SCOPED_TRACE("width " + std::to_string(width) + ", " + std::to_string(rows) + "x" + std::to_string(cols));
-      const cv::Mat input = test::random_input(rows, cols, m.spec().input_channels(), rows * 1000 + cols);
+      const cv::Mat input = test::random_input(rows, cols, m.spec().input_channels(), rows * row_seed + cols);
       EXPECT_LE(max_abs(executor.forward(m, input), CpuExecutor().forward(m, input)), 1e-4);
     }
   }
   expect_no_validation_messages(executor);
 }
 
+TEST(VulkanExecutor, MatchesTheCpuForwardOnRandomNetworksAndOddSizes) {
+  VulkanExecutor executor(validated());
+  expect_matches_cpu_at_sizes(
+      executor, {3, 8, 24, 32}, [](int width) { return test::mixed_model(width, 100 + width); },
+      {{1, 1}, {2, 3}, {3, 517}, {37, 29}, {70, 5}}, 1000);
+}
+
 TEST(VulkanExecutor, RunsStridesTransposedLayersInstanceNormsAndResidualsAsTheCpu) {
   VulkanExecutor executor(validated());
-  const std::vector<std::pair<int, int>> sizes = {{1, 1}, {2, 3}, {5, 7}, {16, 16}, {37, 29}, {3, 70}};
-  for (int width : {8, 24}) {
-    const Model m = test::fan_shaped_model(width, 300 + width);
-    for (const auto& [rows, cols] : sizes) {
-      SCOPED_TRACE("width " + std::to_string(width) + ", " + std::to_string(rows) + "x" + std::to_string(cols));
-      const cv::Mat input = test::random_input(rows, cols, m.spec().input_channels(), rows * 100 + cols);
-      EXPECT_LE(max_abs(executor.forward(m, input), CpuExecutor().forward(m, input)), 1e-4);
-    }
-  }
-  expect_no_validation_messages(executor);
+  expect_matches_cpu_at_sizes(
+      executor, {8, 24}, [](int width) { return test::fan_shaped_model(width, 300 + width); },
+      {{1, 1}, {2, 3}, {5, 7}, {16, 16}, {37, 29}, {3, 70}}, 100);
 }
 
 TEST(VulkanExecutor, EveryPublishedModelMatchesTheCpuForward) {
@@ -171,9 +172,7 @@ TEST(VulkanExecutor, EveryPublishedModelMatchesTheCpuForward) {
   for (const std::string& name : test::kPublishedModels) {
     SCOPED_TRACE(name);
     const Model m = Model::load(test::model_path(name));
-    std::vector<float> planes;
-    if (name == "parameterized_L0_smoothing") planes = {0.5f};
-    if (name == "combined") planes = m.operator_planes("Detail_manipulation");
+    const std::vector<float> planes = test::published_test_planes(name, m);
     const Image vulkan = executor.run(m, crop, planes);
     const Image cpu = CpuExecutor().run(m, crop, planes);
     EXPECT_LE(max_abs(vulkan, cpu), 1e-4);
@@ -298,9 +297,7 @@ TEST(VulkanExecutor, Fp16StorageStaysWithinItsStatedErrorOfTheCpuForward) {
   for (const std::string& name : test::kPublishedModels) {
     SCOPED_TRACE(name);
     const Model m = Model::load(test::model_path(name));
-    std::vector<float> planes;
-    if (name == "parameterized_L0_smoothing") planes = {0.5f};
-    if (name == "combined") planes = m.operator_planes("Detail_manipulation");
+    const std::vector<float> planes = test::published_test_planes(name, m);
     const Image half = model::quantise(m, executor.run(m, crop, planes));
     const Image full = model::quantise(m, CpuExecutor().run(m, crop, planes));
     const double mse = cv::norm(half, full, cv::NORM_L2SQR) / double(half.total() * half.channels());

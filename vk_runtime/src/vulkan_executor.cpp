@@ -10,6 +10,7 @@
 #include "context.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/image.hpp"
+#include "opforge/model/convolution.hpp"
 
 namespace opforge::vk {
 namespace {
@@ -196,7 +197,7 @@ struct VulkanExecutor::Impl {
   const model::Model* model = nullptr;
   Plan plan;
   std::vector<LayerBuffers> layer_buffers;
-  Buffer stats, affine, staging;
+  Buffer stats, affine;
 
   void upload_weights() {
     const auto& layers = model->spec().layers;
@@ -230,8 +231,8 @@ struct VulkanExecutor::Impl {
   }
   static Window whole(const Buffer& b) { return {b.handle(), 0, VK_WHOLE_SIZE, 0}; }
 
-  // z = scale·y + shift per channel from the layer's statistics (float64,
-  // rows in order), as the CPU forward folds them.
+  // z = scale·y + shift per channel from the layer's statistics (rows added
+  // in float64, in order, then folded as the CPU forward folds them).
   void fold_statistics(const LayerSpec& l, const model::LayerWeights& w, int rows, int cols) {
     auto* values = affine.floats();
     if (l.normalizer == Normalizer::none) {
@@ -245,20 +246,9 @@ struct VulkanExecutor::Impl {
         sum[c] += s[(static_cast<std::size_t>(y) * l.cout + c) * 2];
         squares[c] += s[(static_cast<std::size_t>(y) * l.cout + c) * 2 + 1];
       }
-    const double count = double(rows) * cols;
-    const NetworkSpec& spec = model->spec();
-    for (int c = 0; c < l.cout; ++c) {
-      const double mean = sum[c] / count, variance = std::max(0.0, squares[c] / count - mean * mean);
-      if (l.normalizer == Normalizer::adaptive_bn) {
-        const double r = 1.0 / std::sqrt(variance + spec.bn_epsilon);
-        values[2 * c] = static_cast<float>(w.w0 + w.w1 * r);
-        values[2 * c + 1] = static_cast<float>(w.w1 * (w.beta[c] - mean * r));
-      } else {
-        const double r = 1.0 / std::sqrt(variance + spec.in_epsilon);
-        values[2 * c] = static_cast<float>(w.gamma[c] * r);
-        values[2 * c + 1] = static_cast<float>(w.beta[c] - w.gamma[c] * mean * r);
-      }
-    }
+    std::vector<float> scale(l.cout), shift(l.cout);
+    model::fold_normaliser(model->spec(), l, w, sum.data(), squares.data(), double(rows) * cols, scale.data(), shift.data());
+    for (int c = 0; c < l.cout; ++c) values[2 * c] = scale[c], values[2 * c + 1] = shift[c];
   }
 
   void record_conv(VkCommandBuffer cmd, std::size_t i, const Shape& in, const Shape& out, int a, int b, const Window& src,
@@ -487,16 +477,22 @@ struct VulkanExecutor::Impl {
     return bytes;
   }
 
-  static double resident_peak(const NetworkSpec& spec, const Plan& plan, int element_bytes) {
+  // The most activation values alive at once: a layer's input and output
+  // and the inputs later residuals still need.
+  static double live_peak_elements(const NetworkSpec& spec, const Plan& plan) {
     double peak = 0;
     for (std::size_t i = 0; i < spec.layers.size(); ++i) {
       double live = plan.shapes[i + 1].elements();
       for (std::size_t t = 0; t <= i; ++t) {
         if (plan.last_use[t] >= static_cast<int>(i)) live += plan.shapes[t].elements();
       }
-      peak = std::max(peak, live * element_bytes);
+      peak = std::max(peak, live);
     }
-    return peak + weight_bytes(spec);
+    return peak;
+  }
+
+  static double resident_peak(const NetworkSpec& spec, const Plan& plan, int element_bytes) {
+    return live_peak_elements(spec, plan) * element_bytes + weight_bytes(spec);
   }
 };
 
@@ -518,16 +514,7 @@ double VulkanExecutor::resident_bytes(const NetworkSpec& spec, int rows, int col
 double VulkanExecutor::peak_bytes(const NetworkSpec& spec, int rows, int cols) const {
   const Plan plan = plan_tensors(spec, rows, cols);
   if (Impl::resident_peak(spec, plan, impl_->es()) <= budget_bytes()) return 0;
-  // In parts: the live tensors in host memory.
-  double peak = 0;
-  for (std::size_t i = 0; i < spec.layers.size(); ++i) {
-    double live = plan.shapes[i + 1].elements();
-    for (std::size_t t = 0; t <= i; ++t) {
-      if (plan.last_use[t] >= static_cast<int>(i)) live += plan.shapes[t].elements();
-    }
-    peak = std::max(peak, live * impl_->es());
-  }
-  return peak;
+  return Impl::live_peak_elements(spec, plan) * impl_->es();  // in parts: the live tensors in host memory
 }
 
 cv::Mat VulkanExecutor::forward(const model::Model& model, const cv::Mat& input) {

@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "opforge/model/model.hpp"
 #include "opforge/model/spec.hpp"
 
 namespace opforge::model {
@@ -31,5 +32,13 @@ std::vector<float> transposed_phase_kernel(const std::vector<float>& kernel4, in
 /// table transposed_phase_kernel is built from (and a phase's weight
 /// gradient is folded back through).
 int transposed_phase_tap(int parity, int tap);
+
+/// A normalised layer's per-channel scale and shift, z = scale·y + shift,
+/// from the float64 sums of y and y² over `count` values of each channel
+/// (mean, biased variance): CAN's adaptive normalisation
+/// w0·y + w1·((y − μ)/√(σ² + ε) + β), or an instance norm γ·(y − μ)/√(σ² + ε) + β.
+/// Every executor folds its statistics here, so they agree to the rounding.
+void fold_normaliser(const NetworkSpec& spec, const LayerSpec& layer, const LayerWeights& weights, const double* sum,
+                     const double* squares, double count, float* scale, float* shift);
 
 }  // namespace opforge::model
