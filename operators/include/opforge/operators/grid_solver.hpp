@@ -84,8 +84,12 @@ struct PcgResult {
 class Mic0Preconditioner {
  public:
   explicit Mic0Preconditioner(const GridWeights& weights);
-  /// z = (L·Lᵀ)⁻¹ r.
+  /// z = (L·Lᵀ)⁻¹ r: the two triangular sweeps, run over bands of rows so
+  /// that several dependency chains are in flight; bit-identical to
+  /// apply_plain.
   void apply(const double* r, double* z) const;
+  /// The same sweeps pixel by pixel in index order (the reference).
+  void apply_plain(const double* r, double* z) const;
 
  private:
   int rows_, cols_;
