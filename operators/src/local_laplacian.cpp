@@ -35,8 +35,22 @@ double inside_weight(int p, int n) {
   return s;
 }
 
+// Weight of the taps of an up step that hit even (occupied) positions inside
+// [0, n) around position p.
+double occupied_weight(int p, int n) {
+  double s = 0;
+  for (int t = -2; t <= 2; ++t) {
+    const int q = p + t;
+    if (q >= 0 && q < n && q % 2 == 0) s += kTaps[t + 2];
+  }
+  return s;
+}
+
+// The plain pyramid steps, tap by tap with every bounds test (the reference
+// the fast ones are tested against).
+
 // down(J) = (k⋆J)/(k⋆1) sampled at even rows and columns.
-Level down(const Level& in) {
+Level down_plain(const Level& in) {
   Level out{(in.rows + 1) / 2, (in.cols + 1) / 2, {}};
   out.v.resize(static_cast<std::size_t>(out.rows) * out.cols);
   Level h{in.rows, out.cols, Plane(static_cast<std::size_t>(in.rows) * out.cols)};
@@ -65,16 +79,7 @@ Level down(const Level& in) {
 }
 
 // up(J → rows×cols) = (k⋆Z_J)/(k⋆Z₁): J on the even positions of a zero image.
-Level up(const Level& in, int rows, int cols) {
-  // Weight of the taps that hit even (occupied) positions inside the image.
-  const auto occupied_weight = [](int p, int n) {
-    double s = 0;
-    for (int t = -2; t <= 2; ++t) {
-      const int q = p + t;
-      if (q >= 0 && q < n && q % 2 == 0) s += kTaps[t + 2];
-    }
-    return s;
-  };
+Level up_plain(const Level& in, int rows, int cols) {
   Level h{in.rows, cols, Plane(static_cast<std::size_t>(in.rows) * cols)};
   tbb::parallel_for(0, in.rows, [&](int y) {
     for (int x = 0; x < cols; ++x) {
@@ -101,25 +106,159 @@ Level up(const Level& in, int rows, int cols) {
   return out;
 }
 
+// The fast pyramid steps: the same sums in the same order as the plain ones
+// (so bit-identical results), with the bounds tests only at the borders and
+// the normalisers computed once per column.
+Level down_fast(const Level& in) {
+  const int rows = in.rows, cols = in.cols;
+  Level out{(rows + 1) / 2, (cols + 1) / 2, {}};
+  out.v.resize(static_cast<std::size_t>(out.rows) * out.cols);
+  Level h{rows, out.cols, Plane(static_cast<std::size_t>(rows) * out.cols)};
+  tbb::parallel_for(0, rows, [&](int y) {
+    const double* row = &in.v[static_cast<std::size_t>(y) * cols];
+    double* hr = &h.v[static_cast<std::size_t>(y) * out.cols];
+    for (int x = 0; x < out.cols; ++x) {
+      const int c = 2 * x;
+      double s = 0;
+      if (c >= 2 && c + 2 < cols) {
+        s += kTaps[0] * row[c - 2];
+        s += kTaps[1] * row[c - 1];
+        s += kTaps[2] * row[c];
+        s += kTaps[3] * row[c + 1];
+        s += kTaps[4] * row[c + 2];
+      } else {
+        for (int t = -2; t <= 2; ++t) {
+          if (c + t >= 0 && c + t < cols) s += kTaps[t + 2] * row[c + t];
+        }
+      }
+      hr[x] = s;
+    }
+  });
+  std::vector<double> wx(out.cols);
+  for (int x = 0; x < out.cols; ++x) wx[x] = inside_weight(2 * x, cols);
+  tbb::parallel_for(0, out.rows, [&](int y) {
+    const int c = 2 * y;
+    const double wy = inside_weight(c, rows);
+    double* o = &out.v[static_cast<std::size_t>(y) * out.cols];
+    const auto hrow = [&](int yy) { return &h.v[static_cast<std::size_t>(yy) * out.cols]; };
+    if (c >= 2 && c + 2 < rows) {
+      const double *r0 = hrow(c - 2), *r1 = hrow(c - 1), *r2 = hrow(c), *r3 = hrow(c + 1), *r4 = hrow(c + 2);
+      for (int x = 0; x < out.cols; ++x) {
+        double s = 0;
+        s += kTaps[0] * r0[x];
+        s += kTaps[1] * r1[x];
+        s += kTaps[2] * r2[x];
+        s += kTaps[3] * r3[x];
+        s += kTaps[4] * r4[x];
+        o[x] = s / (wy * wx[x]);
+      }
+    } else {
+      for (int x = 0; x < out.cols; ++x) {
+        double s = 0;
+        for (int t = -2; t <= 2; ++t) {
+          if (c + t >= 0 && c + t < rows) s += kTaps[t + 2] * hrow(c + t)[x];
+        }
+        o[x] = s / (wy * wx[x]);
+      }
+    }
+  });
+  return out;
+}
+
+Level up_fast(const Level& in, int rows, int cols) {
+  Level h{in.rows, cols, Plane(static_cast<std::size_t>(in.rows) * cols)};
+  tbb::parallel_for(0, in.rows, [&](int y) {
+    const double* row = &in.v[static_cast<std::size_t>(y) * in.cols];
+    double* hr = &h.v[static_cast<std::size_t>(y) * cols];
+    for (int x = 0; x < cols; ++x) {
+      double s = 0;
+      if (x >= 2 && x + 2 < cols) {
+        if (x % 2 == 0) {  // taps −2, 0, +2 land on even positions
+          s += kTaps[0] * row[x / 2 - 1];
+          s += kTaps[2] * row[x / 2];
+          s += kTaps[4] * row[x / 2 + 1];
+        } else {  // taps −1, +1
+          s += kTaps[1] * row[(x - 1) / 2];
+          s += kTaps[3] * row[(x + 1) / 2];
+        }
+      } else {
+        for (int t = -2; t <= 2; ++t) {
+          const int q = x + t;
+          if (q >= 0 && q < cols && q % 2 == 0) s += kTaps[t + 2] * row[q / 2];
+        }
+      }
+      hr[x] = s;
+    }
+  });
+  std::vector<double> wx(cols);
+  for (int x = 0; x < cols; ++x) wx[x] = occupied_weight(x, cols);
+  Level out{rows, cols, Plane(static_cast<std::size_t>(rows) * cols)};
+  tbb::parallel_for(0, rows, [&](int y) {
+    const double wy = occupied_weight(y, rows);
+    double* o = &out.v[static_cast<std::size_t>(y) * cols];
+    const auto hrow = [&](int q) { return &h.v[static_cast<std::size_t>(q / 2) * cols]; };
+    if (y >= 2 && y + 2 < rows && y % 2 == 0) {
+      const double *r0 = hrow(y - 2), *r2 = hrow(y), *r4 = hrow(y + 2);
+      for (int x = 0; x < cols; ++x) {
+        double s = 0;
+        s += kTaps[0] * r0[x];
+        s += kTaps[2] * r2[x];
+        s += kTaps[4] * r4[x];
+        o[x] = s / (wy * wx[x]);
+      }
+    } else if (y >= 2 && y + 2 < rows) {
+      const double *r1 = hrow(y - 1), *r3 = hrow(y + 1);
+      for (int x = 0; x < cols; ++x) {
+        double s = 0;
+        s += kTaps[1] * r1[x];
+        s += kTaps[3] * r3[x];
+        o[x] = s / (wy * wx[x]);
+      }
+    } else {
+      for (int x = 0; x < cols; ++x) {
+        double s = 0;
+        for (int t = -2; t <= 2; ++t) {
+          const int q = y + t;
+          if (q >= 0 && q < rows && q % 2 == 0) s += kTaps[t + 2] * hrow(q)[x];
+        }
+        o[x] = s / (wy * wx[x]);
+      }
+    }
+  });
+  return out;
+}
+
+struct FastSteps {
+  static Level down(const Level& in) { return down_fast(in); }
+  static Level up(const Level& in, int rows, int cols) { return up_fast(in, rows, cols); }
+};
+struct PlainSteps {
+  static Level down(const Level& in) { return down_plain(in); }
+  static Level up(const Level& in, int rows, int cols) { return up_plain(in, rows, cols); }
+};
+
+template <class Steps>
 Pyramid gaussian_pyramid(const Level& image, int levels) {
   Pyramid g{image};
-  for (int l = 1; l < levels; ++l) g.push_back(down(g.back()));
+  for (int l = 1; l < levels; ++l) g.push_back(Steps::down(g.back()));
   return g;
 }
 
+template <class Steps>
 Pyramid laplacian_pyramid(const Level& image, int levels) {
-  Pyramid g = gaussian_pyramid(image, levels);
+  Pyramid g = gaussian_pyramid<Steps>(image, levels);
   for (int l = 0; l + 1 < levels; ++l) {
-    const Level u = up(g[l + 1], g[l].rows, g[l].cols);
+    const Level u = Steps::up(g[l + 1], g[l].rows, g[l].cols);
     for (std::size_t i = 0; i < g[l].v.size(); ++i) g[l].v[i] -= u.v[i];
   }
   return g;  // the top level stays the coarsest Gaussian level
 }
 
+template <class Steps>
 Level reconstruct(const Pyramid& lap) {
   Level r = lap.back();
   for (int l = static_cast<int>(lap.size()) - 2; l >= 0; --l) {
-    Level u = up(r, lap[l].rows, lap[l].cols);
+    Level u = Steps::up(r, lap[l].rows, lap[l].cols);
     for (std::size_t i = 0; i < u.v.size(); ++i) u.v[i] = lap[l].v[i] + u.v[i];
     r = std::move(u);
   }
@@ -190,12 +329,13 @@ namespace {
 // image's Laplacian pyramid blended in with linear interpolation weights.
 // `add_to_own_pyramid`: llf.m adds the result to g's own pyramid (detail);
 // llf_general.m starts from zero.
+template <class Steps>
 Plane fast_llf(const Plane& gray, int rows, int cols, const std::function<double(double)>& remap_fn, int n,
                bool add_to_own_pyramid) {
   const int levels = static_cast<int>(std::ceil(std::log(std::min(rows, cols)) - std::log(2.0))) + 2;
   const Level g{rows, cols, gray};
-  const Pyramid gauss = gaussian_pyramid(g, levels);
-  Pyramid out = add_to_own_pyramid ? laplacian_pyramid(g, levels) : gauss;
+  const Pyramid gauss = gaussian_pyramid<Steps>(g, levels);
+  Pyramid out = add_to_own_pyramid ? laplacian_pyramid<Steps>(g, levels) : gauss;
   if (!add_to_own_pyramid) {
     for (auto& level : out) std::fill(level.v.begin(), level.v.end(), 0.0);
   }
@@ -204,7 +344,7 @@ Plane fast_llf(const Plane& gray, int rows, int cols, const std::function<double
   for (int j = 0; j < n; ++j) {
     const double ref = j + 1 == n ? 1.0 : j * step;  // linspace(0, 1, N)
     tbb::parallel_for(std::size_t{0}, gray.size(), [&](std::size_t i) { remapped.v[i] = remap_fn(gray[i] - ref); });
-    const Pyramid t = laplacian_pyramid(remapped, levels);
+    const Pyramid t = laplacian_pyramid<Steps>(remapped, levels);
     for (int l = 0; l + 1 < levels; ++l) {
       const Plane& gl = gauss[l].v;
       Plane& ol = out[l].v;
@@ -216,15 +356,26 @@ Plane fast_llf(const Plane& gray, int rows, int cols, const std::function<double
     }
   }
   out.back() = gauss.back();
-  return reconstruct(out).v;
+  return reconstruct<Steps>(out).v;
 }
 
 }  // namespace
 
 Plane local_laplacian_gray(const Plane& gray, int rows, int cols, const LocalLaplacianParams& params) {
   const LocalLaplacianParams p = validated(params);
-  return fast_llf(gray, rows, cols, [&p](double d) { return remap(d, p); }, p.samples, p.remap == LlfRemap::detail);
+  return fast_llf<FastSteps>(gray, rows, cols, [&p](double d) { return remap(d, p); }, p.samples,
+                             p.remap == LlfRemap::detail);
 }
+
+namespace reference {
+
+Plane local_laplacian_gray(const Plane& gray, int rows, int cols, const LocalLaplacianParams& params) {
+  const LocalLaplacianParams p = validated(params);
+  return fast_llf<PlainSteps>(gray, rows, cols, [&p](double d) { return remap(d, p); }, p.samples,
+                              p.remap == LlfRemap::detail);
+}
+
+}  // namespace reference
 
 Plane local_laplacian_remap_gray(const Plane& gray, int rows, int cols, const std::function<double(double)>& remap_fn,
                                  int samples) {
@@ -234,7 +385,7 @@ Plane local_laplacian_remap_gray(const Plane& gray, int rows, int cols, const st
   if (rows < 1 || cols < 1 || gray.size() != static_cast<std::size_t>(rows) * cols) {
     throw Error("local_laplacian: the plane does not hold rows x cols values");
   }
-  return fast_llf(gray, rows, cols, remap_fn, samples, false);
+  return fast_llf<FastSteps>(gray, rows, cols, remap_fn, samples, false);
 }
 
 Image local_laplacian(const Image& input, const LocalLaplacianParams& params) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <opencv2/imgproc.hpp>
 
 #include "golden.hpp"
 #include "opforge/core/error.hpp"
@@ -86,6 +87,26 @@ TEST(LocalLaplacian, ZeroGainIsTheIdentity) {
 TEST(LocalLaplacian, OneAndTwoThreadsAreBitIdentical) {
   const Image img = read_image(data_path("conformance/inputs/canyon256.png"))(cv::Rect(5, 5, 123, 77)).clone();
   test::expect_bit_identical_on_1_and_2_threads([&] { return local_laplacian(img, {.remap = LlfRemap::paris}); });
+}
+
+TEST(LocalLaplacian, FastPyramidStepsAreBitIdenticalToThePlainOnes) {
+  const Image img = read_image(data_path("conformance/inputs/canyon256.png"));
+  for (const auto& [rows, cols] : {std::pair{1, 1}, std::pair{2, 3}, std::pair{3, 517}, std::pair{37, 29},
+                                  std::pair{64, 48}, std::pair{256, 255}}) {
+    const int w = std::min(cols, img.cols), h = std::min(rows, img.rows);
+    cv::Mat crop;
+    cv::resize(img(cv::Rect(0, 0, w, h)), crop, cv::Size(cols, rows), 0, 0, cv::INTER_NEAREST);
+    const std::vector<Plane> planes = to_double_planes(crop);
+    const Plane gray = gray_plane(planes);
+    for (LlfRemap remap : {LlfRemap::detail, LlfRemap::toy, LlfRemap::paris}) {
+      const Plane fast = local_laplacian_gray(gray, rows, cols, {.remap = remap});
+      const Plane plain = reference::local_laplacian_gray(gray, rows, cols, {.remap = remap});
+      ASSERT_EQ(fast.size(), plain.size());
+      for (std::size_t i = 0; i < fast.size(); ++i) {
+        ASSERT_EQ(fast[i], plain[i]) << rows << "x" << cols << " remap " << static_cast<int>(remap) << " at " << i;
+      }
+    }
+  }
 }
 
 TEST(LocalLaplacian, RejectsOutOfRangeParameters) {

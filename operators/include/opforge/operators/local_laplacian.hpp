@@ -44,4 +44,10 @@ Plane local_laplacian_remap_gray(const Plane& gray, int rows, int cols, const st
 /// The colour (or grey) operator.
 Image local_laplacian(const Image& input, const LocalLaplacianParams& params = {});
 
+namespace reference {
+/// local_laplacian_gray with the plain pyramid steps (every tap bounds-tested),
+/// which the fast steps must reproduce bit for bit.
+Plane local_laplacian_gray(const Plane& gray, int rows, int cols, const LocalLaplacianParams& params = {});
+}  // namespace reference
+
 }  // namespace opforge
