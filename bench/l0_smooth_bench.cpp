@@ -1,7 +1,8 @@
 // l0_smooth on a ~1 MP colour photo, in one run:
 //  - opforge's l0_smooth at 1 and 2 threads;
 //  - the FFT floor: the same forward/inverse transforms the algorithm needs
-//    (3 forward + 2 per channel per iteration), with no other work;
+//    (3 forward + 2 per channel per iteration), with no other work, in float
+//    (the operator's precision) and in double;
 //  - OpenCV contrib's cv::ximgproc::l0Smooth, same λ and κ (the peer; it is
 //    not the authors' algorithm to the bit, but it solves the same problem).
 // Prints opforge / floor and OpenCV / opforge ratios at the end.
@@ -34,24 +35,31 @@ void BM_l0_smooth_opforge(benchmark::State& state) {
   state.counters["megapixels"] = photo().total() / 1e6;
 }
 
+// The transforms alone, in the precision the operator uses (float) and in
+// double (the floor before the operator moved to float).
+template <typename Real>
 void BM_l0_smooth_fft_floor(benchmark::State& state) {
+  using Fft = BasicRealFft2d<Real>;
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, state.range(0));
   const int rows = photo().rows, cols = photo().cols, channels = photo().channels();
   int iterations = 0;
   for (double beta = 2 * kLambda; beta < 1e5; beta *= kKappa) ++iterations;
-  std::vector<std::vector<double>> planes(channels, std::vector<double>(static_cast<std::size_t>(rows) * cols, 0.5));
-  std::vector<double*> ptr(channels);
+  std::vector<std::vector<Real>> planes(channels, std::vector<Real>(static_cast<std::size_t>(rows) * cols, Real(0.5)));
+  std::vector<Real*> ptr(channels);
   for (int c = 0; c < channels; ++c) ptr[c] = planes[c].data();
-  const auto copy_rows = [&](int y, double* const* row) {
-    for (int c = 0; c < channels; ++c) std::memcpy(row[c], ptr[c] + static_cast<std::size_t>(y) * cols, sizeof(double) * cols);
+  const auto copy_rows = [&](int y, Real* const* row) {
+    for (int c = 0; c < channels; ++c) std::memcpy(row[c], ptr[c] + static_cast<std::size_t>(y) * cols, sizeof(Real) * cols);
   };
   for (auto _ : state) {
-    RealFft2d fft(rows, cols, channels);
-    std::vector<std::vector<RealFft2d::Complex>> spectra(channels, std::vector<RealFft2d::Complex>(fft.spectrum_size()));
-    std::vector<RealFft2d::Complex*> spectra_ptr(channels);
+    Fft fft(rows, cols, channels);
+    std::vector<std::vector<typename Fft::Complex>> spectra(channels,
+                                                            std::vector<typename Fft::Complex>(fft.spectrum_size()));
+    std::vector<typename Fft::Complex*> spectra_ptr(channels);
     for (int c = 0; c < channels; ++c) spectra_ptr[c] = spectra[c].data();
-    fft.forward(const_cast<const double* const*>(ptr.data()), cols, spectra_ptr.data());
-    for (int i = 0; i < iterations; ++i) fft.filter(copy_rows, ptr.data(), cols, 1.0, [](int, int, int, RealFft2d::Complex*) {});
+    fft.forward(const_cast<const Real* const*>(ptr.data()), cols, spectra_ptr.data());
+    for (int i = 0; i < iterations; ++i) {
+      fft.filter(copy_rows, ptr.data(), cols, Real(1), [](int, int, int, typename Fft::Complex*) {});
+    }
     benchmark::DoNotOptimize(ptr.data());
   }
   state.counters["transforms_2d"] = channels * (1 + 2 * iterations);
@@ -71,8 +79,10 @@ void BM_l0_smooth_opencv_contrib(benchmark::State& state) {
 
 BENCHMARK(BM_l0_smooth_opforge)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime()
     ->Apply([](auto* b) { bench::repeated(b, 7); });
-BENCHMARK(BM_l0_smooth_fft_floor)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime()
+BENCHMARK(BM_l0_smooth_fft_floor<float>)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime()
     ->Apply([](auto* b) { bench::repeated(b, 7); });
+BENCHMARK(BM_l0_smooth_fft_floor<double>)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime()
+    ->Apply([](auto* b) { bench::repeated(b, 3); });
 BENCHMARK(BM_l0_smooth_opencv_contrib)->Arg(2)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime()
     ->Apply([](auto* b) { bench::repeated(b, 2); });
 
@@ -87,10 +97,12 @@ int main(int argc, char** argv) {
   std::printf("\nratios (same run):\n");
   reporter.print_ratio("OpenCV l0Smooth / opforge l0_smooth, 2 threads", "BM_l0_smooth_opencv_contrib/2",
                        "BM_l0_smooth_opforge/2");
-  reporter.print_ratio("opforge l0_smooth / FFT floor, 1 thread", "BM_l0_smooth_opforge/1",
-                       "BM_l0_smooth_fft_floor/1");
-  reporter.print_ratio("opforge l0_smooth / FFT floor, 2 threads", "BM_l0_smooth_opforge/2",
-                       "BM_l0_smooth_fft_floor/2");
+  reporter.print_ratio("opforge l0_smooth / float FFT floor, 1 thread", "BM_l0_smooth_opforge/1",
+                       "BM_l0_smooth_fft_floor<float>/1");
+  reporter.print_ratio("opforge l0_smooth / float FFT floor, 2 threads", "BM_l0_smooth_opforge/2",
+                       "BM_l0_smooth_fft_floor<float>/2");
+  reporter.print_ratio("double FFT floor / float FFT floor, 2 threads", "BM_l0_smooth_fft_floor<double>/2",
+                       "BM_l0_smooth_fft_floor<float>/2");
   reporter.print_ratio("opforge l0_smooth 1 thread / 2 threads", "BM_l0_smooth_opforge/1",
                        "BM_l0_smooth_opforge/2");
   benchmark::Shutdown();

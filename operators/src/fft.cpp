@@ -27,13 +27,61 @@ std::mutex& planner_mutex() {
   return m;
 }
 
-struct AlignedFree {
-  void operator()(void* p) const { fftw_free(p); }
+// FFTW's double (fftw_*) and single-precision (fftwf_*) interfaces under one name.
+template <typename Real>
+struct Fftw;
+
+template <>
+struct Fftw<double> {
+  using plan = fftw_plan;
+  using complex = fftw_complex;
+  static void* malloc(std::size_t n) { return fftw_malloc(n); }
+  static void free(void* p) { fftw_free(p); }
+  static plan r2c(int n, double* in, complex* out, unsigned flags) {
+    return fftw_plan_many_dft_r2c(1, &n, 1, in, nullptr, 1, 0, out, nullptr, 1, 0, flags);
+  }
+  static plan c2r(int n, complex* in, double* out, unsigned flags) {
+    return fftw_plan_many_dft_c2r(1, &n, 1, in, nullptr, 1, 0, out, nullptr, 1, 0, flags);
+  }
+  static plan many(int m, int howmany, complex* buf, int dist, int sign, unsigned flags) {
+    return fftw_plan_many_dft(1, &m, howmany, buf, nullptr, 1, dist, buf, nullptr, 1, dist, sign, flags);
+  }
+  static plan one(int m, complex* buf, int sign, unsigned flags) { return fftw_plan_dft_1d(m, buf, buf, sign, flags); }
+  static void dft(plan p, complex* in, complex* out) { fftw_execute_dft(p, in, out); }
+  static void dft_r2c(plan p, double* in, complex* out) { fftw_execute_dft_r2c(p, in, out); }
+  static void dft_c2r(plan p, complex* in, double* out) { fftw_execute_dft_c2r(p, in, out); }
 };
 
-template <typename T>
-T* aligned_alloc_or_throw(std::size_t n) {
-  auto* p = static_cast<T*>(fftw_malloc(sizeof(T) * (n ? n : 1)));
+template <>
+struct Fftw<float> {
+  using plan = fftwf_plan;
+  using complex = fftwf_complex;
+  static void* malloc(std::size_t n) { return fftwf_malloc(n); }
+  static void free(void* p) { fftwf_free(p); }
+  static plan r2c(int n, float* in, complex* out, unsigned flags) {
+    return fftwf_plan_many_dft_r2c(1, &n, 1, in, nullptr, 1, 0, out, nullptr, 1, 0, flags);
+  }
+  static plan c2r(int n, complex* in, float* out, unsigned flags) {
+    return fftwf_plan_many_dft_c2r(1, &n, 1, in, nullptr, 1, 0, out, nullptr, 1, 0, flags);
+  }
+  static plan many(int m, int howmany, complex* buf, int dist, int sign, unsigned flags) {
+    return fftwf_plan_many_dft(1, &m, howmany, buf, nullptr, 1, dist, buf, nullptr, 1, dist, sign, flags);
+  }
+  static plan one(int m, complex* buf, int sign, unsigned flags) { return fftwf_plan_dft_1d(m, buf, buf, sign, flags); }
+  static void dft(plan p, complex* in, complex* out) { fftwf_execute_dft(p, in, out); }
+  static void dft_r2c(plan p, float* in, complex* out) { fftwf_execute_dft_r2c(p, in, out); }
+  static void dft_c2r(plan p, complex* in, float* out) { fftwf_execute_dft_c2r(p, in, out); }
+};
+
+template <typename Real>
+struct AlignedFree {
+  void operator()(void* p) const { Fftw<Real>::free(p); }
+};
+
+// n values of std::complex<Real>, FFTW-aligned.
+template <typename Real>
+std::complex<Real>* aligned_complex_or_throw(std::size_t n) {
+  auto* p = static_cast<std::complex<Real>*>(Fftw<Real>::malloc(sizeof(std::complex<Real>) * (n ? n : 1)));
   if (!p) throw std::bad_alloc();
   return p;
 }
@@ -41,22 +89,24 @@ T* aligned_alloc_or_throw(std::size_t n) {
 }  // namespace
 
 // Plans for one (rows, cols) size, made once per process and never destroyed.
-struct RealFft2d::Plans {
-  fftw_plan row_r2c = nullptr;    // one row, in place
-  fftw_plan row_c2r = nullptr;
-  fftw_plan col_fwd_block = nullptr;  // kColumnBlock contiguous columns
-  fftw_plan col_bwd_block = nullptr;
-  fftw_plan col_fwd_one = nullptr;    // the tail columns, one at a time
-  fftw_plan col_bwd_one = nullptr;
+template <typename Real>
+struct BasicRealFft2d<Real>::Plans {
+  using F = Fftw<Real>;
+  typename F::plan row_r2c = nullptr;        // one row, in place
+  typename F::plan row_c2r = nullptr;
+  typename F::plan col_fwd_block = nullptr;  // kColumnBlock contiguous columns
+  typename F::plan col_bwd_block = nullptr;
+  typename F::plan col_fwd_one = nullptr;    // the tail columns, one at a time
+  typename F::plan col_bwd_one = nullptr;
 
   // Transforms `count` ≤ kColumnBlock contiguous columns of length `rows` in place.
-  void columns(int sign, RealFft2d::Complex* buf, int count, int rows) const {
-    auto* p = reinterpret_cast<fftw_complex*>(buf);
+  void columns(int sign, Complex* buf, int count, int rows) const {
+    auto* p = reinterpret_cast<typename F::complex*>(buf);
     if (count == kColumnBlock) {
-      fftw_execute_dft(sign == FFTW_FORWARD ? col_fwd_block : col_bwd_block, p, p);
+      F::dft(sign == FFTW_FORWARD ? col_fwd_block : col_bwd_block, p, p);
     } else {
-      fftw_plan one = sign == FFTW_FORWARD ? col_fwd_one : col_bwd_one;
-      for (int j = 0; j < count; ++j) fftw_execute_dft(one, p + j * rows, p + j * rows);
+      auto one = sign == FFTW_FORWARD ? col_fwd_one : col_bwd_one;
+      for (int j = 0; j < count; ++j) F::dft(one, p + j * rows, p + j * rows);
     }
   }
 
@@ -70,23 +120,18 @@ struct RealFft2d::Plans {
     Plans& p = it->second;
     const unsigned flags = FFTW_ESTIMATE | FFTW_DESTROY_INPUT;
     // Plan on scratch arrays with the same alignment as the ones we execute on.
-    auto* row = aligned_alloc_or_throw<fftw_complex>(row_stride);
-    int n = cols;
-    p.row_r2c = fftw_plan_many_dft_r2c(1, &n, 1, reinterpret_cast<double*>(row), nullptr, 1, 0, row, nullptr, 1, 0,
-                                       flags);
-    p.row_c2r = fftw_plan_many_dft_c2r(1, &n, 1, row, nullptr, 1, 0, reinterpret_cast<double*>(row), nullptr, 1, 0,
-                                       flags);
-    fftw_free(row);
-    auto* cols_buf = aligned_alloc_or_throw<fftw_complex>(static_cast<std::size_t>(rows) * kColumnBlock);
-    int m = rows;
-    p.col_fwd_block = fftw_plan_many_dft(1, &m, kColumnBlock, cols_buf, nullptr, 1, rows, cols_buf, nullptr, 1, rows,
-                                         FFTW_FORWARD, flags);
-    p.col_bwd_block = fftw_plan_many_dft(1, &m, kColumnBlock, cols_buf, nullptr, 1, rows, cols_buf, nullptr, 1, rows,
-                                         FFTW_BACKWARD, flags);
+    auto* row = reinterpret_cast<typename F::complex*>(aligned_complex_or_throw<Real>(row_stride));
+    p.row_r2c = F::r2c(cols, reinterpret_cast<Real*>(row), row, flags);
+    p.row_c2r = F::c2r(cols, row, reinterpret_cast<Real*>(row), flags);
+    F::free(row);
+    auto* cols_buf = reinterpret_cast<typename F::complex*>(
+        aligned_complex_or_throw<Real>(static_cast<std::size_t>(rows) * kColumnBlock));
+    p.col_fwd_block = F::many(rows, kColumnBlock, cols_buf, rows, FFTW_FORWARD, flags);
+    p.col_bwd_block = F::many(rows, kColumnBlock, cols_buf, rows, FFTW_BACKWARD, flags);
     // Tail columns start at buf + j·rows, whose alignment varies with j.
-    p.col_fwd_one = fftw_plan_dft_1d(rows, cols_buf, cols_buf, FFTW_FORWARD, flags | FFTW_UNALIGNED);
-    p.col_bwd_one = fftw_plan_dft_1d(rows, cols_buf, cols_buf, FFTW_BACKWARD, flags | FFTW_UNALIGNED);
-    fftw_free(cols_buf);
+    p.col_fwd_one = F::one(rows, cols_buf, FFTW_FORWARD, flags | FFTW_UNALIGNED);
+    p.col_bwd_one = F::one(rows, cols_buf, FFTW_BACKWARD, flags | FFTW_UNALIGNED);
+    F::free(cols_buf);
     if (!p.row_r2c || !p.row_c2r || !p.col_fwd_block || !p.col_bwd_block || !p.col_fwd_one || !p.col_bwd_one) {
       throw std::runtime_error("FFTW could not plan a " + std::to_string(rows) + "x" + std::to_string(cols) +
                                " transform");
@@ -97,43 +142,42 @@ struct RealFft2d::Plans {
 
 namespace {
 
-using Complex = RealFft2d::Complex;
-
-fftw_complex* as_fftw(Complex* p) { return reinterpret_cast<fftw_complex*>(p); }
-
 // Per-thread column workspace, reused across calls.
+template <typename Real>
 struct ColumnWorkspace {
-  std::unique_ptr<Complex, AlignedFree> buffer;
+  std::unique_ptr<std::complex<Real>, AlignedFree<Real>> buffer;
   std::size_t size = 0;
-  Complex* get(std::size_t n) {
+  std::complex<Real>* get(std::size_t n) {
     if (n > size) {
-      buffer.reset(reinterpret_cast<Complex*>(aligned_alloc_or_throw<fftw_complex>(n)));
+      buffer.reset(aligned_complex_or_throw<Real>(n));
       size = n;
     }
     return buffer.get();
   }
 };
 
-tbb::enumerable_thread_specific<ColumnWorkspace>& column_workspaces() {
-  static tbb::enumerable_thread_specific<ColumnWorkspace> ws;
+template <typename Real>
+tbb::enumerable_thread_specific<ColumnWorkspace<Real>>& column_workspaces() {
+  static tbb::enumerable_thread_specific<ColumnWorkspace<Real>> ws;
   return ws;
 }
 
 // The column pass: for each channel and block of spectrum columns, gather the
 // block into a contiguous buffer, transform it forward, then
 // `body(channel, u0, count, buffer)`.
-template <typename Body>
+template <typename Real, typename Body>
 void for_each_column_block(int channels, int spectrum_cols, int rows, const Body& body) {
   const int blocks = (spectrum_cols + kColumnBlock - 1) / kColumnBlock;
   tbb::parallel_for(0, channels * blocks, [&](int task) {
     const int channel = task / blocks;
     const int u0 = (task % blocks) * kColumnBlock;
     const int count = std::min(kColumnBlock, spectrum_cols - u0);
-    Complex* buf = column_workspaces().local().get(static_cast<std::size_t>(rows) * kColumnBlock);
+    std::complex<Real>* buf = column_workspaces<Real>().local().get(static_cast<std::size_t>(rows) * kColumnBlock);
     body(channel, u0, count, buf);
   });
 }
 
+template <typename Complex>
 void gather(const Complex* work, std::size_t row_stride, int rows, int u0, int count, Complex* buf) {
   for (int v = 0; v < rows; ++v) {
     const Complex* src = work + v * row_stride + u0;
@@ -141,6 +185,7 @@ void gather(const Complex* work, std::size_t row_stride, int rows, int u0, int c
   }
 }
 
+template <typename Complex>
 void scatter(const Complex* buf, int rows, int u0, int count, Complex* work, std::size_t row_stride) {
   for (int v = 0; v < rows; ++v) {
     Complex* dst = work + v * row_stride + u0;
@@ -150,7 +195,8 @@ void scatter(const Complex* buf, int rows, int u0, int count, Complex* work, std
 
 }  // namespace
 
-RealFft2d::RealFft2d(int rows, int cols, int channels)
+template <typename Real>
+BasicRealFft2d<Real>::BasicRealFft2d(int rows, int cols, int channels)
     : rows_(rows),
       cols_(cols),
       channels_(channels),
@@ -159,54 +205,65 @@ RealFft2d::RealFft2d(int rows, int cols, int channels)
     throw std::invalid_argument("RealFft2d: invalid size " + std::to_string(rows) + "x" + std::to_string(cols) + "x" +
                                 std::to_string(channels));
   }
-  // An even number of complex values per row keeps every row 32-byte aligned.
+  // An even number of complex values per row keeps every row 16-byte (float)
+  // or 32-byte (double) aligned.
   plans_ = Plans::get(rows, cols, row_stride_);
-  work_ = reinterpret_cast<Complex*>(
-      aligned_alloc_or_throw<fftw_complex>(static_cast<std::size_t>(channels) * rows * row_stride_));
+  work_ = aligned_complex_or_throw<Real>(static_cast<std::size_t>(channels) * rows * row_stride_);
 }
 
-RealFft2d::~RealFft2d() { fftw_free(work_); }
+template <typename Real>
+BasicRealFft2d<Real>::~BasicRealFft2d() {
+  Fftw<Real>::free(work_);
+}
 
-void RealFft2d::rows_forward(const RowFn& produce) {
+template <typename Real>
+void BasicRealFft2d<Real>::rows_forward(const RowFn& produce) {
+  using F = Fftw<Real>;
   tbb::parallel_for(0, rows_, [&](int y) {
-    double* row[kMaxChannels];
-    for (int c = 0; c < channels_; ++c) row[c] = reinterpret_cast<double*>(work(c) + y * row_stride_);
+    Real* row[kMaxChannels];
+    for (int c = 0; c < channels_; ++c) row[c] = reinterpret_cast<Real*>(work(c) + y * row_stride_);
     produce(y, row);
-    for (int c = 0; c < channels_; ++c) fftw_execute_dft_r2c(plans_->row_r2c, row[c], as_fftw(work(c) + y * row_stride_));
+    for (int c = 0; c < channels_; ++c) {
+      F::dft_r2c(plans_->row_r2c, row[c], reinterpret_cast<typename F::complex*>(work(c) + y * row_stride_));
+    }
   });
 }
 
-void RealFft2d::rows_inverse(double* const* out, std::size_t stride, double scale) {
+template <typename Real>
+void BasicRealFft2d<Real>::rows_inverse(Real* const* out, std::size_t stride, Real scale) {
+  using F = Fftw<Real>;
   tbb::parallel_for(0, rows_, [&](int y) {
     for (int c = 0; c < channels_; ++c) {
       Complex* row = work(c) + y * row_stride_;
-      auto* real = reinterpret_cast<double*>(row);
-      fftw_execute_dft_c2r(plans_->row_c2r, as_fftw(row), real);
-      double* dst = out[c] + y * stride;
+      auto* real = reinterpret_cast<Real*>(row);
+      F::dft_c2r(plans_->row_c2r, reinterpret_cast<typename F::complex*>(row), real);
+      Real* dst = out[c] + y * stride;
       for (int x = 0; x < cols_; ++x) dst[x] = real[x] * scale;
     }
   });
 }
 
-void RealFft2d::forward(const double* const* images, std::size_t stride, Complex* const* spectra) {
-  rows_forward([&](int y, double* const* row) {
-    for (int c = 0; c < channels_; ++c) std::memcpy(row[c], images[c] + y * stride, sizeof(double) * cols_);
+template <typename Real>
+void BasicRealFft2d<Real>::forward(const Real* const* images, std::size_t stride, Complex* const* spectra) {
+  rows_forward([&](int y, Real* const* row) {
+    for (int c = 0; c < channels_; ++c) std::memcpy(row[c], images[c] + y * stride, sizeof(Real) * cols_);
   });
   const Plans* plans = plans_;
   const int rows = rows_;
-  for_each_column_block(channels_, spectrum_cols(), rows_, [&](int c, int u0, int count, Complex* buf) {
+  for_each_column_block<Real>(channels_, spectrum_cols(), rows_, [&](int c, int u0, int count, Complex* buf) {
     gather(work(c), row_stride_, rows, u0, count, buf);
     plans->columns(FFTW_FORWARD, buf, count, rows);
     std::copy(buf, buf + static_cast<std::size_t>(rows) * count, spectra[c] + static_cast<std::size_t>(u0) * rows);
   });
 }
 
-void RealFft2d::filter(const RowFn& produce, double* const* out, std::size_t out_stride, double scale,
-                       const BlockFn& modify) {
+template <typename Real>
+void BasicRealFft2d<Real>::filter(const RowFn& produce, Real* const* out, std::size_t out_stride, Real scale,
+                                  const BlockFn& modify) {
   rows_forward(produce);
   const Plans* plans = plans_;
   const int rows = rows_;
-  for_each_column_block(channels_, spectrum_cols(), rows_, [&](int c, int u0, int count, Complex* buf) {
+  for_each_column_block<Real>(channels_, spectrum_cols(), rows_, [&](int c, int u0, int count, Complex* buf) {
     gather(work(c), row_stride_, rows, u0, count, buf);
     plans->columns(FFTW_FORWARD, buf, count, rows);
     modify(c, u0, count, buf);
@@ -215,5 +272,8 @@ void RealFft2d::filter(const RowFn& produce, double* const* out, std::size_t out
   });
   rows_inverse(out, out_stride, scale);
 }
+
+template class BasicRealFft2d<double>;
+template class BasicRealFft2d<float>;
 
 }  // namespace opforge

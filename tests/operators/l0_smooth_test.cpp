@@ -60,10 +60,18 @@ TEST(L0Smooth, MatchesThePlainReferenceImplementationGreyAndColour) {
   cv::extractChannel(colour, grey, 1);
   for (const Image& img : {colour, grey}) {
     for (double lambda : {0.005, 0.05}) {
-      const Image fast = l0_smooth(img, {.lambda = lambda});
       const Image plain = reference::l0_smooth(img, {.lambda = lambda});
-      // Both are float64 FFT solvers; only the FFT's rounding differs.
-      EXPECT_LE(max_abs_diff(fast, plain), 1e-5) << img.channels() << " channel(s), lambda " << lambda;
+      // The optimised solver in float64: only the FFT's rounding differs.
+      const Image fast_double = reference::l0_smooth_double(img, {.lambda = lambda});
+      EXPECT_LE(max_abs_diff(fast_double, plain), 1e-5) << img.channels() << " channel(s), lambda " << lambda;
+      // The operator (float32 solver): a few hard decisions near the
+      // threshold can flip, so the bound is on the error energy and size.
+      const Image fast = l0_smooth(img, {.lambda = lambda});
+      const double db = psnr(fast, plain);
+      std::cout << "[ l0 float32 ] " << img.channels() << " channel(s), lambda " << lambda << ": " << db
+                << " dB, max abs " << max_abs_diff(fast, plain) << " vs the float64 reference\n";
+      EXPECT_GE(db, 80.0) << img.channels() << " channel(s), lambda " << lambda;
+      EXPECT_LE(max_abs_diff(fast, plain), 1e-3) << img.channels() << " channel(s), lambda " << lambda;
     }
   }
 }

@@ -1,6 +1,6 @@
 #pragma once
-// 2-D real-to-complex FFT in double precision (FFTW3), for the frequency-domain
-// operators (L0 smoothing).
+// 2-D real-to-complex FFT (FFTW3) in double or single precision, for the
+// frequency-domain operators (L0 smoothing).
 //
 // Determinism: plans are made with FFTW_ESTIMATE (no timing-based choices), the
 // 2-D transform is decomposed into 1-D row and column transforms with a fixed
@@ -22,20 +22,22 @@ namespace opforge {
 /// A batch of `channels` real images of one size, transformed together (the
 /// channels of one image): one pass over rows and one over columns serves
 /// every channel, and row producers see all channels of a row at once.
-class RealFft2d {
+/// `Real` is double (FFTW's fftw_*) or float (fftwf_*).
+template <typename Real>
+class BasicRealFft2d {
  public:
-  using Complex = std::complex<double>;
+  using Complex = std::complex<Real>;
   /// Called on blocks of spectrum columns of one channel during filter():
   /// `block` holds columns u0 … u0+count−1, each `rows` values long, contiguous.
   using BlockFn = std::function<void(int channel, int u0, int count, Complex* block)>;
   /// Produces row y of every channel's filter() input: `row[c]` receives cols
   /// values for channel c. Rows are requested in parallel, in no particular order.
-  using RowFn = std::function<void(int y, double* const* row)>;
+  using RowFn = std::function<void(int y, Real* const* row)>;
 
-  RealFft2d(int rows, int cols, int channels = 1);
-  ~RealFft2d();
-  RealFft2d(const RealFft2d&) = delete;
-  RealFft2d& operator=(const RealFft2d&) = delete;
+  BasicRealFft2d(int rows, int cols, int channels = 1);
+  ~BasicRealFft2d();
+  BasicRealFft2d(const BasicRealFft2d&) = delete;
+  BasicRealFft2d& operator=(const BasicRealFft2d&) = delete;
 
   int rows() const { return rows_; }
   int cols() const { return cols_; }
@@ -45,8 +47,8 @@ class RealFft2d {
   std::size_t spectrum_size() const { return static_cast<std::size_t>(spectrum_cols()) * rows_; }
 
   /// Unnormalised forward transforms: images[c] (rows×cols, row stride in
-  /// doubles) → spectra[c] (spectrum_size() values each).
-  void forward(const double* const* images, std::size_t stride, Complex* const* spectra);
+  /// values) → spectra[c] (spectrum_size() values each).
+  void forward(const Real* const* images, std::size_t stride, Complex* const* spectra);
 
   /// out[c] = scale · inverse(modify(forward(in[c]))) for every channel: the
   /// forward transform, `modify` on each block of spectrum columns, then the
@@ -54,13 +56,12 @@ class RealFft2d {
   /// true inverse). The input is produced row by row straight into the
   /// transform's workspace; `out` is written only after every input row of
   /// every channel has been produced, so `produce` may read `out`.
-  void filter(const RowFn& produce, double* const* out, std::size_t out_stride, double scale,
-              const BlockFn& modify);
+  void filter(const RowFn& produce, Real* const* out, std::size_t out_stride, Real scale, const BlockFn& modify);
 
  private:
   struct Plans;
   void rows_forward(const RowFn& produce);
-  void rows_inverse(double* const* out, std::size_t stride, double scale);
+  void rows_inverse(Real* const* out, std::size_t stride, Real scale);
   Complex* work(int channel) const { return work_ + static_cast<std::size_t>(channel) * rows_ * row_stride_; }
 
   int rows_, cols_, channels_;
@@ -68,5 +69,8 @@ class RealFft2d {
   const Plans* plans_;
   Complex* work_;           // channels × rows × row_stride_ (FFTW-aligned)
 };
+
+using RealFft2d = BasicRealFft2d<double>;
+using RealFft2dF = BasicRealFft2d<float>;
 
 }  // namespace opforge
