@@ -97,15 +97,51 @@ void start_common(cholmod_common* c) {
   c->error_handler = nullptr;  // we check Common->status ourselves
 }
 
+// Geometric nested dissection of the rows×cols grid, appended to `order`
+// (elimination order → pixel index): split the region across its longer side
+// by one row or column, order both halves, then the separator. At 1 MP this
+// takes milliseconds where AMD takes about a second, and CHOLMOD's
+// factorisation with it is as fast as with AMD (2.04e10 vs 2.02e10 flops; the
+// factor is 12 % larger).
+void nested_dissection(int cols, int y0, int y1, int x0, int x1, std::vector<int>& order) {
+  const int h = y1 - y0, w = x1 - x0;
+  if (h <= 0 || w <= 0) return;
+  if (h * w <= 16) {
+    for (int y = y0; y < y1; ++y) {
+      for (int x = x0; x < x1; ++x) order.push_back(y * cols + x);
+    }
+    return;
+  }
+  if (w >= h) {
+    const int m = x0 + w / 2;
+    nested_dissection(cols, y0, y1, x0, m, order);
+    nested_dissection(cols, y0, y1, m + 1, x1, order);
+    for (int y = y0; y < y1; ++y) order.push_back(y * cols + m);
+  } else {
+    const int m = y0 + h / 2;
+    nested_dissection(cols, y0, m, x0, x1, order);
+    nested_dissection(cols, m + 1, y1, x0, x1, order);
+    for (int x = x0; x < x1; ++x) order.push_back(m * cols + x);
+  }
+}
+
 }  // namespace
 
+std::vector<int> grid_nested_dissection(int rows, int cols) {
+  std::vector<int> order;
+  order.reserve(static_cast<std::size_t>(rows) * cols);
+  nested_dissection(cols, 0, rows, 0, cols, order);
+  return order;
+}
+
 std::size_t estimate_grid_cholesky_bytes(int rows, int cols) {
-  // Nested-dissection/AMD fill on an n-node 2-D grid grows as n·log2(n);
-  // measured nnz(L) ≈ 2.2·n·log2(n) for 256²…1024² (AMD, CHOLMOD 3.0.14).
+  // Nested-dissection fill on an n-node 2-D grid grows as n·log2(n);
+  // measured nnz(L) ≈ 2.55·n·log2(n) at 1024² (geometric nested dissection,
+  // CHOLMOD 3.0.14; AMD gave 2.2).
   // Each factor entry costs ~12 bytes (value + row index in supernodes); the
   // matrix, right-hand sides, solution and planes add ~120 bytes a pixel.
   const double n = static_cast<double>(rows) * cols;
-  const double factor = 2.2 * n * std::log2(std::max(n, 2.0)) * 12.0;
+  const double factor = 2.6 * n * std::log2(std::max(n, 2.0)) * 12.0;
   return static_cast<std::size_t>(factor + 120.0 * n);
 }
 
@@ -151,7 +187,10 @@ GridCholesky::GridCholesky(int rows, int cols) : state_(std::make_unique<State>(
   GridWeights unit{rows, cols, std::vector<double>(static_cast<std::size_t>(rows) * cols, 1.0),
                    std::vector<double>(static_cast<std::size_t>(rows) * cols, 1.0)};
   cholmod_sparse* a = lower_matrix(unit, {}, &state_->common);
-  state_->symbolic = cholmod_analyze(a, &state_->common);
+  std::vector<int> order = grid_nested_dissection(rows, cols);
+  state_->common.nmethods = 1;
+  state_->common.method[0].ordering = CHOLMOD_GIVEN;
+  state_->symbolic = cholmod_analyze_p(a, order.data(), nullptr, 0, &state_->common);
   cholmod_free_sparse(&a, &state_->common);
   if (!state_->symbolic || state_->common.status < CHOLMOD_OK) {
     const int status = state_->common.status;

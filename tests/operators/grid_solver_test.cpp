@@ -107,6 +107,30 @@ INSTANTIATE_TEST_SUITE_P(Sizes, GridSolverSizes,
                                            std::pair{17, 23}, std::pair{64, 48}, std::pair{3, 517},
                                            std::pair{5, 4}, std::pair{6, 9}, std::pair{9, 3}));
 
+TEST(GridSolver, NestedDissectionIsAPermutationOfThePixels) {
+  for (const auto& [rows, cols] : {std::pair{1, 1}, std::pair{1, 40}, std::pair{37, 2}, std::pair{17, 23},
+                                   std::pair{64, 48}, std::pair{375, 500}}) {
+    const std::vector<int> order = grid_nested_dissection(rows, cols);
+    std::vector<int> seen(static_cast<std::size_t>(rows) * cols, 0);
+    ASSERT_EQ(order.size(), seen.size());
+    for (int p : order) {
+      ASSERT_GE(p, 0);
+      ASSERT_LT(p, rows * cols);
+      ++seen[p];
+    }
+    for (int c : seen) ASSERT_EQ(c, 1) << rows << "x" << cols;
+  }
+}
+
+TEST(GridSolver, FactorFitsTheMemoryEstimate) {
+  // The estimate assumes 12 bytes per factor entry on top of ~120 per pixel.
+  for (const auto& [rows, cols] : {std::pair{64, 48}, std::pair{375, 500}, std::pair{512, 512}}) {
+    const GridCholesky cholesky(rows, cols);
+    EXPECT_LT(cholesky.factor_nonzeros() * 12.0, static_cast<double>(estimate_grid_cholesky_bytes(rows, cols)))
+        << rows << "x" << cols;
+  }
+}
+
 TEST(GridSolver, MemoryEstimateGrowsWithSize) {
   EXPECT_LT(estimate_grid_cholesky_bytes(256, 256), estimate_grid_cholesky_bytes(1024, 1024));
   EXPECT_GT(estimate_grid_cholesky_bytes(20000, 20000), std::size_t(100) << 30);  // > 100 GiB

@@ -12,9 +12,9 @@
 //
 // Three solvers:
 //  - GridCholesky: CHOLMOD's supernodal Cholesky. The symbolic analysis
-//    (fill-reducing ordering, supernodes) depends only on the grid size and is
-//    done once; every factorisation and solve reuses it, and numeric factors
-//    are kept and refactorised in place. Thread-safe: solve() may run
+//    (a geometric nested-dissection ordering, supernodes) depends only on the
+//    grid size and is done once; every factorisation and solve reuses it,
+//    and numeric factors are kept and refactorised in place. Thread-safe: solve() may run
 //    concurrently (one per channel).
 //  - mic0_pcg_solve: the authors' MATLAB branch of RTV — MIC(0) preconditioner
 //    + preconditioned CG to a loose relative residual.
@@ -36,6 +36,10 @@ struct GridWeights {
   int rows = 0, cols = 0;
   std::vector<double> horizontal, vertical;
 };
+
+/// A nested-dissection elimination order of the rows×cols grid (pixel
+/// indices y·cols + x, each once): GridCholesky's fill-reducing ordering.
+std::vector<int> grid_nested_dissection(int rows, int cols);
 
 /// An estimate of the peak bytes a CHOLMOD solve of a rows×cols grid needs
 /// (matrix, factor with nested-dissection/AMD fill, workspace), used to refuse
