@@ -279,8 +279,9 @@ void grid_multiply(const GridWeights& w, const double* x, double* y) {
   const int rows = w.rows, cols = w.cols;
   const double* h = w.horizontal.data();
   const double* v = w.vertical.data();
-  // One pixel with every neighbour test; the interior of a row has all four
-  // horizontal terms, so its loop has no branches (and the same expression).
+  // One pixel with every neighbour test; away from the first and last rows and
+  // columns every pixel has all four neighbours, so the interior loop has no
+  // branches (and the same expression).
   const auto pixel = [&](int r, int c) {
     const std::size_t p = static_cast<std::size_t>(r) * cols + c;
     double s = diagonal_at(w, {}, r, c) * x[p];

@@ -326,10 +326,6 @@ LocalLaplacianParams validated(const LocalLaplacianParams& p) {
 
 namespace {
 
-// The fast LLF of llf.m / llf_general.m: N reference levels, each remapped
-// image's Laplacian pyramid blended in with linear interpolation weights.
-// `add_to_own_pyramid`: llf.m adds the result to g's own pyramid (detail);
-// llf_general.m starts from zero.
 // Fills `out` with r(g − ρ_j) for reference level j; called for j = 0, 1, …
 // in order.
 using RemapLevel = std::function<void(int j, double ref, const Plane& gray, Plane& out)>;
@@ -374,6 +370,10 @@ RemapLevel detail_remap(const LocalLaplacianParams& p, int n) {
   };
 }
 
+// The fast LLF of llf.m / llf_general.m: N reference levels, each remapped
+// image's Laplacian pyramid blended in with linear interpolation weights.
+// `add_to_own_pyramid`: llf.m adds the result to g's own pyramid (detail);
+// llf_general.m starts from zero.
 template <class Steps>
 Plane fast_llf(const Plane& gray, int rows, int cols, const RemapLevel& remap_level, int n, bool add_to_own_pyramid) {
   const int levels = static_cast<int>(std::ceil(std::log(std::min(rows, cols)) - std::log(2.0))) + 2;

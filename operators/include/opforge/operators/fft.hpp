@@ -71,6 +71,5 @@ class BasicRealFft2d {
 };
 
 using RealFft2d = BasicRealFft2d<double>;
-using RealFft2dF = BasicRealFft2d<float>;
 
 }  // namespace opforge

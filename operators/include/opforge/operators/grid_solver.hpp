@@ -14,8 +14,8 @@
 //  - GridCholesky: CHOLMOD's supernodal Cholesky. The symbolic analysis
 //    (a geometric nested-dissection ordering, supernodes) depends only on the
 //    grid size and is done once; every factorisation and solve reuses it,
-//    and numeric factors are kept and refactorised in place. Thread-safe: solve() may run
-//    concurrently (one per channel).
+//    and numeric factors are kept and refactorised in place. Thread-safe:
+//    solve() may run concurrently (one per channel).
 //  - mic0_pcg_solve: the authors' MATLAB branch of RTV — MIC(0) preconditioner
 //    + preconditioned CG to a loose relative residual.
 //  - reference::solve_grid_system: Eigen's SimplicialLDLT, the plain path the
