@@ -11,9 +11,9 @@ packages=(
   libopencv-dev libopencv-contrib-dev libjpeg62-turbo-dev libpng-dev
   # numerics and parallelism
   libeigen3-dev libsuitesparse-dev libfftw3-dev libtbb-dev
-  # optimised BLAS for CHOLMOD's supernodal factorisation (2.6x faster than
-  # the reference BLAS at 1 MP). The pthread flavour: the serial one is not
-  # safe to call from several threads; opforge sets it to one thread per call.
+  # optimised BLAS/LAPACK for the dense fronts of the grid Cholesky (and of
+  # CHOLMOD, its peer). The pthread flavour: the serial one is not safe to
+  # call from several threads; opforge sets it to one thread per call.
   libopenblas0-pthread
   # and its headers, for bench/can_bench's GEMM peak and im2col + SGEMM peer
   libopenblas-dev

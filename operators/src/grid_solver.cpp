@@ -12,14 +12,25 @@
 #include <mutex>
 #include <sstream>
 
+#include "blas.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/memory.hpp"
 
 namespace opforge {
-namespace {
 
-// The diagonal of D + L_a at p: data + (((E + W) + S) + N), missing edges 0.
-double diagonal_at(const GridWeights& w, std::span<const double> data, int y, int x) {
+// CHOLMOD's and GridCholesky's dense kernels go to the system BLAS. opforge
+// installs Debian's OpenBLAS (pthread flavour: the serial flavour is not safe
+// to call from two threads at once) and keeps it to one thread per call.
+void single_threaded_blas() {
+  static const bool done = [] {
+    using SetThreads = void (*)(int);
+    if (auto* set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(1);
+    return true;
+  }();
+  (void)done;
+}
+
+double grid_diagonal(const GridWeights& w, std::span<const double> data, int y, int x) {
   const std::size_t p = static_cast<std::size_t>(y) * w.cols + x;
   const double e = x + 1 < w.cols ? w.horizontal[p] : 0.0;
   const double west = x > 0 ? w.horizontal[p - 1] : 0.0;
@@ -28,13 +39,15 @@ double diagonal_at(const GridWeights& w, std::span<const double> data, int y, in
   return (data.empty() ? 1.0 : data[p]) + (((e + west) + s) + n);
 }
 
-void check_weights(const GridWeights& w, std::span<const double> data) {
+void check_grid_weights(const GridWeights& w, std::span<const double> data) {
   const std::size_t n = static_cast<std::size_t>(w.rows) * w.cols;
   if (w.rows < 1 || w.cols < 1 || w.horizontal.size() != n || w.vertical.size() != n ||
       (!data.empty() && data.size() != n)) {
     throw std::invalid_argument("grid solver: weights or data do not match the grid size");
   }
 }
+
+namespace {
 
 
 // The lower triangle of D + L_a in CHOLMOD's compressed-column form, numbered
@@ -55,7 +68,7 @@ cholmod_sparse* lower_matrix(const GridWeights& w, std::span<const double> data,
       const std::size_t p = static_cast<std::size_t>(y) * cols + x;
       ap[p] = static_cast<int>(k);
       ai[k] = static_cast<int>(p);
-      ax[k++] = diagonal_at(w, data, y, x);
+      ax[k++] = grid_diagonal(w, data, y, x);
       if (x + 1 < cols) {
         ai[k] = static_cast<int>(p + 1);
         ax[k++] = -w.horizontal[p];
@@ -68,20 +81,6 @@ cholmod_sparse* lower_matrix(const GridWeights& w, std::span<const double> data,
   }
   ap[n] = static_cast<int>(k);
   return a;
-}
-
-// CHOLMOD's dense kernels go to the system BLAS. opforge installs Debian's
-// OpenBLAS (pthread flavour: the serial flavour is not safe to call from two
-// threads at once) and keeps it to one thread per call: channels already run
-// in parallel under TBB, and a fixed BLAS thread count keeps results
-// independent of --threads. With any other BLAS this is a no-op.
-void single_threaded_blas() {
-  static const bool done = [] {
-    using SetThreads = void (*)(int);
-    if (auto* set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(1);
-    return true;
-  }();
-  (void)done;
 }
 
 void start_common(cholmod_common* c) {
@@ -135,11 +134,12 @@ std::vector<int> grid_nested_dissection(int rows, int cols) {
 }
 
 std::size_t estimate_grid_cholesky_bytes(int rows, int cols) {
-  // Nested-dissection fill on an n-node 2-D grid grows as n·log2(n);
-  // measured nnz(L) ≈ 2.55·n·log2(n) at 1024² (geometric nested dissection,
-  // CHOLMOD 3.0.14; AMD gave 2.2).
-  // Each factor entry costs ~12 bytes (value + row index in supernodes); the
-  // matrix, right-hand sides, solution and planes add ~120 bytes a pixel.
+  // Nested-dissection fill on an n-node 2-D grid grows as n·log2(n). At
+  // 1024² GridCholesky's factor is 6.6e7 doubles (nnz(L) 5.8e7; CHOLMOD's
+  // 5.3e7), 26·n·log2(n) bytes, under the 2.6·12 = 31·n·log2(n) assumed
+  // here, which leaves room for the update matrices in flight (a test holds
+  // the factor 25 % under it). The planes, right-hand sides and solution add
+  // ~120 bytes a pixel.
   const double n = static_cast<double>(rows) * cols;
   const double factor = 2.6 * n * std::log2(std::max(n, 2.0)) * 12.0;
   return static_cast<std::size_t>(factor + 120.0 * n);
@@ -150,7 +150,7 @@ void require_solver_memory(const std::string& who, int rows, int cols, std::size
                  static_cast<double>(needed_bytes));
 }
 
-struct GridCholesky::State {
+struct CholmodGridCholesky::State {
   int rows = 0, cols = 0;
   cholmod_common common;
   cholmod_factor* symbolic = nullptr;
@@ -179,7 +179,7 @@ struct GridCholesky::State {
   }
 };
 
-GridCholesky::GridCholesky(int rows, int cols) : state_(std::make_unique<State>()) {
+CholmodGridCholesky::CholmodGridCholesky(int rows, int cols) : state_(std::make_unique<State>()) {
   state_->rows = rows;
   state_->cols = cols;
   start_common(&state_->common);
@@ -200,19 +200,19 @@ GridCholesky::GridCholesky(int rows, int cols) : state_(std::make_unique<State>(
   }
 }
 
-GridCholesky::~GridCholesky() {
+CholmodGridCholesky::~CholmodGridCholesky() {
   for (cholmod_factor*& l : state_->idle) cholmod_free_factor(&l, &state_->common);
   cholmod_free_factor(&state_->symbolic, &state_->common);
   cholmod_finish(&state_->common);
 }
 
-double GridCholesky::factor_nonzeros() const { return state_->common.lnz; }
+double CholmodGridCholesky::factor_nonzeros() const { return state_->common.lnz; }
 
-void GridCholesky::solve(const GridWeights& weights, std::span<const double> data, std::span<const double* const> rhs,
+void CholmodGridCholesky::solve(const GridWeights& weights, std::span<const double> data, std::span<const double* const> rhs,
                          std::span<double* const> out) const {
-  check_weights(weights, data);
+  check_grid_weights(weights, data);
   if (weights.rows != state_->rows || weights.cols != state_->cols || rhs.size() != out.size()) {
-    throw std::invalid_argument("GridCholesky::solve: size mismatch");
+    throw std::invalid_argument("CholmodGridCholesky::solve: size mismatch");
   }
   const std::size_t n = static_cast<std::size_t>(weights.rows) * weights.cols;
   cholmod_common c;
@@ -284,7 +284,7 @@ void grid_multiply(const GridWeights& w, const double* x, double* y) {
   // branches (and the same expression).
   const auto pixel = [&](int r, int c) {
     const std::size_t p = static_cast<std::size_t>(r) * cols + c;
-    double s = diagonal_at(w, {}, r, c) * x[p];
+    double s = grid_diagonal(w, {}, r, c) * x[p];
     if (c + 1 < cols) s -= h[p] * x[p + 1];
     if (c > 0) s -= h[p - 1] * x[p - 1];
     if (r + 1 < rows) s -= v[p] * x[p + cols];
@@ -317,11 +317,11 @@ Mic0Preconditioner::Mic0Preconditioner(const GridWeights& w)
       diag_(static_cast<std::size_t>(w.rows) * w.cols),
       east_(diag_.size()),
       south_(diag_.size()) {
-  check_weights(w, {});
+  check_grid_weights(w, {});
   for (int y = 0; y < rows_; ++y) {
     for (int x = 0; x < cols_; ++x) {
       const std::size_t p = static_cast<std::size_t>(y) * cols_ + x;
-      double d = diagonal_at(w, {}, y, x);
+      double d = grid_diagonal(w, {}, y, x);
       // Column p−1 (west): its east entry is L(p, p−1); the dropped fill
       // L(p,p−1)·L(p−1+cols,p−1) is taken from this diagonal (and from the
       // diagonal of p−1+cols, below).
@@ -534,7 +534,7 @@ namespace reference {
 
 std::vector<double> solve_grid_system(const GridWeights& w, std::span<const double> data,
                                       std::span<const double> rhs) {
-  check_weights(w, data);
+  check_grid_weights(w, data);
   const int rows = w.rows, cols = w.cols;
   const auto n = static_cast<Eigen::Index>(rows) * cols;
   std::vector<Eigen::Triplet<double>> entries;
@@ -542,7 +542,7 @@ std::vector<double> solve_grid_system(const GridWeights& w, std::span<const doub
   for (int y = 0; y < rows; ++y) {
     for (int x = 0; x < cols; ++x) {
       const Eigen::Index p = static_cast<Eigen::Index>(y) * cols + x;
-      entries.emplace_back(p, p, diagonal_at(w, data, y, x));
+      entries.emplace_back(p, p, grid_diagonal(w, data, y, x));
       if (x + 1 < cols) entries.emplace_back(p + 1, p, -w.horizontal[p]);
       if (y + 1 < rows) entries.emplace_back(p + cols, p, -w.vertical[p]);
     }

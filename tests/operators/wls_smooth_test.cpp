@@ -50,7 +50,7 @@ TEST(WlsSmooth, OneAndTwoThreadsAreBitIdentical) {
   test::expect_bit_identical_on_1_and_2_threads([&] { return wls_smooth(img, {.lambda = 1.0}); });
 }
 
-TEST(WlsSmooth, CholmodMatchesTheEigenReferenceGreyAndColour) {
+TEST(WlsSmooth, CholeskyMatchesTheEigenReferenceGreyAndColour) {
   const Image colour = crop_of_carving(48, 64);
   Image grey;
   cv::extractChannel(colour, grey, 0);

@@ -47,7 +47,7 @@ std::array<double, 3> estimate_airlight(const std::vector<Plane>& rgb, int rows,
 // Dehazing", CVPR 2016; follows the authors' non_local_dehazing.m,
 // wls_optimization.m and adjust.m (OPERATORS.md §8): haze lines by nearest
 // direction from the air-light, per-line transmission, a weighted
-// least-squares regularisation (CHOLMOD), radiance and contrast stretch.
+// least-squares regularisation (GridCholesky), radiance and contrast stretch.
 //
 // Haze-line directions: the authors' table (TR1000.txt) carries a
 // non-commercial licence and is not part of opforge. The default is

@@ -10,12 +10,15 @@
 // definite whenever D > 0. Its diagonal is data + (((E + W) + S) + N), summed in
 // the order the authors' MATLAB code builds it (`1 − (e + w + s + n)`).
 //
-// Three solvers:
-//  - GridCholesky: CHOLMOD's supernodal Cholesky. The symbolic analysis
-//    (a geometric nested-dissection ordering, supernodes) depends only on the
-//    grid size and is done once; every factorisation and solve reuses it,
-//    and numeric factors are kept and refactorised in place. Thread-safe:
+// Four solvers:
+//  - GridCholesky: a multifrontal Cholesky factorisation along the grid's
+//    geometric nested dissection, written for this matrix: the fronts follow
+//    from the geometry, the dense work goes to BLAS/LAPACK and the two halves
+//    of large regions factorise in parallel. The analysis depends only on
+//    the grid size and is done once; numeric storage is reused. Thread-safe:
 //    solve() may run concurrently (one per channel).
+//  - CholmodGridCholesky: CHOLMOD's supernodal Cholesky with the same
+//    ordering, kept as the peer GridCholesky is tested and timed against.
 //  - mic0_pcg_solve: the authors' MATLAB branch of RTV — MIC(0) preconditioner
 //    + preconditioned CG to a loose relative residual.
 //  - reference::solve_grid_system: Eigen's SimplicialLDLT, the plain path the
@@ -23,6 +26,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -37,12 +41,20 @@ struct GridWeights {
   std::vector<double> horizontal, vertical;
 };
 
+/// The diagonal of D + L_a at (y, x): data + (((E + W) + S) + N), missing
+/// edges 0 (data empty = 1).
+double grid_diagonal(const GridWeights& weights, std::span<const double> data, int y, int x);
+
+/// Throws std::invalid_argument unless the weights (and data, when given)
+/// hold rows·cols values each.
+void check_grid_weights(const GridWeights& weights, std::span<const double> data);
+
 /// A nested-dissection elimination order of the rows×cols grid (pixel
 /// indices y·cols + x, each once): GridCholesky's fill-reducing ordering.
 std::vector<int> grid_nested_dissection(int rows, int cols);
 
-/// An estimate of the peak bytes a CHOLMOD solve of a rows×cols grid needs
-/// (matrix, factor with nested-dissection/AMD fill, workspace), used to refuse
+/// An estimate of the peak bytes a GridCholesky solve of a rows×cols grid
+/// needs (factor, update matrices, planes), used to refuse
 /// an impossible size up front instead of being killed for memory.
 std::size_t estimate_grid_cholesky_bytes(int rows, int cols);
 
@@ -56,6 +68,48 @@ class GridCholesky {
   ~GridCholesky();
   GridCholesky(const GridCholesky&) = delete;
   GridCholesky& operator=(const GridCholesky&) = delete;
+
+  /// Factorises D + L_a for `weights` (and `data`, rows·cols values; empty =
+  /// identity) and solves for each right-hand side: out[i] = A⁻¹ rhs[i]
+  /// (out[i] may be rhs[i]). Throws std::runtime_error when the system is not
+  /// positive definite, std::bad_alloc when the factor does not fit.
+  void solve(const GridWeights& weights, std::span<const double> data, std::span<const double* const> rhs,
+             std::span<double* const> out) const;
+
+  /// Non-zeros of the Cholesky factor (the lower triangle).
+  double factor_nonzeros() const;
+  /// Doubles one numeric factor occupies (its panels store each separator's
+  /// triangle in full).
+  std::size_t factor_entries() const { return factor_entries_; }
+
+ private:
+  struct Node;
+  struct Numeric;
+  struct Coefficients {
+    const double* diagonal;
+    const double* horizontal;
+    const double* vertical;
+  };
+  static constexpr std::size_t kKeepNumeric = 4;  // idle numeric factors kept for reuse
+
+  std::vector<double> factor_node(int id, const Coefficients& a, double* storage) const;
+  void solve_in_place(const double* storage, double* y) const;
+  std::unique_ptr<Numeric> acquire() const;
+  void release(std::unique_ptr<Numeric> numeric) const;
+
+  int rows_, cols_;
+  std::vector<Node> nodes_;  // the dissection tree in post-order; the root last
+  std::size_t factor_entries_ = 0;
+  mutable std::mutex idle_mutex_;
+  mutable std::vector<std::unique_ptr<Numeric>> idle_;
+};
+
+class CholmodGridCholesky {
+ public:
+  CholmodGridCholesky(int rows, int cols);
+  ~CholmodGridCholesky();
+  CholmodGridCholesky(const CholmodGridCholesky&) = delete;
+  CholmodGridCholesky& operator=(const CholmodGridCholesky&) = delete;
 
   /// Factorises D + L_a for `weights` (and `data`, rows·cols values; empty =
   /// identity) and solves for each right-hand side: out[i] = A⁻¹ rhs[i].

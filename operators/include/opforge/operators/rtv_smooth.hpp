@@ -7,7 +7,7 @@
 // solver: MATLAB runs a modified incomplete Cholesky preconditioner with PCG
 // to relative residual 0.1 (at most 100 iterations), Octave an exact sparse
 // solve. The two differ by 39–53 dB, so the solver is part of the operator:
-// `solver = pcg` (default, what MATLAB users get) or `direct` (CHOLMOD).
+// `solver = pcg` (default, what MATLAB users get) or `direct` (GridCholesky).
 //
 // Input: CV_32FC1/CV_32FC3 in [0,1] (8-bit lattice promoted to exact k/255).
 // Output: same size and channels, float32. Bit-identical for any thread count.

@@ -6,8 +6,9 @@
 // (SIGGRAPH), 2008. Matches the authors' wlsFilter.m as called channel by
 // channel (OPERATORS.md §2): each channel g is its own guide through
 // ℓ = ln(g + 2⁻⁵²), with edge weights λ / (|Δℓ|^α + 1e-4), and
-// (I + L_a) u = g is solved exactly (CHOLMOD supernodal Cholesky; the
-// symbolic analysis is shared by all channels and cached per image size).
+// (I + L_a) u = g is solved exactly (GridCholesky, the multifrontal
+// Cholesky of grid_solver.hpp; its analysis is shared by all channels and
+// cached per image size).
 //
 // Input: CV_32FC1/CV_32FC3 in [0,1] (8-bit lattice promoted to exact k/255).
 // Output: same size and channels, float32. Channels run in parallel when
