@@ -1,14 +1,18 @@
 // The sparse-solver smoothers on a ~1 MP colour photo, in one run (peak RSS
 // is reported as the rise above the RSS at the start of each benchmark, so the
 // numeric factors wls_smooth keeps cached count once, where they are made):
-//  - wls_smooth (CHOLMOD supernodal, channels in parallel) against the plain
-//    path, Eigen's SimplicialLDLT channel by channel; peak RSS of each;
-//  - the one-off symbolic analysis that wls_smooth caches per image size;
+//  - one WLS channel's factorisation and solve: GridCholesky (multifrontal)
+//    against its peer, CHOLMOD's supernodal factorisation of the same
+//    ordering, at 1 and 2 threads (both refactorise in place, as datagen does);
+//  - wls_smooth (GridCholesky, channel by channel) against the plain path,
+//    Eigen's SimplicialLDLT channel by channel; peak RSS of each;
+//  - the one-off analysis that wls_smooth caches per image size;
 //  - rtv_smooth with both solvers: time, PCG iterations, peak RSS.
 
 #include <tbb/global_control.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "bench_support.hpp"
@@ -25,7 +29,42 @@ const Image& photo() {
   return img;
 }
 
-void BM_wls_smooth_cholmod(benchmark::State& state) {
+// The system wlsFilter builds for the photo's green channel (λ 1, α 1.2).
+const GridWeights& wls_system() {
+  static const GridWeights w = [] {
+    const Image& img = photo();
+    const int rows = img.rows, cols = img.cols;
+    std::vector<double> log_g(static_cast<std::size_t>(rows) * cols);
+    for (int y = 0; y < rows; ++y) {
+      for (int x = 0; x < cols; ++x) log_g[y * cols + x] = std::log(img.at<cv::Vec3f>(y, x)[1] + 0x1.0p-52);
+    }
+    GridWeights w{rows, cols, std::vector<double>(log_g.size(), 0.0), std::vector<double>(log_g.size(), 0.0)};
+    for (int y = 0; y < rows; ++y) {
+      for (int x = 0; x < cols; ++x) {
+        const std::size_t i = static_cast<std::size_t>(y) * cols + x;
+        if (x + 1 < cols) w.horizontal[i] = 1.0 / (std::pow(std::abs(log_g[i + 1] - log_g[i]), 1.2) + 1e-4);
+        if (y + 1 < rows) w.vertical[i] = 1.0 / (std::pow(std::abs(log_g[i + cols] - log_g[i]), 1.2) + 1e-4);
+      }
+    }
+    return w;
+  }();
+  return w;
+}
+
+template <class Cholesky>
+void BM_channel_solve(benchmark::State& state) {
+  tbb::global_control limit(tbb::global_control::max_allowed_parallelism, state.range(0));
+  const GridWeights& w = wls_system();
+  const Cholesky cholesky(w.rows, w.cols);
+  std::vector<double> b(static_cast<std::size_t>(w.rows) * w.cols, 0.5), x(b.size());
+  const double* bp = b.data();
+  double* xp = x.data();
+  cholesky.solve(w, {}, {&bp, 1}, {&xp, 1});  // the numeric factor's first touch
+  for (auto _ : state) cholesky.solve(w, {}, {&bp, 1}, {&xp, 1});
+  state.counters["factor_nonzeros_M"] = cholesky.factor_nonzeros() / 1e6;
+}
+
+void BM_wls_smooth(benchmark::State& state) {
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, state.range(0));
   wls_smooth(photo(), {});  // analysis happens once per size; time the steady state
   const bench::PeakRssProbe rss;
@@ -65,7 +104,11 @@ void BM_rtv_smooth(benchmark::State& state) {
 }
 
 BENCHMARK(BM_grid_cholesky_analysis)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime();
-BENCHMARK(BM_wls_smooth_cholmod)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime()
+BENCHMARK(BM_channel_solve<GridCholesky>)->Name("BM_channel_solve_multifrontal")->Arg(1)->Arg(2)
+    ->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime()->Apply([](auto* b) { bench::repeated(b, 3); });
+BENCHMARK(BM_channel_solve<CholmodGridCholesky>)->Name("BM_channel_solve_cholmod")->Arg(1)->Arg(2)
+    ->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime()->Apply([](auto* b) { bench::repeated(b, 3); });
+BENCHMARK(BM_wls_smooth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime()
     ->Apply([](auto* b) { bench::repeated(b, 3); });
 BENCHMARK(BM_wls_smooth_eigen)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime();
 BENCHMARK(BM_rtv_smooth)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime()
@@ -79,10 +122,14 @@ int main(int argc, char** argv) {
   bench::RecordingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   std::printf("\nratios (same run):\n");
-  reporter.print_ratio("Eigen SimplicialLDLT / CHOLMOD wls_smooth, 1 thread", "BM_wls_smooth_eigen/",
-                       "BM_wls_smooth_cholmod/1");
-  reporter.print_ratio("Eigen SimplicialLDLT / CHOLMOD wls_smooth, 2 threads", "BM_wls_smooth_eigen/",
-                       "BM_wls_smooth_cholmod/2");
+  reporter.print_ratio("CHOLMOD / multifrontal, one WLS channel, 1 thread", "BM_channel_solve_cholmod/1",
+                       "BM_channel_solve_multifrontal/1");
+  reporter.print_ratio("CHOLMOD / multifrontal, one WLS channel, 2 threads", "BM_channel_solve_cholmod/2",
+                       "BM_channel_solve_multifrontal/2");
+  reporter.print_ratio("Eigen SimplicialLDLT / GridCholesky wls_smooth, 1 thread", "BM_wls_smooth_eigen/",
+                       "BM_wls_smooth/1");
+  reporter.print_ratio("Eigen SimplicialLDLT / GridCholesky wls_smooth, 2 threads", "BM_wls_smooth_eigen/",
+                       "BM_wls_smooth/2");
   reporter.print_ratio("rtv_smooth direct / pcg", "BM_rtv_smooth/1", "BM_rtv_smooth/0");
   benchmark::Shutdown();
   return 0;

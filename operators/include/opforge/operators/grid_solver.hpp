@@ -92,7 +92,7 @@ class GridCholesky {
   };
   static constexpr std::size_t kKeepNumeric = 4;  // idle numeric factors kept for reuse
 
-  std::vector<double> factor_node(int id, const Coefficients& a, double* storage) const;
+  std::vector<double> factor_node(int id, const Coefficients& a, Numeric& numeric) const;
   void solve_in_place(const double* storage, double* y) const;
   std::unique_ptr<Numeric> acquire() const;
   void release(std::unique_ptr<Numeric> numeric) const;
