@@ -15,11 +15,11 @@
 // complement on B(R) (dsyrk) up to the parent.
 //
 // Against CHOLMOD's supernodal factorisation of the same ordering this skips
-// the general sparse machinery (symbolic analysis, matrix transpose, relaxed
-// supernodes, one OpenMP region per supernode update) and runs the two
-// subtrees of large nodes in parallel under TBB. Every node does the same
-// arithmetic in the same order whatever the schedule, so results do not
-// depend on the thread count.
+// the general sparse machinery (elimination tree and supernode detection, a
+// matrix transpose per factorisation, one OpenMP region per supernode update)
+// and runs the two subtrees of large nodes in parallel under TBB. Every node
+// does the same arithmetic in the same order whatever the schedule, so
+// results do not depend on the thread count.
 
 #include <sys/mman.h>
 #include <tbb/parallel_for.h>
@@ -52,7 +52,7 @@ struct Entry {
 
 // The factor's storage: one block of doubles, given to the kernel's
 // transparent huge pages where it allows them. A fresh factor at 1 MP is
-// ~450 MB; faulting it in 4 KiB pages cost more than half a second on the
+// ~530 MB; faulting it in 4 KiB pages cost more than half a second on the
 // virtual machines measured, in 2 MiB pages a fifth of that.
 class FactorStorage {
  public:
