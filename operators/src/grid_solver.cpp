@@ -96,42 +96,7 @@ void start_common(cholmod_common* c) {
   c->error_handler = nullptr;  // we check Common->status ourselves
 }
 
-// Geometric nested dissection of the rows×cols grid, appended to `order`
-// (elimination order → pixel index): split the region across its longer side
-// by one row or column, order both halves, then the separator. At 1 MP this
-// takes milliseconds where AMD takes about a second, and CHOLMOD's
-// factorisation with it is as fast as with AMD (2.04e10 vs 2.02e10 flops; the
-// factor is 12 % larger).
-void nested_dissection(int cols, int y0, int y1, int x0, int x1, std::vector<int>& order) {
-  const int h = y1 - y0, w = x1 - x0;
-  if (h <= 0 || w <= 0) return;
-  if (h * w <= 16) {
-    for (int y = y0; y < y1; ++y) {
-      for (int x = x0; x < x1; ++x) order.push_back(y * cols + x);
-    }
-    return;
-  }
-  if (w >= h) {
-    const int m = x0 + w / 2;
-    nested_dissection(cols, y0, y1, x0, m, order);
-    nested_dissection(cols, y0, y1, m + 1, x1, order);
-    for (int y = y0; y < y1; ++y) order.push_back(y * cols + m);
-  } else {
-    const int m = y0 + h / 2;
-    nested_dissection(cols, y0, m, x0, x1, order);
-    nested_dissection(cols, m + 1, y1, x0, x1, order);
-    for (int x = x0; x < x1; ++x) order.push_back(m * cols + x);
-  }
-}
-
 }  // namespace
-
-std::vector<int> grid_nested_dissection(int rows, int cols) {
-  std::vector<int> order;
-  order.reserve(static_cast<std::size_t>(rows) * cols);
-  nested_dissection(cols, 0, rows, 0, cols, order);
-  return order;
-}
 
 std::size_t estimate_grid_cholesky_bytes(int rows, int cols) {
   // Nested-dissection fill on an n-node 2-D grid grows as n·log2(n). At

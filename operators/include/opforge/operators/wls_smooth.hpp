@@ -11,8 +11,9 @@
 // cached per image size).
 //
 // Input: CV_32FC1/CV_32FC3 in [0,1] (8-bit lattice promoted to exact k/255).
-// Output: same size and channels, float32. Channels run in parallel when
-// memory allows; results are bit-identical for any thread count. An image
+// Output: same size and channels, float32. Channels are solved one after
+// another, each factorisation parallel inside; results are bit-identical for
+// any thread count. An image
 // whose factorisation cannot fit in memory is refused up front (opforge::Error).
 
 #include "opforge/core/image.hpp"
