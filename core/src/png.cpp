@@ -1,9 +1,14 @@
-// PNG through libpng's full API (not OpenCV's codec, which prints libpng's
+// PNG decoding through libpng's full API (not OpenCV's codec, which prints libpng's
 // messages to stderr and reports only "empty"). libpng reports errors by
 // longjmp; every non-trivial object lives before the setjmp point so that a
 // jump never skips a destructor.
 
 #include <png.h>
+#include <tbb/parallel_for.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdlib>
 
 #include <csetjmp>
 #include <cmath>
@@ -19,7 +24,6 @@ namespace {
 struct PngContext {
   std::span<const std::uint8_t> input;
   std::size_t pos = 0;
-  std::vector<std::uint8_t>* output = nullptr;
   std::jmp_buf jump;
   char message[256] = {0};
 };
@@ -38,13 +42,6 @@ void read_from_memory(png_structp png, png_bytep out, png_size_t n) {
   std::memcpy(out, ctx->input.data() + ctx->pos, n);
   ctx->pos += n;
 }
-
-void write_to_memory(png_structp png, png_bytep data, png_size_t n) {
-  auto* ctx = static_cast<PngContext*>(png_get_io_ptr(png));
-  ctx->output->insert(ctx->output->end(), data, data + n);
-}
-
-void flush_nothing(png_structp) {}
 
 constexpr png_uint_32 kMaxSide = 1u << 16;
 
@@ -123,51 +120,190 @@ Image decode_png(std::span<const std::uint8_t> bytes, const std::string& name, c
   return img;
 }
 
+namespace {
+
+// The encoder is our own (libpng's writer compresses on one thread and tries
+// every filter per row): rows are quantised and filtered in parallel, and the
+// zlib stream is deflated in independent strips, each primed with the last
+// 32 KiB of the strip before it and ended by a sync flush, so the strips
+// concatenate into one valid stream (the pigz construction). Strips are cut
+// by image size only, so the bytes do not depend on the thread count.
+
+constexpr std::size_t kStripBytes = std::size_t{1} << 18;  // filtered bytes per strip, at least one row
+constexpr std::size_t kWindow = std::size_t{1} << 15;      // deflate's window
+
+void put_be32(std::vector<std::uint8_t>& out, std::uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<std::uint8_t>(v >> s));
+}
+
+void put_chunk(std::vector<std::uint8_t>& out, const char type[4], std::span<const std::uint8_t> data) {
+  put_be32(out, static_cast<std::uint32_t>(data.size()));
+  const std::size_t at = out.size();
+  out.insert(out.end(), type, type + 4);
+  out.insert(out.end(), data.begin(), data.end());
+  const auto crc = crc32(0, out.data() + at, static_cast<uInt>(4 + data.size()));
+  put_be32(out, static_cast<std::uint32_t>(crc));
+}
+
+int paeth(int a, int b, int c) {
+  const int pa = std::abs(b - c), pb = std::abs(a - c), pc = std::abs(a + b - 2 * c);
+  return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+}
+
+// The predictor of PNG filter `k` (0 none, 1 sub, 2 up, 3 average, 4 Paeth)
+// from the left, upper and upper-left bytes.
+int predict(int k, int a, int b, int c) {
+  switch (k) {
+    case 1: return a;
+    case 2: return b;
+    case 3: return (a + b) >> 1;
+    case 4: return paeth(a, b, c);
+    default: return 0;
+  }
+}
+
+// Writes filter byte + filtered row to `out` (1 + n bytes), choosing among
+// the five PNG filters the one with the smallest sum of |signed bytes| (the
+// heuristic the PNG specification recommends). `prev` is the row above (all
+// zeros above the first); `bpp`: bytes per complete pixel.
+void filter_row(const std::uint8_t* row, const std::uint8_t* prev, std::size_t n, std::size_t bpp, std::uint8_t* out) {
+  const auto residual = [](int x, int p) { return std::abs(static_cast<int>(static_cast<std::int8_t>(x - p))); };
+  std::uint64_t cost[5] = {0, 0, 0, 0, 0};
+  for (std::size_t i = 0; i < std::min(bpp, n); ++i) {  // no left neighbour
+    for (int k = 0; k < 5; ++k) cost[k] += static_cast<std::uint64_t>(residual(row[i], predict(k, 0, prev[i], 0)));
+  }
+  std::uint32_t c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0;  // one row's sums stay far below 2^32
+  for (std::size_t i = bpp; i < n; ++i) {  // branch-free so that it vectorises
+    const int x = row[i], a = row[i - bpp], b = prev[i], c = prev[i - bpp];
+    c0 += static_cast<std::uint32_t>(residual(x, 0));
+    c1 += static_cast<std::uint32_t>(residual(x, a));
+    c2 += static_cast<std::uint32_t>(residual(x, b));
+    c3 += static_cast<std::uint32_t>(residual(x, (a + b) >> 1));
+    c4 += static_cast<std::uint32_t>(residual(x, paeth(a, b, c)));
+  }
+  cost[0] += c0, cost[1] += c1, cost[2] += c2, cost[3] += c3, cost[4] += c4;
+  const int best = static_cast<int>(std::min_element(cost, cost + 5) - cost);  // the first of equals
+  out[0] = static_cast<std::uint8_t>(best);
+  std::uint8_t* f = out + 1;
+  for (std::size_t i = 0; i < std::min(bpp, n); ++i) f[i] = static_cast<std::uint8_t>(row[i] - predict(best, 0, prev[i], 0));
+  const auto apply = [&](auto predictor) {  // one loop per filter, so that each vectorises
+    for (std::size_t i = bpp; i < n; ++i) {
+      f[i] = static_cast<std::uint8_t>(row[i] - predictor(row[i - bpp], prev[i], prev[i - bpp]));
+    }
+  };
+  switch (best) {
+    case 0: apply([](int, int, int) { return 0; }); break;
+    case 1: apply([](int a, int, int) { return a; }); break;
+    case 2: apply([](int, int b, int) { return b; }); break;
+    case 3: apply([](int a, int b, int) { return (a + b) >> 1; }); break;
+    default: apply([](int a, int b, int c) { return paeth(a, b, c); }); break;
+  }
+}
+
+// Raw deflate of one strip, primed with `dictionary`; a sync flush ends every
+// strip but the last.
+std::vector<std::uint8_t> deflate_strip(std::span<const std::uint8_t> data, std::span<const std::uint8_t> dictionary,
+                                        int level, bool last) {
+  z_stream z{};
+  if (deflateInit2(&z, level, Z_DEFLATED, -15, 8, Z_FILTERED) != Z_OK) throw Error("PNG encoder: out of memory");
+  if (!dictionary.empty()) {
+    deflateSetDictionary(&z, dictionary.data(), static_cast<uInt>(dictionary.size()));
+  }
+  std::vector<std::uint8_t> out(deflateBound(&z, static_cast<uLong>(data.size())) + 16);
+  z.next_in = const_cast<Bytef*>(data.data());
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = out.data();
+  z.avail_out = static_cast<uInt>(out.size());
+  const int rc = deflate(&z, last ? Z_FINISH : Z_SYNC_FLUSH);
+  const bool ok = last ? rc == Z_STREAM_END : rc == Z_OK && z.avail_in == 0;
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  if (!ok) throw Error("PNG encoder: deflate failed");
+  return out;
+}
+
+}  // namespace
+
 std::vector<std::uint8_t> encode_png(const Image& img, int depth, int compression) {
   require_finite_image(img, "PNG encoder");
+  if (depth != 8 && depth != 16) throw Error("PNG encoder: depth " + std::to_string(depth) + " is not valid; valid: 8, 16");
+  if (compression < 0 || compression > 9) {
+    throw Error("PNG encoder: compression " + std::to_string(compression) + " is out of range; valid: 0..9");
+  }
   const int channels = img.channels();
-  const int n = img.cols * channels;
-  const int bytes_per_sample = depth == 16 ? 2 : 1;
-  std::vector<std::uint8_t> pixels(static_cast<std::size_t>(n) * bytes_per_sample * img.rows);
+  const std::size_t samples = static_cast<std::size_t>(img.cols) * channels;
+  const std::size_t bytes_per_sample = depth == 16 ? 2 : 1;
+  const std::size_t n = samples * bytes_per_sample, stride = n + 1;
+  const std::size_t rows = static_cast<std::size_t>(img.rows);
   const double scale = depth == 16 ? 65535.0 : 255.0;
-  for (int y = 0; y < img.rows; ++y) {
-    const float* s = img.ptr<float>(y);
-    std::uint8_t* row = pixels.data() + static_cast<std::size_t>(y) * n * bytes_per_sample;
-    for (int i = 0; i < n; ++i) {
-      const double v = std::isnan(s[i]) ? 0.0 : std::clamp(static_cast<double>(s[i]), 0.0, 1.0);
-      const auto q = static_cast<std::uint32_t>(std::round(v * scale));
-      if (depth == 16) {
-        row[2 * i] = static_cast<std::uint8_t>(q >> 8);  // PNG is big-endian
-        row[2 * i + 1] = static_cast<std::uint8_t>(q & 0xFF);
-      } else {
-        row[i] = static_cast<std::uint8_t>(q);
+
+  // Quantised rows, then filtered rows (each filter reads the row above).
+  std::vector<std::uint8_t> raw(n * rows), filtered(stride * rows), zeros(n);
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, rows), [&](const tbb::blocked_range<std::size_t>& r) {
+    for (std::size_t y = r.begin(); y < r.end(); ++y) {
+      const float* s = img.ptr<float>(static_cast<int>(y));
+      std::uint8_t* row = raw.data() + y * n;
+      for (std::size_t i = 0; i < samples; ++i) {
+        // floor(v·scale + 0.5) is round-half-away here: v·scale is exact (a
+        // float times a 16-bit integer) and so is the sum.
+        const double v = std::isnan(s[i]) ? 0.0 : std::clamp(static_cast<double>(s[i]), 0.0, 1.0);
+        const auto q = static_cast<std::uint32_t>(v * scale + 0.5);
+        if (depth == 16) {
+          row[2 * i] = static_cast<std::uint8_t>(q >> 8);  // PNG is big-endian
+          row[2 * i + 1] = static_cast<std::uint8_t>(q & 0xFF);
+        } else {
+          row[i] = static_cast<std::uint8_t>(q);
+        }
       }
     }
+  });
+  const std::size_t bpp = static_cast<std::size_t>(channels) * bytes_per_sample;
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, rows), [&](const tbb::blocked_range<std::size_t>& r) {
+    for (std::size_t y = r.begin(); y < r.end(); ++y) {
+      filter_row(raw.data() + y * n, y ? raw.data() + (y - 1) * n : zeros.data(), n, bpp, filtered.data() + y * stride);
+    }
+  });
+
+  const std::size_t rows_per_strip = std::max<std::size_t>(1, kStripBytes / stride);
+  const std::size_t strips = (rows + rows_per_strip - 1) / rows_per_strip;
+  std::vector<std::vector<std::uint8_t>> parts(strips);
+  std::vector<uLong> adlers(strips);
+  tbb::parallel_for(std::size_t{0}, strips, [&](std::size_t k) {
+    const std::size_t begin = k * rows_per_strip * stride;
+    const std::size_t end = std::min(rows, (k + 1) * rows_per_strip) * stride;
+    const std::span<const std::uint8_t> data(filtered.data() + begin, end - begin);
+    const std::size_t dict = std::min(begin, kWindow);
+    parts[k] = deflate_strip(data, {filtered.data() + begin - dict, dict}, compression, k + 1 == strips);
+    adlers[k] = adler32(adler32(0, nullptr, 0), data.data(), static_cast<uInt>(data.size()));
+  });
+
+  // zlib stream: header (deflate, 32 KiB window, FLEVEL from the level), the
+  // strips, the Adler-32 of all filtered bytes.
+  const int flevel = compression < 2 ? 0 : compression < 6 ? 1 : compression == 6 ? 2 : 3;
+  std::vector<std::uint8_t> zstream = {0x78, 0};
+  zstream[1] = static_cast<std::uint8_t>(flevel << 6);
+  zstream[1] = static_cast<std::uint8_t>(zstream[1] + (31 - (0x78 * 256 + zstream[1]) % 31) % 31);
+  uLong adler = adlers[0];
+  for (std::size_t k = 0; k < strips; ++k) {
+    zstream.insert(zstream.end(), parts[k].begin(), parts[k].end());
+    if (k) {
+      const std::size_t len = std::min(rows, (k + 1) * rows_per_strip) * stride - k * rows_per_strip * stride;
+      adler = adler32_combine(adler, adlers[k], static_cast<z_off_t>(len));
+    }
   }
-  std::vector<std::uint8_t> out;
-  std::vector<png_bytep> rows(img.rows);
-  for (int y = 0; y < img.rows; ++y) rows[y] = pixels.data() + static_cast<std::size_t>(y) * n * bytes_per_sample;
-  PngContext ctx;
-  ctx.output = &out;
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, on_error, on_warning);
-  png_infop info = png ? png_create_info_struct(png) : nullptr;
-  if (!png || !info) {
-    png_destroy_write_struct(&png, &info);
-    throw Error("PNG encoder: out of memory");
+  put_be32(zstream, static_cast<std::uint32_t>(adler));
+
+  std::vector<std::uint8_t> out = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  std::vector<std::uint8_t> ihdr;
+  put_be32(ihdr, static_cast<std::uint32_t>(img.cols));
+  put_be32(ihdr, static_cast<std::uint32_t>(img.rows));
+  ihdr.insert(ihdr.end(), {static_cast<std::uint8_t>(depth), static_cast<std::uint8_t>(channels == 3 ? 2 : 0), 0, 0, 0});
+  put_chunk(out, "IHDR", ihdr);
+  constexpr std::size_t kMaxChunk = std::size_t{1} << 30;  // the format allows up to 2^31 - 1
+  for (std::size_t at = 0; at < zstream.size(); at += kMaxChunk) {
+    put_chunk(out, "IDAT", {zstream.data() + at, std::min(kMaxChunk, zstream.size() - at)});
   }
-  if (setjmp(ctx.jump)) {
-    png_destroy_write_struct(&png, &info);
-    throw Error(std::string("PNG encoder failed: ") + ctx.message);
-  }
-  png_set_write_fn(png, &ctx, write_to_memory, flush_nothing);
-  png_set_compression_level(png, compression);
-  png_set_IHDR(png, info, static_cast<png_uint_32>(img.cols), static_cast<png_uint_32>(img.rows), depth,
-               channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
-               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  png_write_info(png, info);
-  png_write_image(png, rows.data());
-  png_write_end(png, nullptr);
-  png_destroy_write_struct(&png, &info);
+  put_chunk(out, "IEND", {});
   return out;
 }
 

@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <tbb/global_control.h>
+
+#include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <tuple>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -84,6 +89,81 @@ TEST(ImageIo, PngWriteClipsAndRoundsHalfAwayFromZero) {
   EXPECT_EQ(back.at<float>(0, 1), 1.0f);
   EXPECT_EQ(back.at<float>(0, 2), static_cast<float>(1 / 255.0));
   EXPECT_EQ(back.at<float>(0, 3), 1.0f);
+}
+
+// Off-lattice values in [-0.1, 1.1] (so clipping is exercised), smooth
+// enough that every PNG filter wins on some rows.
+Image random_image(int rows, int cols, int channels, unsigned seed) {
+  Image img(rows, cols, CV_MAKETYPE(CV_32F, channels));
+  cv::RNG rng(seed);
+  rng.fill(img, cv::RNG::UNIFORM, -0.1, 1.1);
+  cv::Mat smooth;
+  cv::GaussianBlur(img, smooth, {0, 0}, 1.5);
+  for (int y = 0; y < rows; ++y) {  // rough and smooth bands
+    if ((y / 7) % 2) smooth.row(y).copyTo(img.row(y));
+  }
+  return img;
+}
+
+// What the encoder must store: clip to [0,1], round half away from zero.
+cv::Mat quantised(const Image& img, int depth) {
+  const double scale = depth == 16 ? 65535.0 : 255.0;
+  cv::Mat q(img.rows, img.cols, CV_MAKETYPE(depth == 16 ? CV_16U : CV_8U, img.channels()));
+  const int n = img.cols * img.channels();
+  for (int y = 0; y < img.rows; ++y) {
+    for (int i = 0; i < n; ++i) {
+      const double v = std::round(std::clamp(static_cast<double>(img.ptr<float>(y)[i]), 0.0, 1.0) * scale);
+      if (depth == 16) q.ptr<std::uint16_t>(y)[i] = static_cast<std::uint16_t>(v);
+      else q.ptr<std::uint8_t>(y)[i] = static_cast<std::uint8_t>(v);
+    }
+  }
+  return q;
+}
+
+TEST(PngEncoder, ManyStripsDecodeExactlyWithLibpngAndOpenCv) {
+  // 16-bit RGB rows of 4.2 kB: 62 rows per 256 KiB strip, so 300 rows are 5
+  // strips joined by sync flushes; also tiny and one-column images.
+  for (const auto& [rows, cols, channels] : {std::tuple{300, 700, 3}, {300, 700, 1}, {1, 1, 3}, {2, 3, 1}, {517, 1, 3}}) {
+    const Image img = random_image(rows, cols, channels, static_cast<unsigned>(rows * cols + channels));
+    for (int depth : {8, 16}) {
+      SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(cols) + "x" + std::to_string(channels) + " depth " +
+                   std::to_string(depth));
+      const std::vector<std::uint8_t> png = encode_png(img, depth);
+      const cv::Mat expected = quantised(img, depth);
+      cv::Mat decoded = cv::imdecode(png, cv::IMREAD_UNCHANGED);  // an independent decoder
+      ASSERT_FALSE(decoded.empty());
+      if (channels == 3) cv::cvtColor(decoded, decoded, cv::COLOR_BGR2RGB);
+      EXPECT_EQ(cv::norm(decoded, expected, cv::NORM_INF), 0.0);
+      const Image back = decode_png(png, "x");  // libpng, with its CRC and Adler-32 checks
+      cv::Mat back_q;
+      back.convertTo(back_q, expected.type(), depth == 16 ? 65535.0 : 255.0);
+      EXPECT_EQ(cv::norm(back_q, expected, cv::NORM_INF), 0.0);
+    }
+  }
+}
+
+TEST(PngEncoder, BytesDoNotDependOnTheThreadCount) {
+  const Image img = random_image(400, 333, 3, 7);
+  std::vector<std::uint8_t> one, two;
+  {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
+    one = encode_png(img, 16);
+  }
+  {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 2);
+    two = encode_png(img, 16);
+  }
+  EXPECT_EQ(one, two);
+}
+
+TEST(PngEncoder, CompressesAndRefusesBadSettings) {
+  const Image img = random_image(200, 200, 3, 3);
+  cv::Mat smooth;
+  cv::GaussianBlur(img, smooth, {0, 0}, 4.0);
+  EXPECT_LT(encode_png(smooth, 8).size(), 200u * 200 * 3 / 2);  // filtered and deflated, not stored
+  EXPECT_GT(encode_png(smooth, 8, 0).size(), 200u * 200 * 3);  // level 0 stores
+  EXPECT_NE(error_of([&] { encode_png(img, 12); }).find("valid: 8, 16"), std::string::npos);
+  EXPECT_NE(error_of([&] { encode_png(img, 8, 10); }).find("valid: 0..9"), std::string::npos);
 }
 
 TEST(ImageIo, NpyRoundTripsExactlyAndUnclipped) {
