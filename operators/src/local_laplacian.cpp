@@ -2,10 +2,14 @@
 
 #include "opforge/operators/local_laplacian.hpp"
 
+#include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
 #include <array>
+#include <bit>
+#include <cstdint>
+#include <functional>
 #include <cmath>
 #include <memory>
 
@@ -107,163 +111,33 @@ Level up_plain(const Level& in, int rows, int cols) {
   return out;
 }
 
-// The fast pyramid steps: the same sums in the same order as the plain ones
-// (so bit-identical results), with the bounds tests only at the borders and
-// the normalisers computed once per column.
-Level down_fast(const Level& in) {
-  const int rows = in.rows, cols = in.cols;
-  Level out{(rows + 1) / 2, (cols + 1) / 2, {}};
-  out.v.resize(static_cast<std::size_t>(out.rows) * out.cols);
-  Level h{rows, out.cols, Plane(static_cast<std::size_t>(rows) * out.cols)};
-  tbb::parallel_for(0, rows, [&](int y) {
-    const double* row = &in.v[static_cast<std::size_t>(y) * cols];
-    double* hr = &h.v[static_cast<std::size_t>(y) * out.cols];
-    for (int x = 0; x < out.cols; ++x) {
-      const int c = 2 * x;
-      double s = 0;
-      if (c >= 2 && c + 2 < cols) {
-        s += kTaps[0] * row[c - 2];
-        s += kTaps[1] * row[c - 1];
-        s += kTaps[2] * row[c];
-        s += kTaps[3] * row[c + 1];
-        s += kTaps[4] * row[c + 2];
-      } else {
-        for (int t = -2; t <= 2; ++t) {
-          if (c + t >= 0 && c + t < cols) s += kTaps[t + 2] * row[c + t];
-        }
-      }
-      hr[x] = s;
-    }
-  });
-  std::vector<double> wx(out.cols);
-  for (int x = 0; x < out.cols; ++x) wx[x] = inside_weight(2 * x, cols);
-  tbb::parallel_for(0, out.rows, [&](int y) {
-    const int c = 2 * y;
-    const double wy = inside_weight(c, rows);
-    double* o = &out.v[static_cast<std::size_t>(y) * out.cols];
-    const auto hrow = [&](int yy) { return &h.v[static_cast<std::size_t>(yy) * out.cols]; };
-    if (c >= 2 && c + 2 < rows) {
-      const double *r0 = hrow(c - 2), *r1 = hrow(c - 1), *r2 = hrow(c), *r3 = hrow(c + 1), *r4 = hrow(c + 2);
-      for (int x = 0; x < out.cols; ++x) {
-        double s = 0;
-        s += kTaps[0] * r0[x];
-        s += kTaps[1] * r1[x];
-        s += kTaps[2] * r2[x];
-        s += kTaps[3] * r3[x];
-        s += kTaps[4] * r4[x];
-        o[x] = s / (wy * wx[x]);
-      }
-    } else {
-      for (int x = 0; x < out.cols; ++x) {
-        double s = 0;
-        for (int t = -2; t <= 2; ++t) {
-          if (c + t >= 0 && c + t < rows) s += kTaps[t + 2] * hrow(c + t)[x];
-        }
-        o[x] = s / (wy * wx[x]);
-      }
-    }
-  });
-  return out;
-}
-
-Level up_fast(const Level& in, int rows, int cols) {
-  Level h{in.rows, cols, Plane(static_cast<std::size_t>(in.rows) * cols)};
-  tbb::parallel_for(0, in.rows, [&](int y) {
-    const double* row = &in.v[static_cast<std::size_t>(y) * in.cols];
-    double* hr = &h.v[static_cast<std::size_t>(y) * cols];
-    for (int x = 0; x < cols; ++x) {
-      double s = 0;
-      if (x >= 2 && x + 2 < cols) {
-        if (x % 2 == 0) {  // taps −2, 0, +2 land on even positions
-          s += kTaps[0] * row[x / 2 - 1];
-          s += kTaps[2] * row[x / 2];
-          s += kTaps[4] * row[x / 2 + 1];
-        } else {  // taps −1, +1
-          s += kTaps[1] * row[(x - 1) / 2];
-          s += kTaps[3] * row[(x + 1) / 2];
-        }
-      } else {
-        for (int t = -2; t <= 2; ++t) {
-          const int q = x + t;
-          if (q >= 0 && q < cols && q % 2 == 0) s += kTaps[t + 2] * row[q / 2];
-        }
-      }
-      hr[x] = s;
-    }
-  });
-  std::vector<double> wx(cols);
-  for (int x = 0; x < cols; ++x) wx[x] = occupied_weight(x, cols);
-  Level out{rows, cols, Plane(static_cast<std::size_t>(rows) * cols)};
-  tbb::parallel_for(0, rows, [&](int y) {
-    const double wy = occupied_weight(y, rows);
-    double* o = &out.v[static_cast<std::size_t>(y) * cols];
-    const auto hrow = [&](int q) { return &h.v[static_cast<std::size_t>(q / 2) * cols]; };
-    if (y >= 2 && y + 2 < rows && y % 2 == 0) {
-      const double *r0 = hrow(y - 2), *r2 = hrow(y), *r4 = hrow(y + 2);
-      for (int x = 0; x < cols; ++x) {
-        double s = 0;
-        s += kTaps[0] * r0[x];
-        s += kTaps[2] * r2[x];
-        s += kTaps[4] * r4[x];
-        o[x] = s / (wy * wx[x]);
-      }
-    } else if (y >= 2 && y + 2 < rows) {
-      const double *r1 = hrow(y - 1), *r3 = hrow(y + 1);
-      for (int x = 0; x < cols; ++x) {
-        double s = 0;
-        s += kTaps[1] * r1[x];
-        s += kTaps[3] * r3[x];
-        o[x] = s / (wy * wx[x]);
-      }
-    } else {
-      for (int x = 0; x < cols; ++x) {
-        double s = 0;
-        for (int t = -2; t <= 2; ++t) {
-          const int q = y + t;
-          if (q >= 0 && q < rows && q % 2 == 0) s += kTaps[t + 2] * hrow(q)[x];
-        }
-        o[x] = s / (wy * wx[x]);
-      }
-    }
-  });
-  return out;
-}
-
-struct FastSteps {
-  static Level down(const Level& in) { return down_fast(in); }
-  static Level up(const Level& in, int rows, int cols) { return up_fast(in, rows, cols); }
-};
-struct PlainSteps {
-  static Level down(const Level& in) { return down_plain(in); }
-  static Level up(const Level& in, int rows, int cols) { return up_plain(in, rows, cols); }
-};
-
-template <class Steps>
 Pyramid gaussian_pyramid(const Level& image, int levels) {
   Pyramid g{image};
-  for (int l = 1; l < levels; ++l) g.push_back(Steps::down(g.back()));
+  for (int l = 1; l < levels; ++l) g.push_back(down_plain(g.back()));
   return g;
 }
 
-template <class Steps>
 Pyramid laplacian_pyramid(const Level& image, int levels) {
-  Pyramid g = gaussian_pyramid<Steps>(image, levels);
+  Pyramid g = gaussian_pyramid(image, levels);
   for (int l = 0; l + 1 < levels; ++l) {
-    const Level u = Steps::up(g[l + 1], g[l].rows, g[l].cols);
+    const Level u = up_plain(g[l + 1], g[l].rows, g[l].cols);
     for (std::size_t i = 0; i < g[l].v.size(); ++i) g[l].v[i] -= u.v[i];
   }
   return g;  // the top level stays the coarsest Gaussian level
 }
 
-template <class Steps>
 Level reconstruct(const Pyramid& lap) {
   Level r = lap.back();
   for (int l = static_cast<int>(lap.size()) - 2; l >= 0; --l) {
-    Level u = Steps::up(r, lap[l].rows, lap[l].cols);
+    Level u = up_plain(r, lap[l].rows, lap[l].cols);
     for (std::size_t i = 0; i < u.v.size(); ++i) u.v[i] = lap[l].v[i] + u.v[i];
     r = std::move(u);
   }
   return r;
+}
+
+int pyramid_levels(int rows, int cols) {  // llf.m: ceil(log(min(size)) − log(2)) + 2
+  return static_cast<int>(std::ceil(std::log(std::min(rows, cols)) - std::log(2.0))) + 2;
 }
 
 double remap(double d, const LocalLaplacianParams& p) {
@@ -326,60 +200,17 @@ LocalLaplacianParams validated(const LocalLaplacianParams& p) {
 
 namespace {
 
-// Fills `out` with r(g − ρ_j) for reference level j; called for j = 0, 1, …
-// in order.
-using RemapLevel = std::function<void(int j, double ref, const Plane& gray, Plane& out)>;
-
-RemapLevel pixelwise(const std::function<double(double)>& remap_fn) {
-  return [remap_fn](int, double ref, const Plane& gray, Plane& out) {
-    tbb::parallel_for(std::size_t{0}, gray.size(), [&](std::size_t i) { out[i] = remap_fn(gray[i] - ref); });
-  };
-}
-
-// The detail remap fact·d·exp(−d²/2σ²), d = g − ρ_j, without an exponential
-// per pixel and level: exp(−d²/2σ²) = exp(−g²/2σ²)·exp(g·ρ_j/σ²)·exp(−ρ_j²/2σ²),
-// and the middle factor is stepped by exp(g·Δ/σ²) from one level to the next
-// (ρ_j = jΔ). The product drifts by about one rounding per level (< 1e-13
-// relative at N = 256). Every factor stays a normal double while 1/σ² ≤ 700;
-// below σ ≈ 0.038 the plain per-pixel exponential is used.
-RemapLevel detail_remap(const LocalLaplacianParams& p, int n) {
-  const double inv_var = 1.0 / (p.sigma * p.sigma);
-  if (inv_var > 700.0) return pixelwise([p](double d) { return remap(d, p); });
-  struct State {
-    Plane base, step, power;
-  };
-  auto state = std::make_shared<State>();
-  const double delta = 1.0 / (n - 1);
-  return [p, inv_var, delta, state](int j, double ref, const Plane& gray, Plane& out) {
-    State& st = *state;
-    if (j == 0) {
-      st.base.resize(gray.size());
-      st.step.resize(gray.size());
-      st.power.assign(gray.size(), 1.0);
-      tbb::parallel_for(std::size_t{0}, gray.size(), [&](std::size_t i) {
-        st.base[i] = std::exp(-0.5 * gray[i] * gray[i] * inv_var);
-        st.step[i] = std::exp(gray[i] * delta * inv_var);
-      });
-    }
-    const double level = std::exp(-0.5 * ref * ref * inv_var);
-    tbb::parallel_for(std::size_t{0}, gray.size(), [&](std::size_t i) {
-      const double d = gray[i] - ref;
-      out[i] = p.fact * d * (st.base[i] * st.power[i] * level);
-      st.power[i] *= st.step[i];
-    });
-  };
-}
-
-// The fast LLF of llf.m / llf_general.m: N reference levels, each remapped
-// image's Laplacian pyramid blended in with linear interpolation weights.
-// `add_to_own_pyramid`: llf.m adds the result to g's own pyramid (detail);
-// llf_general.m starts from zero.
-template <class Steps>
-Plane fast_llf(const Plane& gray, int rows, int cols, const RemapLevel& remap_level, int n, bool add_to_own_pyramid) {
-  const int levels = static_cast<int>(std::ceil(std::log(std::min(rows, cols)) - std::log(2.0))) + 2;
+// The plain LLF of llf.m / llf_general.m in double precision, step by step as
+// the authors' code does it: N reference levels, each remapped image's whole
+// Laplacian pyramid blended in with linear interpolation weights. The fast
+// path below is tested against it. `add_to_own_pyramid`: llf.m adds the
+// result to g's own pyramid (detail); llf_general.m starts from zero.
+Plane plain_llf(const Plane& gray, int rows, int cols, const std::function<double(double)>& remap_fn, int n,
+                bool add_to_own_pyramid) {
+  const int levels = pyramid_levels(rows, cols);
   const Level g{rows, cols, gray};
-  const Pyramid gauss = gaussian_pyramid<Steps>(g, levels);
-  Pyramid out = add_to_own_pyramid ? laplacian_pyramid<Steps>(g, levels) : gauss;
+  const Pyramid gauss = gaussian_pyramid(g, levels);
+  Pyramid out = add_to_own_pyramid ? laplacian_pyramid(g, levels) : gauss;
   if (!add_to_own_pyramid) {
     for (auto& level : out) std::fill(level.v.begin(), level.v.end(), 0.0);
   }
@@ -387,37 +218,276 @@ Plane fast_llf(const Plane& gray, int rows, int cols, const RemapLevel& remap_le
   Level remapped{rows, cols, Plane(gray.size())};
   for (int j = 0; j < n; ++j) {
     const double ref = j + 1 == n ? 1.0 : j * step;  // linspace(0, 1, N)
-    remap_level(j, ref, gray, remapped.v);
-    const Pyramid t = laplacian_pyramid<Steps>(remapped, levels);
+    for (std::size_t i = 0; i < gray.size(); ++i) remapped.v[i] = remap_fn(gray[i] - ref);
+    const Pyramid t = laplacian_pyramid(remapped, levels);
     for (int l = 0; l + 1 < levels; ++l) {
-      const Plane& gl = gauss[l].v;
-      Plane& ol = out[l].v;
-      // Each coefficient accumulates over j in order: parallel over i is exact.
-      tbb::parallel_for(std::size_t{0}, ol.size(), [&](std::size_t i) {
-        const double distance = std::abs(gl[i] - ref);
-        if (distance < step) ol[i] = ol[i] + t[l].v[i] * (1.0 - distance / step);
-      });
+      for (std::size_t i = 0; i < out[l].v.size(); ++i) {
+        const double distance = std::abs(gauss[l].v[i] - ref);
+        if (distance < step) out[l].v[i] = out[l].v[i] + t[l].v[i] * (1.0 - distance / step);
+      }
     }
   }
   out.back() = gauss.back();
-  return reconstruct<Steps>(out).v;
+  return reconstruct(out).v;
+}
+
+// The fast path: the same algorithm in float32 (the gates are 1e-5 on F(g);
+// float keeps it within a few 1e-7), every buffer allocated once for all N
+// levels, and each remapped level's Laplacian coefficients formed and
+// blended in one pass instead of stored as a pyramid. Every output value is
+// computed by one task from inputs only, so any thread count gives the same
+// bits.
+
+struct LevelF {
+  int rows = 0, cols = 0;
+  std::vector<float> v;
+  void shape(int r, int c) {
+    rows = r, cols = c;
+    v.resize(static_cast<std::size_t>(r) * c);
+  }
+  float* row(int y) { return v.data() + static_cast<std::size_t>(y) * cols; }
+  const float* row(int y) const { return v.data() + static_cast<std::size_t>(y) * cols; }
+};
+
+constexpr float kT0 = static_cast<float>(kTaps[0]), kT1 = static_cast<float>(kTaps[1]),
+                kT2 = static_cast<float>(kTaps[2]);
+
+// The taps of one output position along one axis: the input positions and
+// their weights, already divided by the normaliser.
+struct AxisTaps {
+  int count = 0;
+  int index[5];
+  float weight[5];
+};
+
+// down: taps 2p−2 … 2p+2 inside [0, n), normalised by their sum.
+AxisTaps down_taps(int p, int n) {
+  AxisTaps a;
+  const double w = inside_weight(2 * p, n);
+  for (int t = -2; t <= 2; ++t) {
+    const int q = 2 * p + t;
+    if (q >= 0 && q < n) a.index[a.count] = q, a.weight[a.count++] = static_cast<float>(kTaps[t + 2] / w);
+  }
+  return a;
+}
+
+// up: the even positions q of p−2 … p+2 inside [0, n), as coarse index q/2.
+AxisTaps up_taps(int p, int n) {
+  AxisTaps a;
+  const double w = occupied_weight(p, n);
+  for (int t = -2; t <= 2; ++t) {
+    const int q = p + t;
+    if (q >= 0 && q < n && q % 2 == 0) a.index[a.count] = q / 2, a.weight[a.count++] = static_cast<float>(kTaps[t + 2] / w);
+  }
+  return a;
+}
+
+// out[x] = Σ weight_k · rows_k[x]: the vertical half of both steps.
+void weighted_rows(const AxisTaps& a, const LevelF& in, int cols, float* out) {
+  const float* r0 = in.row(a.index[0]);
+  const float w0 = a.weight[0];
+  for (int x = 0; x < cols; ++x) out[x] = w0 * r0[x];
+  for (int k = 1; k < a.count; ++k) {
+    const float* r = in.row(a.index[k]);
+    const float w = a.weight[k];
+    for (int x = 0; x < cols; ++x) out[x] += w * r[x];
+  }
+}
+
+struct Scratch {
+  LevelF h;                      // the horizontal half of a step
+  std::vector<float> norm;       // per-column normalisers
+  std::vector<AxisTaps> border;  // per-column taps near the borders
+};
+
+// out = down(in): horizontal taps at even columns, then vertical.
+void down_f(const LevelF& in, LevelF& out, Scratch& s) {
+  const int rows = in.rows, cols = in.cols, oc = (cols + 1) / 2;
+  s.h.shape(rows, oc);
+  s.norm.resize(oc);
+  for (int x = 0; x < oc; ++x) s.norm[x] = static_cast<float>(1.0 / inside_weight(2 * x, cols));
+  const int lo = std::min(1, oc), hi = std::max(lo, (cols - 1) / 2);  // x in [lo, hi): all five taps inside
+  tbb::parallel_for(0, rows, [&](int y) {
+    const float* r = in.row(y);
+    float* h = s.h.row(y);
+    const auto edge = [&](int x) {
+      float sum = 0;
+      for (int t = -2; t <= 2; ++t) {
+        const int q = 2 * x + t;
+        if (q >= 0 && q < cols) sum += static_cast<float>(kTaps[t + 2]) * r[q];
+      }
+      h[x] = sum * s.norm[x];
+    };
+    for (int x = 0; x < lo; ++x) edge(x);
+    for (int x = lo; x < hi; ++x) {
+      const float* c = r + 2 * x;
+      h[x] = kT0 * c[-2] + kT1 * c[-1] + kT2 * c[0] + kT1 * c[1] + kT0 * c[2];
+    }
+    for (int x = hi; x < oc; ++x) edge(x);
+  });
+  out.shape((rows + 1) / 2, oc);
+  tbb::parallel_for(0, out.rows, [&](int y) { weighted_rows(down_taps(y, rows), s.h, oc, out.row(y)); });
+}
+
+// The horizontal half of up(in → cols): s.h holds in.rows rows of `cols`.
+void up_horizontal(const LevelF& in, int cols, Scratch& s) {
+  s.h.shape(in.rows, cols);
+  s.border.resize(cols);
+  for (int x = 0; x < cols; ++x) s.border[x] = up_taps(x, cols);
+  const int lo = std::min(2, cols), hi = std::max(lo, cols - 2);  // x in [lo, hi): no tap outside
+  tbb::parallel_for(0, in.rows, [&](int y) {
+    const float* c = in.row(y);
+    float* h = s.h.row(y);
+    const auto edge = [&](int x) {
+      const AxisTaps& a = s.border[x];
+      float sum = 0;
+      for (int k = 0; k < a.count; ++k) sum += a.weight[k] * c[a.index[k]];
+      h[x] = sum;
+    };
+    for (int x = 0; x < lo; ++x) edge(x);
+    // Inside, even x = 2m sees coarse m−1, m, m+1 and odd x = 2m+1 sees m,
+    // m+1, each set normalised by 1/2 (the same values edge() gives).
+    constexpr float e0 = 2 * kT0, e1 = 2 * kT2, o0 = 2 * kT1;
+    int x = lo;  // even
+    for (; x + 1 < hi; x += 2) {
+      const int m = x / 2;
+      h[x] = e0 * c[m - 1] + e1 * c[m] + e0 * c[m + 1];
+      h[x + 1] = o0 * c[m] + o0 * c[m + 1];
+    }
+    for (; x < cols; ++x) edge(x);
+  });
+}
+
+// Calls fn(y, u) for every row y of up(in → rows × cols), u its values; rows
+// in parallel.
+template <class Fn>
+void up_rows(const LevelF& in, int rows, int cols, Scratch& s, Fn&& fn) {
+  up_horizontal(in, cols, s);
+  tbb::parallel_for(tbb::blocked_range<int>(0, rows), [&](const tbb::blocked_range<int>& range) {
+    std::vector<float> u(cols);
+    for (int y = range.begin(); y < range.end(); ++y) {
+      weighted_rows(up_taps(y, rows), s.h, cols, u.data());
+      fn(y, u.data());
+    }
+  });
+}
+
+// exp(x) for x in [−87, 0] in float, branch-free so that loops of it
+// vectorise: x = k·ln2 + r, |r| ≤ ln2/2, e^r by its degree-7 Taylor
+// polynomial (error < 1e-8 relative), 2^k from the exponent bits.
+float exp_in_float_range(float x) {
+  const float kf = x * 1.44269504f;
+  const int k = static_cast<int>(kf - 0.5f);  // x ≤ 0: truncation rounds to nearest
+  const float r = (x - static_cast<float>(k) * 0.693145751953125f) - static_cast<float>(k) * 1.428606765330187e-6f;
+  float p = 1.0f / 5040;
+  p = p * r + 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  return p * std::bit_cast<float>(static_cast<std::uint32_t>(k + 127) << 23);
+}
+
+// Fills `out` with r(g − ρ) for one reference level ρ.
+using RemapLevel = std::function<void(float ref, const LevelF& gray, LevelF& out)>;
+
+RemapLevel pixelwise(const std::function<double(double)>& remap_fn) {
+  return [remap_fn](float ref, const LevelF& gray, LevelF& out) {
+    tbb::parallel_for(std::size_t{0}, gray.v.size(), [&](std::size_t i) {
+      out.v[i] = static_cast<float>(remap_fn(static_cast<double>(gray.v[i]) - static_cast<double>(ref)));
+    });
+  };
+}
+
+// The detail remap fact·d·exp(−d²/2σ²), d = g − ρ, vectorised.
+RemapLevel detail_remap(const LocalLaplacianParams& p) {
+  const float fact = static_cast<float>(p.fact), c = static_cast<float>(-0.5 / (p.sigma * p.sigma));
+  return [fact, c](float ref, const LevelF& gray, LevelF& out) {
+    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, gray.v.size(), 4096),
+                      [&gray, &out, fact, c, ref](const tbb::blocked_range<std::size_t>& r) {
+                        // Locals, not captures: a store through `o` could alias a
+                        // captured reference and would keep the loops scalar.
+                        const float f = fact, k = c, rho = ref;
+                        const float* g = gray.v.data();
+                        float* o = out.v.data();
+                        // Two loops: GCC keeps a clamp fused into the exponential scalar.
+                        // Below −87 (far from ρ with a small σ) e^−87 ≈ 1.6e−38 stands
+                        // in for a smaller number.
+                        for (std::size_t i = r.begin(); i < r.end(); ++i) {
+                          const float d = g[i] - rho;
+                          o[i] = std::max(k * d * d, -87.0f);
+                        }
+                        for (std::size_t i = r.begin(); i < r.end(); ++i) {
+                          o[i] = f * (g[i] - rho) * exp_in_float_range(o[i]);
+                        }
+                      });
+  };
+}
+
+Plane fast_llf(const Plane& gray, int rows, int cols, const RemapLevel& remap_level, int n, bool add_to_own_pyramid) {
+  const int levels = pyramid_levels(rows, cols);
+  Scratch scratch;
+  std::vector<LevelF> gauss(levels), out(levels), t(levels);
+  gauss[0].shape(rows, cols);
+  std::transform(gray.begin(), gray.end(), gauss[0].v.begin(), [](double v) { return static_cast<float>(v); });
+  for (int l = 1; l < levels; ++l) down_f(gauss[l - 1], gauss[l], scratch);
+  for (int l = 0; l < levels; ++l) out[l].shape(gauss[l].rows, gauss[l].cols);
+  for (int l = 0; l + 1 < levels; ++l) {
+    if (!add_to_own_pyramid) continue;  // zeros
+    up_rows(gauss[l + 1], gauss[l].rows, gauss[l].cols, scratch, [&](int y, const float* u) {
+      const float* g = gauss[l].row(y);
+      float* o = out[l].row(y);
+      for (int x = 0; x < gauss[l].cols; ++x) o[x] = g[x] - u[x];
+    });
+  }
+  const double step = 1.0 / (n - 1);
+  const float inv_step = static_cast<float>(1.0 / step);
+  t[0].shape(rows, cols);
+  for (int j = 0; j < n; ++j) {
+    const float ref = static_cast<float>(j + 1 == n ? 1.0 : j * step);  // linspace(0, 1, N)
+    remap_level(ref, gauss[0], t[0]);
+    for (int l = 1; l < levels; ++l) down_f(t[l - 1], t[l], scratch);
+    for (int l = 0; l + 1 < levels; ++l) {  // level l of its Laplacian pyramid: t[l] − up(t[l+1])
+      up_rows(t[l + 1], t[l].rows, t[l].cols, scratch, [&](int y, const float* u) {
+        const float *g = gauss[l].row(y), *tr = t[l].row(y);
+        float* o = out[l].row(y);
+        for (int x = 0; x < t[l].cols; ++x) {
+          const float w = std::max(0.0f, 1.0f - std::abs(g[x] - ref) * inv_step);  // 0 beyond one step
+          o[x] += (tr[x] - u[x]) * w;
+        }
+      });
+    }
+  }
+  // Collapse: the coarsest level is g's own; then level l = out[l] + up(level l+1).
+  LevelF r = gauss.back();
+  for (int l = levels - 2; l >= 0; --l) {
+    LevelF next;
+    next.shape(out[l].rows, out[l].cols);
+    up_rows(r, next.rows, next.cols, scratch, [&](int y, const float* u) {
+      const float* o = out[l].row(y);
+      float* d = next.row(y);
+      for (int x = 0; x < next.cols; ++x) d[x] = o[x] + u[x];
+    });
+    r = std::move(next);
+  }
+  return Plane(r.v.begin(), r.v.end());
 }
 
 }  // namespace
 
 Plane local_laplacian_gray(const Plane& gray, int rows, int cols, const LocalLaplacianParams& params) {
   const LocalLaplacianParams p = validated(params);
-  const RemapLevel level = p.remap == LlfRemap::detail ? detail_remap(p, p.samples)
-                                                      : pixelwise([&p](double d) { return remap(d, p); });
-  return fast_llf<FastSteps>(gray, rows, cols, level, p.samples, p.remap == LlfRemap::detail);
+  const RemapLevel level = p.remap == LlfRemap::detail ? detail_remap(p) : pixelwise([&p](double d) { return remap(d, p); });
+  return fast_llf(gray, rows, cols, level, p.samples, p.remap == LlfRemap::detail);
 }
 
 namespace reference {
 
 Plane local_laplacian_gray(const Plane& gray, int rows, int cols, const LocalLaplacianParams& params) {
   const LocalLaplacianParams p = validated(params);
-  return fast_llf<PlainSteps>(gray, rows, cols, pixelwise([&p](double d) { return remap(d, p); }), p.samples,
-                              p.remap == LlfRemap::detail);
+  return plain_llf(gray, rows, cols, [&p](double d) { return remap(d, p); }, p.samples, p.remap == LlfRemap::detail);
 }
 
 }  // namespace reference
@@ -430,7 +500,7 @@ Plane local_laplacian_remap_gray(const Plane& gray, int rows, int cols, const st
   if (rows < 1 || cols < 1 || gray.size() != static_cast<std::size_t>(rows) * cols) {
     throw Error("local_laplacian: the plane does not hold rows x cols values");
   }
-  return fast_llf<FastSteps>(gray, rows, cols, pixelwise(remap_fn), samples, false);
+  return fast_llf(gray, rows, cols, pixelwise(remap_fn), samples, false);
 }
 
 Image local_laplacian(const Image& input, const LocalLaplacianParams& params) {
@@ -442,9 +512,9 @@ Image local_laplacian(const Image& input, const LocalLaplacianParams& params) {
   const Plane f = local_laplacian_gray(gray, rows, cols, params);
   if (p.size() == 1) return from_double_planes({f}, rows, cols);
   std::vector<Plane> out(3, Plane(gray.size()));
-  for (int c = 0; c < 3; ++c) {
-    for (std::size_t i = 0; i < gray.size(); ++i) out[c][i] = f[i] * (p[c][i] / (gray[i] + kEps));
-  }
+  tbb::parallel_for(std::size_t{0}, gray.size(), [&](std::size_t i) {
+    for (int c = 0; c < 3; ++c) out[c][i] = f[i] * (p[c][i] / (gray[i] + kEps));
+  });
   return from_double_planes(out, rows, cols);
 }
 

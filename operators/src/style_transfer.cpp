@@ -135,8 +135,8 @@ Image style_transfer(const Image& input, const Image& style, const StyleTransfer
     const auto [lo, hi] = std::minmax_element(img.begin(), img.end());
     const double low = *lo, range = *hi - *lo;
     // A flat result (a constant input) has no range to stretch: stretching
-    // its rounding noise would invent an image.
-    if (range > 1e-9) {
+    // its rounding noise (the float32 LLF's, ~1e-7) would invent an image.
+    if (range > 1e-5) {
       for (double& v : img) v = (v - low) / range;
     }
     img = match_histogram(img, model, 0.0, 1.0);

@@ -90,6 +90,8 @@ TEST(LocalLaplacian, OneAndTwoThreadsAreBitIdentical) {
 }
 
 TEST(LocalLaplacian, FastPathMatchesThePlainPyramidsAndRemap) {
+  constexpr double kFloatPathMaxAbs = 2e-6;
+  double largest = 0;
   const Image img = read_image(data_path("conformance/inputs/canyon256.png"));
   for (const auto& [rows, cols] : {std::pair{1, 1}, std::pair{2, 3}, std::pair{3, 517}, std::pair{37, 29},
                                   std::pair{64, 48}, std::pair{256, 255}}) {
@@ -103,16 +105,16 @@ TEST(LocalLaplacian, FastPathMatchesThePlainPyramidsAndRemap) {
         const Plane fast = local_laplacian_gray(gray, rows, cols, {.remap = remap, .samples = samples});
         const Plane plain = reference::local_laplacian_gray(gray, rows, cols, {.remap = remap, .samples = samples});
         ASSERT_EQ(fast.size(), plain.size());
-        // The detail remap steps its exponentials from level to level (a few
-        // roundings apart from exp per pixel); the others are bit-identical.
-        const double tolerance = remap == LlfRemap::detail ? 1e-12 : 0.0;
-        for (std::size_t i = 0; i < fast.size(); ++i) {
-          ASSERT_LE(std::abs(fast[i] - plain[i]), tolerance)
-              << rows << "x" << cols << " remap " << static_cast<int>(remap) << " N " << samples << " at " << i;
-        }
+        double worst = 0;
+        for (std::size_t i = 0; i < fast.size(); ++i) worst = std::max(worst, std::abs(fast[i] - plain[i]));
+        // The fast path computes in float32: a few roundings of values near 1,
+        // far inside the 1e-5 gate on F(g).
+        EXPECT_LE(worst, kFloatPathMaxAbs) << rows << "x" << cols << " remap " << static_cast<int>(remap) << " N " << samples;
+        largest = std::max(largest, worst);
       }
     }
   }
+  std::cout << "[ fast vs plain ] largest max-abs difference " << largest << "\n";
 }
 
 TEST(LocalLaplacian, RejectsOutOfRangeParameters) {
