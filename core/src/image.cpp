@@ -41,8 +41,8 @@ std::optional<BadValue> first_value_where(const cv::Mat& img, Bad bad) {
   tbb::parallel_for(tbb::blocked_range<int>(0, img.rows, 64), [&](const tbb::blocked_range<int>& rows) {
     for (int y = rows.begin(); y < rows.end() && y < first_row.load(std::memory_order_relaxed); ++y) {
       const float* row = img.ptr<float>(y);
-      bool found = false;
-      for (int i = 0; i < n; ++i) found |= bad(row[i]);
+      unsigned found = 0;  // not a bool: an integer OR vectorises
+      for (int i = 0; i < n; ++i) found |= bad(row[i]) ? 1u : 0u;
       if (!found) continue;
       int seen = first_row.load();
       while (y < seen && !first_row.compare_exchange_weak(seen, y)) {
@@ -97,66 +97,54 @@ std::string describe_bad_value(const BadValue& bad) {
          "; valid: finite values within ±1e6 (images are nominally in [0, 1])";
 }
 
-namespace {
-
-// The 8-bit code k of x when x == float32(k/255) exactly, else −1.
-int lattice_code(float x) {
-  static const auto codes = [] {
-    std::array<float, 256> t{};
-    for (int k = 0; k < 256; ++k) t[k] = static_cast<float>(k / 255.0);
-    return t;
-  }();
-  if (!(x >= 0.0f && x <= 1.0f)) return -1;
-  const int k = static_cast<int>(x * 255.0f + 0.5f);
-  return codes[k] == x ? k : -1;
-}
-
-}  // namespace
-
 bool is_on_8bit_lattice(const Image& img) {
   const int n = img.cols * img.channels();
   std::atomic<bool> on_lattice{true};
   tbb::parallel_for(tbb::blocked_range<int>(0, img.rows, 64), [&](const tbb::blocked_range<int>& rows) {
     for (int y = rows.begin(); y < rows.end() && on_lattice.load(std::memory_order_relaxed); ++y) {
       const float* row = img.ptr<float>(y);
-      for (int i = 0; i < n; ++i) {
-        if (lattice_code(row[i]) < 0) {
-          on_lattice = false;
-          return;
-        }
+      unsigned off = 0;
+      for (int i = 0; i < n; ++i) off |= static_cast<float>(promote(row[i], true)) != row[i] ? 1u : 0u;
+      if (off) {
+        on_lattice = false;
+        return;
       }
     }
   });
   return on_lattice;
 }
 
-namespace {
-
-const std::array<double, 256>& exact_codes() {
-  static const auto exact = [] {
-    std::array<double, 256> t{};
-    for (int k = 0; k < 256; ++k) t[k] = k / 255.0;
-    return t;
-  }();
-  return exact;
-}
-
-}  // namespace
-
 std::vector<Plane> to_double_planes(const Image& img) {
-  const auto& exact = exact_codes();
-  const bool lattice = is_on_8bit_lattice(img);
   const int c = img.channels();
   std::vector<Plane> planes(c, Plane(static_cast<std::size_t>(img.rows) * img.cols));
+  // One pass that promotes every value as if the image were on the lattice
+  // and notes whether it is; the rare image that is not is promoted again,
+  // value by value.
+  std::atomic<bool> on_lattice{true};
+  tbb::parallel_for(tbb::blocked_range<int>(0, img.rows, 64), [&](const tbb::blocked_range<int>& rows) {
+    unsigned off = 0;
+    for (int y = rows.begin(); y < rows.end(); ++y) {
+      const float* src = img.ptr<float>(y);
+      const std::size_t row = static_cast<std::size_t>(y) * img.cols;
+      for (int k = 0; k < c; ++k) {
+        double* dst = planes[k].data() + row;
+        for (int x = 0; x < img.cols; ++x) {
+          const float v = src[x * c + k];
+          const double exact = promote(v, true);
+          off |= static_cast<float>(exact) != v ? 1u : 0u;
+          dst[x] = exact;
+        }
+      }
+    }
+    if (off) on_lattice.store(false, std::memory_order_relaxed);
+  });
+  if (on_lattice) return planes;
   tbb::parallel_for(tbb::blocked_range<int>(0, img.rows, 64), [&](const tbb::blocked_range<int>& rows) {
     for (int y = rows.begin(); y < rows.end(); ++y) {
       const float* src = img.ptr<float>(y);
       const std::size_t row = static_cast<std::size_t>(y) * img.cols;
-      for (int x = 0; x < img.cols; ++x) {
-        for (int k = 0; k < c; ++k) {
-          const float v = src[x * c + k];
-          planes[k][row + x] = lattice ? exact[lattice_code(v)] : static_cast<double>(v);
-        }
+      for (int k = 0; k < c; ++k) {
+        for (int x = 0; x < img.cols; ++x) planes[k][row + x] = static_cast<double>(src[x * c + k]);
       }
     }
   });
@@ -179,14 +167,13 @@ Image from_double_planes(const std::vector<Plane>& planes, int rows, int cols) {
 }
 
 cv::Mat to_double_exact(const Image& img) {
-  const auto& exact = exact_codes();
   cv::Mat out(img.rows, img.cols, CV_MAKETYPE(CV_64F, img.channels()));
   const bool lattice = is_on_8bit_lattice(img);
   const int n = img.cols * img.channels();
   for (int y = 0; y < img.rows; ++y) {
     const float* src = img.ptr<float>(y);
     double* dst = out.ptr<double>(y);
-    for (int i = 0; i < n; ++i) dst[i] = lattice ? exact[lattice_code(src[i])] : static_cast<double>(src[i]);
+    for (int i = 0; i < n; ++i) dst[i] = promote(src[i], lattice);
   }
   return out;
 }
@@ -194,9 +181,7 @@ cv::Mat to_double_exact(const Image& img) {
 Plane gray_plane(const std::vector<Plane>& rgb) {
   CV_Assert(rgb.size() == 3);
   Plane g(rgb[0].size());
-  for (std::size_t i = 0; i < g.size(); ++i) {
-    g[i] = 0.298936021293775 * rgb[0][i] + 0.587043074451121 * rgb[1][i] + 0.114020904255103 * rgb[2][i];
-  }
+  for (std::size_t i = 0; i < g.size(); ++i) g[i] = gray_of(rgb[0][i], rgb[1][i], rgb[2][i]);
   return g;
 }
 

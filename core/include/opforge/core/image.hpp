@@ -77,6 +77,20 @@ Image from_double_planes(const std::vector<Plane>& planes, int rows, int cols);
 /// True when every value of `img` is float32(k/255) for an integer k in 0..255.
 bool is_on_8bit_lattice(const Image& img);
 
+/// The float64 promotion of one value of an image (to_double_planes' rule):
+/// exactly k/255 when the image is on the 8-bit lattice, else the value
+/// itself. For operators that promote pixel by pixel instead of planes.
+inline double promote(float v, bool on_lattice) {
+  if (!on_lattice) return static_cast<double>(v);
+  const float c = v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f;  // branch-free, so that loops vectorise
+  return static_cast<double>(static_cast<int>(c * 255.0f + 0.5f)) / 255.0;
+}
+
+/// MATLAB/Octave rgb2gray of one pixel (float64): the weights of gray_plane.
+inline double gray_of(double r, double g, double b) {
+  return 0.298936021293775 * r + 0.587043074451121 * g + 0.114020904255103 * b;
+}
+
 /// MATLAB/Octave rgb2gray of float64 RGB planes:
 /// 0.298936021293775·R + 0.587043074451121·G + 0.114020904255103·B.
 Plane gray_plane(const std::vector<Plane>& rgb);

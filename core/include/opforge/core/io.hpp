@@ -96,7 +96,7 @@ cv::Mat decode_npy(std::span<const std::uint8_t> bytes, const std::string& name,
 struct ImageWriteOptions {
   int png_depth = 8;       ///< 8 or 16 bits per channel
   int jpeg_quality = 95;   ///< 1..100, used for .jpg/.jpeg
-  int png_compression = 3; ///< zlib level 0..9
+  int png_compression = 1; ///< deflate level 0..12 (libdeflate's; 1 is fastest)
 };
 
 /// Writes `img` (CV_32FC1/CV_32FC3, RGB) by extension:
@@ -113,7 +113,7 @@ void write_image(const std::filesystem::path& path, const Image& img,
 void require_writable_extension(const std::filesystem::path& path);
 
 /// Encoders to an in-memory buffer (same conventions as write_image).
-std::vector<std::uint8_t> encode_png(const Image& img, int depth, int compression = 3);
+std::vector<std::uint8_t> encode_png(const Image& img, int depth, int compression = 1);
 std::vector<std::uint8_t> encode_npy(const cv::Mat& m);
 
 /// Baseline JPEG through libjpeg-turbo: jpeg_set_defaults, then
