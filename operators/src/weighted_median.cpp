@@ -4,11 +4,15 @@
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <tbb/parallel_invoke.h>
 #include <tbb/parallel_sort.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <opencv2/core.hpp>
 
 #include "entries.hpp"
@@ -52,20 +56,65 @@ int count_groups(const std::vector<double>& distinct, double e) {
   return groups;
 }
 
+// The 8-bit codes of a plane whose every value is exactly k/255 in double
+// (every 8-bit source), or nothing: such a plane is sorted by counting.
+std::optional<std::vector<std::uint8_t>> exact_codes(const Plane& v) {
+  static const auto value_of = [] {
+    std::array<double, 256> t{};
+    for (int k = 0; k < 256; ++k) t[k] = static_cast<double>(k) / 255.0;
+    return t;
+  }();
+  std::vector<std::uint8_t> codes(v.size());
+  std::atomic<bool> exact{true};
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, v.size(), 1 << 16), [&](const tbb::blocked_range<std::size_t>& r) {
+    unsigned off = 0;
+    for (std::size_t i = r.begin(); i < r.end(); ++i) {
+      const double c = v[i] > 0.0 ? (v[i] < 1.0 ? v[i] : 1.0) : 0.0;  // NaN → 0
+      const int k = static_cast<int>(c * 255.0 + 0.5);
+      codes[i] = static_cast<std::uint8_t>(k);
+      off |= value_of[k] != v[i] ? 1u : 0u;
+    }
+    if (off) exact.store(false, std::memory_order_relaxed);
+  });
+  if (!exact) return std::nullopt;
+  return codes;
+}
+
 Quantised quantise(const Plane& v, int levels) {
-  std::vector<double> sorted(v);
-  tbb::parallel_sort(sorted.begin(), sorted.end());
-  // Distinct values and how many pixels hold each (8-bit images have ≤ 256).
+  // The distinct values in ascending order and where each starts in the
+  // sorted sequence of all values (8-bit images have ≤ 256).
   std::vector<double> distinct;
-  std::vector<std::size_t> first_index;  // position of each distinct value in `sorted`
-  for (std::size_t i = 0; i < sorted.size(); ++i) {
-    if (i == 0 || sorted[i] != sorted[i - 1]) {
-      distinct.push_back(sorted[i]);
-      first_index.push_back(i);
+  std::vector<std::size_t> first_index;
+  const std::optional<std::vector<std::uint8_t>> codes = exact_codes(v);
+  std::vector<int> distinct_of_code(256, -1);
+  if (codes) {
+    std::vector<std::size_t> count(256, 0);
+    for (std::uint8_t k : *codes) ++count[k];
+    std::size_t at = 0;
+    for (int k = 0; k < 256; ++k) {
+      if (count[k] == 0) continue;
+      distinct_of_code[k] = static_cast<int>(distinct.size());
+      distinct.push_back(static_cast<double>(k) / 255.0);
+      first_index.push_back(at);
+      at += count[k];
+    }
+  } else {
+    std::vector<double> sorted(v);
+    tbb::parallel_sort(sorted.begin(), sorted.end());
+    for (std::size_t i = 0; i < sorted.size(); ++i) {
+      if (i == 0 || sorted[i] != sorted[i - 1]) {
+        distinct.push_back(sorted[i]);
+        first_index.push_back(i);
+      }
     }
   }
-  first_index.push_back(sorted.size());
-  const double range = sorted.back() - sorted.front();
+  first_index.push_back(v.size());
+  // The value at position p of the sorted sequence.
+  const auto sorted_at = [&](std::size_t p) {
+    return distinct[static_cast<std::size_t>(std::upper_bound(first_index.begin(), first_index.end(), p) -
+                                             first_index.begin()) - 1];
+  };
+  const double range = distinct.back() - distinct.front();
   double lo = 0, hi = 2.0 * range / levels;
   while (hi - lo >= 1e-5) {
     const double mid = 0.5 * (lo + hi);
@@ -74,21 +123,28 @@ Quantised quantise(const Plane& v, int levels) {
   const double e = count_groups(distinct, lo) <= levels ? lo : hi;
   // Greedy groups over the sorted values; representative = lower median.
   std::vector<double> starts, reps;
+  std::vector<int> group_of_distinct(distinct.size());
   std::size_t begin = 0;  // in `distinct`
   for (std::size_t d = 1; d <= distinct.size(); ++d) {
     if (d == distinct.size() || distinct[d] > distinct[begin] + e) {
-      const std::size_t a = first_index[begin], b = first_index[d];  // the group's pixels in `sorted`
+      const std::size_t a = first_index[begin], b = first_index[d];  // the group's pixels in sorted order
+      for (std::size_t i = begin; i < d; ++i) group_of_distinct[i] = static_cast<int>(reps.size());
       starts.push_back(distinct[begin]);
-      reps.push_back(sorted[a + (b - 1 - a) / 2]);
+      reps.push_back(sorted_at(a + (b - 1 - a) / 2));
       begin = d;
     }
   }
   Quantised q;
   q.value = reps;
   q.index.resize(v.size());
+  std::vector<int> group_of_code(256, 0);
+  for (int k = 0; k < 256; ++k) {
+    if (distinct_of_code[k] >= 0) group_of_code[k] = group_of_distinct[static_cast<std::size_t>(distinct_of_code[k])];
+  }
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, v.size(), 4096), [&](const tbb::blocked_range<std::size_t>& range) {
     for (std::size_t i = range.begin(); i < range.end(); ++i) {
-      q.index[i] = static_cast<int>(std::upper_bound(starts.begin(), starts.end(), v[i]) - starts.begin()) - 1;
+      q.index[i] = codes ? group_of_code[(*codes)[i]]
+                         : static_cast<int>(std::upper_bound(starts.begin(), starts.end(), v[i]) - starts.begin()) - 1;
     }
   });
   return q;
@@ -106,7 +162,7 @@ int to_u8(double v) { return static_cast<int>(std::clamp(std::round(v), 0.0, 255
 FeatureMap feature_map(const std::vector<Plane>& image, const WeightedMedianParams& p) {
   const std::size_t n = image[0].size();
   const int channels = static_cast<int>(image.size());
-  std::vector<std::vector<int>> f(channels, std::vector<int>(n));
+  std::vector<std::vector<std::uint8_t>> f(channels, std::vector<std::uint8_t>(n));
   double sigma = p.sigma;
   if (p.guide == WmfGuide::self_double) {
     double lo = image[0][0], hi = image[0][0];
@@ -119,12 +175,12 @@ FeatureMap feature_map(const std::vector<Plane>& image, const WeightedMedianPara
     if (range > 0) sigma = sigma * 255.0 / range;
     for (int c = 0; c < channels; ++c) {
       tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) {
-        f[c][i] = range > 0 ? to_u8((image[c][i] - lo) * 255.0 / range) : 0;
+        f[c][i] = static_cast<std::uint8_t>(range > 0 ? to_u8((image[c][i] - lo) * 255.0 / range) : 0);
       });
     }
   } else {
     for (int c = 0; c < channels; ++c) {
-      tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) { f[c][i] = to_u8(image[c][i] * 255.0); });
+      tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) { f[c][i] = static_cast<std::uint8_t>(to_u8(image[c][i] * 255.0)); });
     }
   }
   FeatureMap m;
@@ -145,10 +201,10 @@ FeatureMap feature_map(const std::vector<Plane>& image, const WeightedMedianPara
   constexpr int kCodes = 1 << 18;
   std::vector<int> index_of(kCodes, -1);
   std::vector<int> code(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    code[i] = ((f[0][i] >> 2) << 12) | ((f[1][i] >> 2) << 6) | (f[2][i] >> 2);
-    index_of[code[i]] = 0;
-  }
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n, 1 << 14), [&](const tbb::blocked_range<std::size_t>& r) {
+    for (std::size_t i = r.begin(); i < r.end(); ++i) code[i] = ((f[0][i] >> 2) << 12) | ((f[1][i] >> 2) << 6) | (f[2][i] >> 2);
+  });
+  for (std::size_t i = 0; i < n; ++i) index_of[code[i]] = 0;
   int distinct = 0;
   for (int c = 0; c < kCodes; ++c) {
     if (index_of[c] == 0) index_of[c] = ++distinct;  // 1-based while marking
@@ -173,7 +229,9 @@ FeatureMap feature_map(const std::vector<Plane>& image, const WeightedMedianPara
                cv::KMEANS_PP_CENTERS, centres);
   }
   m.count = k;
-  for (std::size_t i = 0; i < n; ++i) m.label[i] = labels.at<int>(index_of[code[i]]);
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n, 1 << 14), [&](const tbb::blocked_range<std::size_t>& r) {
+    for (std::size_t i = r.begin(); i < r.end(); ++i) m.label[i] = labels.at<int>(index_of[code[i]]);
+  });
   m.weight.resize(static_cast<std::size_t>(k) * k);
   const float s = static_cast<float>(sigma / 4.0);
   for (int a = 0; a < k; ++a) {
@@ -189,34 +247,158 @@ FeatureMap feature_map(const std::vector<Plane>& image, const WeightedMedianPara
   return m;
 }
 
+// The weighted median of the window around (y, x), evaluated directly:
+// `hist` (one entry per level, all zero on entry and on return) collects
+// each level's weight in the window's row-major order.
+double direct_median_at(const Quantised& q, const FeatureMap& features, int rows, int cols, int r, int y, int x,
+                        std::vector<double>& hist) {
+  const int groups = static_cast<int>(q.value.size());
+  const float* w = features.weight.data() +
+                   static_cast<std::size_t>(features.label[static_cast<std::size_t>(y) * cols + x]) * features.count;
+  double total = 0;
+  for (int yy = std::max(0, y - r); yy <= std::min(rows - 1, y + r); ++yy) {
+    for (int xx = std::max(0, x - r); xx <= std::min(cols - 1, x + r); ++xx) {
+      const std::size_t i = static_cast<std::size_t>(yy) * cols + xx;
+      const double wq = w[features.label[i]];
+      hist[q.index[i]] += wq;
+      total += wq;
+    }
+  }
+  // Lower weighted median: the first level whose cumulative weight reaches
+  // the weight above it.
+  double below = 0;
+  int g = 0;
+  for (; g < groups; ++g) {
+    below += hist[g];
+    if (below >= total - below) break;
+  }
+  for (int yy = std::max(0, y - r); yy <= std::min(rows - 1, y + r); ++yy) {
+    for (int xx = std::max(0, x - r); xx <= std::min(cols - 1, x + r); ++xx) {
+      hist[q.index[static_cast<std::size_t>(yy) * cols + xx]] = 0;
+    }
+  }
+  return q.value[std::min(g, groups - 1)];
+}
+
 // One channel by direct evaluation of every window: the plain reference.
 Plane median_direct(const Quantised& q, const FeatureMap& features, int rows, int cols, int r) {
-  const int groups = static_cast<int>(q.value.size());
   Plane out(q.index.size());
   tbb::parallel_for(0, rows, [&](int y) {
-    std::vector<double> hist(groups);
+    std::vector<double> hist(q.value.size(), 0.0);
     for (int x = 0; x < cols; ++x) {
-      std::fill(hist.begin(), hist.end(), 0.0);
-      const float* w = features.weight.data() +
-                       static_cast<std::size_t>(features.label[static_cast<std::size_t>(y) * cols + x]) * features.count;
-      double total = 0;
-      for (int yy = std::max(0, y - r); yy <= std::min(rows - 1, y + r); ++yy) {
-        for (int xx = std::max(0, x - r); xx <= std::min(cols - 1, x + r); ++xx) {
-          const std::size_t i = static_cast<std::size_t>(yy) * cols + xx;
-          const double wq = w[features.label[i]];
-          hist[q.index[i]] += wq;
-          total += wq;
+      out[static_cast<std::size_t>(y) * cols + x] = direct_median_at(q, features, rows, cols, r, y, x, hist);
+    }
+  });
+  return out;
+}
+
+// Each label's smallest and largest weight to any label.
+struct WeightBounds {
+  std::vector<double> low, high;
+};
+
+WeightBounds weight_bounds(const FeatureMap& features) {
+  WeightBounds b{std::vector<double>(features.count), std::vector<double>(features.count)};
+  for (int l = 0; l < features.count; ++l) {
+    const float* w = features.weight.data() + static_cast<std::size_t>(l) * features.count;
+    const auto [lo, hi] = std::minmax_element(w, w + features.count);
+    b.low[l] = *lo;
+    b.high[l] = *hi;
+  }
+  return b;
+}
+
+// True when the weights are so nearly uniform that counts decide the
+// weighted median of every window of an odd number of pixels: a window's
+// count balance is then an odd integer, and no spread of the weights can
+// outweigh it. (Fan et al.'s literal call has σ ≈ 6500 and weights within
+// 0.3 % of each other.)
+bool counts_decide(const WeightBounds& b, int r) {
+  const double window = static_cast<double>(2 * r + 1) * (2 * r + 1);
+  for (std::size_t l = 0; l < b.low.size(); ++l) {
+    if ((b.high[l] - b.low[l]) * window > b.low[l]) return false;
+  }
+  return true;
+}
+
+// One channel for nearly uniform weights: each row slides a histogram of
+// levels and tracks the unweighted lower median; each pixel's own weight
+// bounds then prove it is the weighted median too (the weighted balance at
+// the median is ≥ 0 and one level below it < 0, whatever the weights of the
+// window), or, where they cannot (an even window split exactly in two), the
+// window is evaluated directly. Every result therefore equals the direct
+// evaluation's, bit for bit.
+Plane median_counting(const Quantised& q, const FeatureMap& features, const WeightBounds& bounds, int rows, int cols,
+                      int r) {
+  const int groups = static_cast<int>(q.value.size());
+  Plane out(q.index.size());
+  // Levels column-major, so that a window column is contiguous.
+  std::vector<std::uint16_t> by_column(q.index.size());
+  tbb::parallel_for(0, cols, [&](int x) {
+    std::uint16_t* column = by_column.data() + static_cast<std::size_t>(x) * rows;
+    for (int y = 0; y < rows; ++y) column[y] = static_cast<std::uint16_t>(q.index[static_cast<std::size_t>(y) * cols + x]);
+  });
+  // A task slides the windows of a band of rows side by side, so that each
+  // column's levels come from memory once for the whole band.
+  constexpr int kBand = 8;
+  const int bands = (rows + kBand - 1) / kBand;
+  tbb::parallel_for(0, bands, [&](int band) {
+    struct Window {
+      int y0 = 0, height = 0;
+      int median = 0, below = 0, n = 0;  // below: pixels at or below the median level
+      // Two counts per level, for even and odd window rows: a run of one
+      // level down a column (smooth regions) updates two counters in turn
+      // instead of waiting on one.
+      std::vector<int> counts;
+      int hist(int g) const { return counts[2 * g] + counts[2 * g + 1]; }
+      void add_column(const std::uint16_t* column, int sign) {
+        int at_or_below = 0;
+        int* c = counts.data();
+        const int m = median, h = height;  // locals: the stores to c cannot change them
+        for (int k = 0; k < h; ++k) {
+          c[2 * column[k] + (k & 1)] += sign;
+          at_or_below += column[k] <= m ? 1 : 0;
+        }
+        below += sign * at_or_below;
+        n += sign * height;
+      }
+    };
+    const int first = band * kBand, last = std::min(rows, first + kBand);
+    std::vector<Window> windows(last - first);
+    for (int y = first; y < last; ++y) {
+      Window& w = windows[y - first];
+      w.y0 = std::max(0, y - r);
+      w.height = std::min(rows - 1, y + r) - w.y0 + 1;
+      w.counts.assign(2 * static_cast<std::size_t>(groups), 0);
+    }
+    const auto column = [&](int x, const Window& w) { return by_column.data() + static_cast<std::size_t>(x) * rows + w.y0; };
+    std::vector<double> weighted(groups, 0.0);  // direct_median_at's scratch
+    for (int x = 0; x < cols; ++x) {
+      for (int y = first; y < last; ++y) {
+        Window& w = windows[y - first];
+        if (x == 0) {
+          for (int xx = 0; xx <= std::min(cols - 1, r); ++xx) w.add_column(column(xx, w), +1);
+        } else {
+          if (x - r - 1 >= 0) w.add_column(column(x - r - 1, w), -1);
+          if (x + r < cols) w.add_column(column(x + r, w), +1);
+        }
+        // The unweighted lower median: the lowest level m with 2·C(m) ≥ n.
+        while (2 * w.below < w.n) w.below += w.hist(++w.median);
+        while (w.median > 0 && 2 * (w.below - w.hist(w.median)) >= w.n) w.below -= w.hist(w.median--);
+        const std::size_t p = static_cast<std::size_t>(y) * cols + x;
+        const int label = features.label[p];
+        const double lo = bounds.low[label], hi = bounds.high[label];
+        // The weighted balance at m is at least lo·C(m) − hi·(n − C(m)); one
+        // level below, at most hi·C(m−1) − lo·(n − C(m−1)). The margin keeps
+        // clear of the direct evaluation's rounding.
+        const int below = w.below, below_prev = w.below - w.hist(w.median), n = w.n;
+        const double margin = 1e-9 * hi * n;
+        if (lo * below - hi * (n - below) > margin && hi * below_prev - lo * (n - below_prev) < -margin) {
+          out[p] = q.value[w.median];
+        } else {
+          out[p] = direct_median_at(q, features, rows, cols, r, y, x, weighted);
         }
       }
-      // Lower weighted median: the first level whose cumulative weight
-      // reaches the weight above it.
-      double below = 0;
-      int g = 0;
-      for (; g < groups; ++g) {
-        below += hist[g];
-        if (below >= total - below) break;
-      }
-      out[static_cast<std::size_t>(y) * cols + x] = q.value[std::min(g, groups - 1)];
     }
   });
   return out;
@@ -334,25 +516,43 @@ Image weighted_median_with(const Image& input, const WeightedMedianParams& param
   validate_params("weighted_median", wmf_specs(), v);
   const int rows = input.rows, cols = input.cols, r = static_cast<int>(params.radius + 0.5);
   std::vector<Plane> image = to_double_planes(input);
-  const FeatureMap features = feature_map(image, params);
-  for (int it = 0; it < params.iterations; ++it) {
-    std::vector<Quantised> levels(image.size());
+  std::vector<Quantised> levels(image.size());
+  const auto quantise_all = [&] {
     tbb::parallel_for(std::size_t{0}, image.size(), [&](std::size_t c) { levels[c] = quantise(image[c], params.levels_input); });
+  };
+  // The feature map (OpenCV's k-means runs on one thread) and the first
+  // quantisation are independent.
+  FeatureMap features;
+  tbb::parallel_invoke([&] { features = feature_map(image, params); }, quantise_all);
+  for (int it = 0; it < params.iterations; ++it) {
+    if (it > 0) quantise_all();
     for (std::size_t c = 0; c < image.size(); ++c) image[c] = median(levels[c], features, rows, cols, r);
   }
   return from_double_planes(image, rows, cols);
 }
 
+// The filter's choice: counts with a proof per pixel where the weights are
+// nearly uniform, the joint histogram otherwise.
+Plane median_fastest(const Quantised& q, const FeatureMap& features, int rows, int cols, int r) {
+  const WeightBounds bounds = weight_bounds(features);
+  return counts_decide(bounds, r) ? median_counting(q, features, bounds, rows, cols, r)
+                                  : median_tracking(q, features, rows, cols, r);
+}
+
 }  // namespace
 
 Image weighted_median(const Image& input, const WeightedMedianParams& params) {
-  return weighted_median_with(input, params, median_tracking);
+  return weighted_median_with(input, params, median_fastest);
 }
 
 namespace reference {
 
 Image weighted_median(const Image& input, const WeightedMedianParams& params) {
   return weighted_median_with(input, params, median_direct);
+}
+
+Image weighted_median_joint_histogram(const Image& input, const WeightedMedianParams& params) {
+  return weighted_median_with(input, params, median_tracking);
 }
 
 }  // namespace reference

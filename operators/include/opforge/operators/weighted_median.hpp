@@ -14,12 +14,19 @@
 //   255/range (σ = 25.5 becomes ≈ 6500: nearly an unweighted median). Kept.
 // guide = self_u8: the 8-bit image as guide, σ as given.
 //
-// The filter slides a joint (feature label × level) histogram along each row
-// and tracks the median level from pixel to pixel (the paper's joint
-// histogram and median tracking): O(r) window updates plus a sum over the
-// labels present, per pixel. reference::weighted_median evaluates every
-// window directly (O(r²) a pixel); the two differ only where the weighted
-// sums tie exactly and their summation order decides.
+// Two exact methods, chosen per image:
+//  - nearly uniform weights (the literal call; any σ whose weights differ by
+//    less than 1/(2r+1)² of each other): each row slides a histogram of
+//    levels and tracks the unweighted median; per pixel, the bounds of its
+//    weights prove that this is the weighted median too, and the few windows
+//    where they cannot (even windows split exactly in two) are evaluated
+//    directly. The result equals the direct evaluation bit for bit.
+//  - otherwise, the paper's joint (feature label × level) histogram slid
+//    along each row, tracking the median level from pixel to pixel: O(r)
+//    window updates plus a sum over the labels present, per pixel. It
+//    differs from the direct evaluation only where weighted sums tie exactly
+//    and their summation order decides.
+// reference::weighted_median evaluates every window directly (O(r²) a pixel).
 
 #include "opforge/core/image.hpp"
 
@@ -41,6 +48,9 @@ Image weighted_median(const Image& input, const WeightedMedianParams& params = {
 namespace reference {
 /// Every window evaluated directly: the plain version the fast one is tested against.
 Image weighted_median(const Image& input, const WeightedMedianParams& params = {});
+/// The joint-histogram method for every image, whatever the weights (the
+/// filter uses it only where the weights are not nearly uniform).
+Image weighted_median_joint_histogram(const Image& input, const WeightedMedianParams& params = {});
 }  // namespace reference
 
 }  // namespace opforge
