@@ -21,14 +21,27 @@ namespace opforge {
 // CHOLMOD's and GridCholesky's dense kernels go to the system BLAS. opforge
 // installs Debian's OpenBLAS (pthread flavour: the serial flavour is not safe
 // to call from two threads at once) and keeps it to one thread per call.
+// OpenBLAS also starts a pool of worker threads when it is loaded, and they
+// spin for ~10^8 cycles waiting for work that never comes: in a short
+// `opforge apply` that took a core from the operator (1 MP local_laplacian
+// 167 -> 125 ms on 2 cores). One thread per call needs no pool, so it is shut
+// down (OpenBLAS starts it again by itself if a caller asks for more threads).
 void single_threaded_blas() {
   static const bool done = [] {
     using SetThreads = void (*)(int);
+    using Shutdown = int (*)();
     if (auto* set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(1);
+    if (auto* stop = reinterpret_cast<Shutdown>(dlsym(RTLD_DEFAULT, "blas_thread_shutdown_"))) stop();
     return true;
   }();
   (void)done;
 }
+
+namespace {
+// At program start, not at the first solve: the pool spins from the moment
+// the library is loaded.
+const bool blas_single_threaded_at_start = (single_threaded_blas(), true);
+}  // namespace
 
 double grid_diagonal(const GridWeights& w, std::span<const double> data, int y, int x) {
   const std::size_t p = static_cast<std::size_t>(y) * w.cols + x;

@@ -300,33 +300,43 @@ struct Scratch {
   std::vector<AxisTaps> border;  // per-column taps near the borders
 };
 
-// out = down(in): horizontal taps at even columns, then vertical.
-void down_f(const LevelF& in, LevelF& out, Scratch& s) {
-  const int rows = in.rows, cols = in.cols, oc = (cols + 1) / 2;
+// out = down(in) for an in of rows × cols whose row y is row_at(y, buffer)
+// (a pointer to it, or to `buffer`, cols floats, filled with it):
+// horizontal taps at even columns, then vertical.
+template <class RowAt>
+void down_f(int rows, int cols, RowAt&& row_at, LevelF& out, Scratch& s) {
+  const int oc = (cols + 1) / 2;
   s.h.shape(rows, oc);
   s.norm.resize(oc);
   for (int x = 0; x < oc; ++x) s.norm[x] = static_cast<float>(1.0 / inside_weight(2 * x, cols));
   const int lo = std::min(1, oc), hi = std::max(lo, (cols - 1) / 2);  // x in [lo, hi): all five taps inside
-  tbb::parallel_for(0, rows, [&](int y) {
-    const float* r = in.row(y);
-    float* h = s.h.row(y);
-    const auto edge = [&](int x) {
-      float sum = 0;
-      for (int t = -2; t <= 2; ++t) {
-        const int q = 2 * x + t;
-        if (q >= 0 && q < cols) sum += static_cast<float>(kTaps[t + 2]) * r[q];
+  tbb::parallel_for(tbb::blocked_range<int>(0, rows), [&](const tbb::blocked_range<int>& range) {
+    std::vector<float> buffer(cols);
+    for (int y = range.begin(); y < range.end(); ++y) {
+      const float* r = row_at(y, buffer.data());
+      float* h = s.h.row(y);
+      const auto edge = [&](int x) {
+        float sum = 0;
+        for (int t = -2; t <= 2; ++t) {
+          const int q = 2 * x + t;
+          if (q >= 0 && q < cols) sum += static_cast<float>(kTaps[t + 2]) * r[q];
+        }
+        h[x] = sum * s.norm[x];
+      };
+      for (int x = 0; x < lo; ++x) edge(x);
+      for (int x = lo; x < hi; ++x) {
+        const float* c = r + 2 * x;
+        h[x] = kT0 * c[-2] + kT1 * c[-1] + kT2 * c[0] + kT1 * c[1] + kT0 * c[2];
       }
-      h[x] = sum * s.norm[x];
-    };
-    for (int x = 0; x < lo; ++x) edge(x);
-    for (int x = lo; x < hi; ++x) {
-      const float* c = r + 2 * x;
-      h[x] = kT0 * c[-2] + kT1 * c[-1] + kT2 * c[0] + kT1 * c[1] + kT0 * c[2];
+      for (int x = hi; x < oc; ++x) edge(x);
     }
-    for (int x = hi; x < oc; ++x) edge(x);
   });
   out.shape((rows + 1) / 2, oc);
   tbb::parallel_for(0, out.rows, [&](int y) { weighted_rows(down_taps(y, rows), s.h, oc, out.row(y)); });
+}
+
+void down_f(const LevelF& in, LevelF& out, Scratch& s) {
+  down_f(in.rows, in.cols, [&in](int y, float*) { return in.row(y); }, out, s);
 }
 
 // The horizontal half of up(in → cols): s.h holds in.rows rows of `cols`.
@@ -358,16 +368,16 @@ void up_horizontal(const LevelF& in, int cols, Scratch& s) {
   });
 }
 
-// Calls fn(y, u) for every row y of up(in → rows × cols), u its values; rows
-// in parallel.
+// Calls fn(y, u, spare) for every row y of up(in → rows × cols), u its
+// values, spare a scratch row of cols floats; rows in parallel.
 template <class Fn>
 void up_rows(const LevelF& in, int rows, int cols, Scratch& s, Fn&& fn) {
   up_horizontal(in, cols, s);
   tbb::parallel_for(tbb::blocked_range<int>(0, rows), [&](const tbb::blocked_range<int>& range) {
-    std::vector<float> u(cols);
+    std::vector<float> u(cols), spare(cols);
     for (int y = range.begin(); y < range.end(); ++y) {
       weighted_rows(up_taps(y, rows), s.h, cols, u.data());
-      fn(y, u.data());
+      fn(y, u.data(), spare.data());
     }
   });
 }
@@ -390,53 +400,51 @@ float exp_in_float_range(float x) {
   return p * std::bit_cast<float>(static_cast<std::uint32_t>(k + 127) << 23);
 }
 
-// Fills `out` with r(g − ρ) for one reference level ρ.
-using RemapLevel = std::function<void(float ref, const LevelF& gray, LevelF& out)>;
+// Fills out[0..n) with r(g − ρ) for one row g of the grey image and one
+// reference level ρ. Level 0 of a remapped image is only ever needed a row
+// at a time (for its down step and its Laplacian coefficients), so it is
+// remapped row by row, twice, instead of stored: a full-size image fewer to
+// write and read back per reference level.
+using RemapRow = std::function<void(float ref, const float* gray, float* out, int n)>;
 
-RemapLevel pixelwise(const std::function<double(double)>& remap_fn) {
-  return [remap_fn](float ref, const LevelF& gray, LevelF& out) {
-    tbb::parallel_for(std::size_t{0}, gray.v.size(), [&](std::size_t i) {
-      out.v[i] = static_cast<float>(remap_fn(static_cast<double>(gray.v[i]) - static_cast<double>(ref)));
-    });
+RemapRow pixelwise(const std::function<double(double)>& remap_fn) {
+  return [remap_fn](float ref, const float* gray, float* out, int n) {
+    for (int i = 0; i < n; ++i) out[i] = static_cast<float>(remap_fn(static_cast<double>(gray[i]) - static_cast<double>(ref)));
   };
 }
 
 // The detail remap fact·d·exp(−d²/2σ²), d = g − ρ, vectorised.
-RemapLevel detail_remap(const LocalLaplacianParams& p) {
+RemapRow detail_remap(const LocalLaplacianParams& p) {
   const float fact = static_cast<float>(p.fact), c = static_cast<float>(-0.5 / (p.sigma * p.sigma));
-  return [fact, c](float ref, const LevelF& gray, LevelF& out) {
-    tbb::parallel_for(tbb::blocked_range<std::size_t>(0, gray.v.size(), 4096),
-                      [&gray, &out, fact, c, ref](const tbb::blocked_range<std::size_t>& r) {
-                        // Locals, not captures: a store through `o` could alias a
-                        // captured reference and would keep the loops scalar.
-                        const float f = fact, k = c, rho = ref;
-                        const float* g = gray.v.data();
-                        float* o = out.v.data();
-                        // Two loops: GCC keeps a clamp fused into the exponential scalar.
-                        // Below −87 (far from ρ with a small σ) e^−87 ≈ 1.6e−38 stands
-                        // in for a smaller number.
-                        for (std::size_t i = r.begin(); i < r.end(); ++i) {
-                          const float d = g[i] - rho;
-                          o[i] = std::max(k * d * d, -87.0f);
-                        }
-                        for (std::size_t i = r.begin(); i < r.end(); ++i) {
-                          o[i] = f * (g[i] - rho) * exp_in_float_range(o[i]);
-                        }
-                      });
+  return [fact, c](float ref, const float* g, float* o, int n) {
+    // Locals, not captures: a store through `o` could alias a captured
+    // value and would keep the loops scalar.
+    const float f = fact, k = c, rho = ref;
+    // Two loops: GCC keeps a clamp fused into the exponential scalar. Below
+    // −87 (far from ρ with a small σ) e^−87 ≈ 1.6e−38 stands in for a
+    // smaller number.
+    for (int i = 0; i < n; ++i) {
+      const float d = g[i] - rho;
+      o[i] = std::max(k * d * d, -87.0f);
+    }
+    for (int i = 0; i < n; ++i) o[i] = f * (g[i] - rho) * exp_in_float_range(o[i]);
   };
 }
 
-Plane fast_llf(const Plane& gray, int rows, int cols, const RemapLevel& remap_level, int n, bool add_to_own_pyramid) {
-  const int levels = pyramid_levels(rows, cols);
+// Receives the rows of the result (rows in parallel, each once).
+using EmitRow = std::function<void(int y, const float* row)>;
+
+void fast_llf(LevelF gray, const RemapRow& remap_row, int n, bool add_to_own_pyramid, const EmitRow& emit) {
+  const int rows = gray.rows, cols = gray.cols;
+  const int levels = pyramid_levels(rows, cols);  // ≥ 2
   Scratch scratch;
-  std::vector<LevelF> gauss(levels), out(levels), t(levels);
-  gauss[0].shape(rows, cols);
-  std::transform(gray.begin(), gray.end(), gauss[0].v.begin(), [](double v) { return static_cast<float>(v); });
+  std::vector<LevelF> gauss(levels), out(levels), t(levels);  // t[0] stays empty
+  gauss[0] = std::move(gray);
   for (int l = 1; l < levels; ++l) down_f(gauss[l - 1], gauss[l], scratch);
   for (int l = 0; l < levels; ++l) out[l].shape(gauss[l].rows, gauss[l].cols);
   for (int l = 0; l + 1 < levels; ++l) {
     if (!add_to_own_pyramid) continue;  // zeros
-    up_rows(gauss[l + 1], gauss[l].rows, gauss[l].cols, scratch, [&](int y, const float* u) {
+    up_rows(gauss[l + 1], gauss[l].rows, gauss[l].cols, scratch, [&](int y, const float* u, float*) {
       const float* g = gauss[l].row(y);
       float* o = out[l].row(y);
       for (int x = 0; x < gauss[l].cols; ++x) o[x] = g[x] - u[x];
@@ -444,43 +452,66 @@ Plane fast_llf(const Plane& gray, int rows, int cols, const RemapLevel& remap_le
   }
   const double step = 1.0 / (n - 1);
   const float inv_step = static_cast<float>(1.0 / step);
-  t[0].shape(rows, cols);
   for (int j = 0; j < n; ++j) {
     const float ref = static_cast<float>(j + 1 == n ? 1.0 : j * step);  // linspace(0, 1, N)
-    remap_level(ref, gauss[0], t[0]);
-    for (int l = 1; l < levels; ++l) down_f(t[l - 1], t[l], scratch);
-    for (int l = 0; l + 1 < levels; ++l) {  // level l of its Laplacian pyramid: t[l] − up(t[l+1])
-      up_rows(t[l + 1], t[l].rows, t[l].cols, scratch, [&](int y, const float* u) {
-        const float *g = gauss[l].row(y), *tr = t[l].row(y);
-        float* o = out[l].row(y);
-        for (int x = 0; x < t[l].cols; ++x) {
-          const float w = std::max(0.0f, 1.0f - std::abs(g[x] - ref) * inv_step);  // 0 beyond one step
-          o[x] += (tr[x] - u[x]) * w;
-        }
-      });
+    const auto remapped_row = [&](int y, float* buffer) {
+      remap_row(ref, gauss[0].row(y), buffer, cols);
+      return static_cast<const float*>(buffer);
+    };
+    down_f(rows, cols, remapped_row, t[1], scratch);
+    for (int l = 2; l < levels; ++l) down_f(t[l - 1], t[l], scratch);
+    // Level l of its Laplacian pyramid, t[l] − up(t[l+1]), blended in.
+    const auto blend = [&](int l, int y, const float* tr, const float* u) {
+      const float* g = gauss[l].row(y);
+      float* o = out[l].row(y);
+      for (int x = 0; x < gauss[l].cols; ++x) {
+        const float w = std::max(0.0f, 1.0f - std::abs(g[x] - ref) * inv_step);  // 0 beyond one step
+        o[x] += (tr[x] - u[x]) * w;
+      }
+    };
+    up_rows(t[1], rows, cols, scratch, [&](int y, const float* u, float* spare) { blend(0, y, remapped_row(y, spare), u); });
+    for (int l = 1; l + 1 < levels; ++l) {
+      up_rows(t[l + 1], t[l].rows, t[l].cols, scratch, [&](int y, const float* u, float*) { blend(l, y, t[l].row(y), u); });
     }
   }
-  // Collapse: the coarsest level is g's own; then level l = out[l] + up(level l+1).
-  LevelF r = gauss.back();
-  for (int l = levels - 2; l >= 0; --l) {
-    LevelF next;
-    next.shape(out[l].rows, out[l].cols);
-    up_rows(r, next.rows, next.cols, scratch, [&](int y, const float* u) {
+  // Collapse: the coarsest level is g's own; then level l = out[l] + up(level
+  // l+1), written over t[l] (t[l] has level l's shape and is no longer
+  // needed); level 0 goes to `emit` a row at a time.
+  LevelF r = std::move(gauss.back());
+  for (int l = levels - 2; l >= 1; --l) {
+    LevelF next = std::move(t[l]);
+    up_rows(r, next.rows, next.cols, scratch, [&](int y, const float* u, float*) {
       const float* o = out[l].row(y);
       float* d = next.row(y);
       for (int x = 0; x < next.cols; ++x) d[x] = o[x] + u[x];
     });
     r = std::move(next);
   }
-  return Plane(r.v.begin(), r.v.end());
+  up_rows(r, rows, cols, scratch, [&](int y, const float* u, float* spare) {
+    const float* o = out[0].row(y);
+    for (int x = 0; x < cols; ++x) spare[x] = o[x] + u[x];
+    emit(y, spare);
+  });
+}
+
+// fast_llf on a float64 plane, to a float64 plane.
+Plane fast_llf_plane(const Plane& gray, int rows, int cols, const RemapRow& remap_row, int n, bool add_to_own_pyramid) {
+  LevelF level;
+  level.shape(rows, cols);
+  std::transform(gray.begin(), gray.end(), level.v.begin(), [](double v) { return static_cast<float>(v); });
+  Plane f(gray.size());
+  fast_llf(std::move(level), remap_row, n, add_to_own_pyramid, [&](int y, const float* row) {
+    std::copy(row, row + cols, f.begin() + static_cast<std::ptrdiff_t>(y) * cols);
+  });
+  return f;
 }
 
 }  // namespace
 
 Plane local_laplacian_gray(const Plane& gray, int rows, int cols, const LocalLaplacianParams& params) {
   const LocalLaplacianParams p = validated(params);
-  const RemapLevel level = p.remap == LlfRemap::detail ? detail_remap(p) : pixelwise([&p](double d) { return remap(d, p); });
-  return fast_llf(gray, rows, cols, level, p.samples, p.remap == LlfRemap::detail);
+  const RemapRow level = p.remap == LlfRemap::detail ? detail_remap(p) : pixelwise([&p](double d) { return remap(d, p); });
+  return fast_llf_plane(gray, rows, cols, level, p.samples, p.remap == LlfRemap::detail);
 }
 
 namespace reference {
@@ -500,22 +531,44 @@ Plane local_laplacian_remap_gray(const Plane& gray, int rows, int cols, const st
   if (rows < 1 || cols < 1 || gray.size() != static_cast<std::size_t>(rows) * cols) {
     throw Error("local_laplacian: the plane does not hold rows x cols values");
   }
-  return fast_llf(gray, rows, cols, pixelwise(remap_fn), samples, false);
+  return fast_llf_plane(gray, rows, cols, pixelwise(remap_fn), samples, false);
 }
 
 Image local_laplacian(const Image& input, const LocalLaplacianParams& params) {
   require_image(input, "local_laplacian");
-  validated(params);
-  const int rows = input.rows, cols = input.cols;
-  const std::vector<Plane> p = to_double_planes(input);
-  const Plane gray = p.size() == 3 ? gray_plane(p) : p[0];
-  const Plane f = local_laplacian_gray(gray, rows, cols, params);
-  if (p.size() == 1) return from_double_planes({f}, rows, cols);
-  std::vector<Plane> out(3, Plane(gray.size()));
-  tbb::parallel_for(std::size_t{0}, gray.size(), [&](std::size_t i) {
-    for (int c = 0; c < 3; ++c) out[c][i] = f[i] * (p[c][i] / (gray[i] + kEps));
+  const LocalLaplacianParams p = validated(params);
+  const int rows = input.rows, cols = input.cols, channels = input.channels();
+  // Pixel by pixel instead of through float64 planes: the grey image in
+  // float64 from the promoted values (to_double_planes' rule), rounded to
+  // float for the pyramids; the colours restored from the same float64 grey.
+  const bool lattice = is_on_8bit_lattice(input);
+  const auto gray_at = [lattice, channels](const float* px) {
+    return channels == 3 ? gray_of(promote(px[0], lattice), promote(px[1], lattice), promote(px[2], lattice))
+                         : promote(px[0], lattice);
+  };
+  LevelF gray;
+  gray.shape(rows, cols);
+  tbb::parallel_for(0, rows, [&](int y) {
+    const float* in = input.ptr<float>(y);
+    float* g = gray.row(y);
+    for (int x = 0; x < cols; ++x) g[x] = static_cast<float>(gray_at(in + x * channels));
   });
-  return from_double_planes(out, rows, cols);
+  const RemapRow level = p.remap == LlfRemap::detail ? detail_remap(p) : pixelwise([&p](double d) { return remap(d, p); });
+  Image out(rows, cols, input.type());
+  fast_llf(std::move(gray), level, p.samples, p.remap == LlfRemap::detail, [&](int y, const float* fy) {
+    const float* in = input.ptr<float>(y);
+    float* o = out.ptr<float>(y);
+    if (channels == 1) {
+      std::copy(fy, fy + cols, o);
+      return;
+    }
+    for (int x = 0; x < cols; ++x) {
+      const float* px = in + 3 * x;
+      const double ratio_base = gray_at(px) + kEps;
+      for (int c = 0; c < 3; ++c) o[3 * x + c] = static_cast<float>(fy[x] * (promote(px[c], lattice) / ratio_base));
+    }
+  });
+  return out;
 }
 
 OperatorEntry local_laplacian_entry() {
