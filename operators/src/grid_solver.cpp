@@ -5,8 +5,10 @@
 #include <omp.h>
 
 #include <Eigen/Sparse>
+#include <tbb/parallel_for.h>
 #include <Eigen/SparseCholesky>
 #include <cmath>
+#include <memory>
 #include <cstdio>
 #include <fstream>
 #include <mutex>
@@ -253,78 +255,120 @@ std::shared_ptr<const GridCholesky> cached_grid_cholesky(int rows, int cols) {
   return made;
 }
 
-void grid_multiply(const GridWeights& w, const double* x, double* y) {
+namespace {
+
+// Row r of y = A·x, from x's rows r−1, r and r+1 (north and south unused
+// on the first and last rows).
+void multiply_row(const GridWeights& w, const double* north, const double* x, const double* south, double* y, int r) {
   const int rows = w.rows, cols = w.cols;
-  const double* h = w.horizontal.data();
-  const double* v = w.vertical.data();
+  const std::size_t row = static_cast<std::size_t>(r) * cols;
+  const double* h = w.horizontal.data() + row;
+  const double* v = w.vertical.data() + row;
+  const double* v_north = r > 0 ? v - cols : nullptr;
   // One pixel with every neighbour test; away from the first and last rows and
   // columns every pixel has all four neighbours, so the interior loop has no
   // branches (and the same expression).
-  const auto pixel = [&](int r, int c) {
-    const std::size_t p = static_cast<std::size_t>(r) * cols + c;
-    double s = grid_diagonal(w, {}, r, c) * x[p];
-    if (c + 1 < cols) s -= h[p] * x[p + 1];
-    if (c > 0) s -= h[p - 1] * x[p - 1];
-    if (r + 1 < rows) s -= v[p] * x[p + cols];
-    if (r > 0) s -= v[p - cols] * x[p - cols];
-    y[p] = s;
+  const auto pixel = [&](int c) {
+    double s = grid_diagonal(w, {}, r, c) * x[c];
+    if (c + 1 < cols) s -= h[c] * x[c + 1];
+    if (c > 0) s -= h[c - 1] * x[c - 1];
+    if (r + 1 < rows) s -= v[c] * south[c];
+    if (r > 0) s -= v_north[c] * north[c];
+    y[c] = s;
   };
-  for (int r = 0; r < rows; ++r) {
-    if (r == 0 || r + 1 == rows || cols < 3) {
-      for (int c = 0; c < cols; ++c) pixel(r, c);
-      continue;
-    }
-    pixel(r, 0);
-    const std::size_t row = static_cast<std::size_t>(r) * cols;
-    for (std::size_t p = row + 1; p + 1 < row + cols; ++p) {
-      const double diagonal = 1.0 + (((h[p] + h[p - 1]) + v[p]) + v[p - cols]);
-      double s = diagonal * x[p];
-      s -= h[p] * x[p + 1];
-      s -= h[p - 1] * x[p - 1];
-      s -= v[p] * x[p + cols];
-      s -= v[p - cols] * x[p - cols];
-      y[p] = s;
-    }
-    pixel(r, cols - 1);
+  if (r == 0 || r + 1 == rows || cols < 3) {
+    for (int c = 0; c < cols; ++c) pixel(c);
+    return;
+  }
+  pixel(0);
+  for (int c = 1; c + 1 < cols; ++c) {
+    const double diagonal = 1.0 + (((h[c] + h[c - 1]) + v[c]) + v_north[c]);
+    double s = diagonal * x[c];
+    s -= h[c] * x[c + 1];
+    s -= h[c - 1] * x[c - 1];
+    s -= v[c] * south[c];
+    s -= v_north[c] * north[c];
+    y[c] = s;
+  }
+  pixel(cols - 1);
+}
+
+}  // namespace
+
+void grid_multiply(const GridWeights& w, const double* x, double* y) {
+  const std::size_t cols = static_cast<std::size_t>(w.cols);
+  for (int r = 0; r < w.rows; ++r) {
+    const double* row = x + r * cols;
+    multiply_row(w, r > 0 ? row - cols : nullptr, row, r + 1 < w.rows ? row + cols : nullptr, y + r * cols, r);
   }
 }
+
+namespace {
+
+// Rows of kMic0Band, row j of a band kMic0Skew columns behind row j−1 (see
+// Mic0Sweeps for why the lag is not one column).
+constexpr int kMic0Band = 4;
+constexpr int kMic0Skew = 9;
+
+// Calls fn(y, x) for every pixel in an order where (y, x−1) and (y−1, x)
+// come before (y, x), with kMic0Band rows interleaved.
+template <class Fn>
+void mic0_band_order(int rows, int cols, Fn&& fn) {
+  for (int first = 0; first < rows; first += kMic0Band) {
+    const int band = std::min(kMic0Band, rows - first);
+    const int steps = cols + (band - 1) * kMic0Skew;
+    for (int t = 0; t < steps; ++t) {
+      for (int j = 0; j < band; ++j) {
+        const int x = t - j * kMic0Skew;
+        if (x >= 0 && x < cols) fn(first + j, x);
+      }
+    }
+  }
+}
+
+}  // namespace
 
 Mic0Preconditioner::Mic0Preconditioner(const GridWeights& w)
     : rows_(w.rows),
       cols_(w.cols),
-      diag_(static_cast<std::size_t>(w.rows) * w.cols),
-      east_(diag_.size()),
-      south_(diag_.size()) {
+      inverse_diag_(static_cast<std::size_t>(w.rows) * w.cols),
+      east_(inverse_diag_.size()),
+      south_(inverse_diag_.size()) {
   check_grid_weights(w, {});
-  for (int y = 0; y < rows_; ++y) {
-    for (int x = 0; x < cols_; ++x) {
-      const std::size_t p = static_cast<std::size_t>(y) * cols_ + x;
-      double d = grid_diagonal(w, {}, y, x);
-      // Column p−1 (west): its east entry is L(p, p−1); the dropped fill
-      // L(p,p−1)·L(p−1+cols,p−1) is taken from this diagonal (and from the
-      // diagonal of p−1+cols, below).
-      if (x > 0) {
-        const std::size_t k = p - 1;
-        d -= east_[k] * east_[k];
-        if (y + 1 < rows_) d -= east_[k] * south_[k];
-      }
-      // Column p−cols (north): its south entry is L(p, p−cols); its dropped
-      // fill couples its east neighbour and p.
-      if (y > 0) {
-        const std::size_t k = p - cols_;
-        d -= south_[k] * south_[k];
-        if (x + 1 < cols_) d -= east_[k] * south_[k];
-      }
-      if (!(d > 0)) throw std::runtime_error("MIC(0) breakdown: non-positive pivot");
-      diag_[p] = std::sqrt(d);
-      east_[p] = x + 1 < cols_ ? -w.horizontal[p] / diag_[p] : 0.0;
-      south_[p] = y + 1 < rows_ ? -w.vertical[p] / diag_[p] : 0.0;
+  // Pixel (y, x) needs the factor at (y, x−1) and (y−1, x): a chain of a
+  // square root and a division per pixel along each row. The rows run in
+  // skewed bands like the sweeps below (mic0_band_order), so that several
+  // chains are in flight; every pixel keeps its expression, so the factor is
+  // the natural order's, bit for bit.
+  const auto factor = [&](int y, int x) {
+    const std::size_t p = static_cast<std::size_t>(y) * cols_ + x;
+    double d = grid_diagonal(w, {}, y, x);
+    // Column p−1 (west): its east entry is L(p, p−1); the dropped fill
+    // L(p,p−1)·L(p−1+cols,p−1) is taken from this diagonal (and from the
+    // diagonal of p−1+cols, below).
+    if (x > 0) {
+      const std::size_t k = p - 1;
+      d -= east_[k] * east_[k];
+      if (y + 1 < rows_) d -= east_[k] * south_[k];
     }
-  }
+    // Column p−cols (north): its south entry is L(p, p−cols); its dropped
+    // fill couples its east neighbour and p.
+    if (y > 0) {
+      const std::size_t k = p - cols_;
+      d -= south_[k] * south_[k];
+      if (x + 1 < cols_) d -= east_[k] * south_[k];
+    }
+    if (!(d > 0)) throw std::runtime_error("MIC(0) breakdown: non-positive pivot");
+    const double pivot = std::sqrt(d);
+    inverse_diag_[p] = 1.0 / pivot;
+    east_[p] = x + 1 < cols_ ? -w.horizontal[p] / pivot : 0.0;
+    south_[p] = y + 1 < rows_ ? -w.vertical[p] / pivot : 0.0;
+  };
+  mic0_band_order(rows_, cols_, factor);
 }
 
 void Mic0Preconditioner::apply_plain(const double* r, double* z) const {
-  const std::size_t n = diag_.size();
+  const std::size_t n = inverse_diag_.size();
   const std::size_t cols = static_cast<std::size_t>(cols_);
   // Forward: L t = r (column-oriented: t_p final, then push to east/south).
   // Row-oriented form: t_p = (r_p − L(p,p−1)·t_{p−1} − L(p,p−cols)·t_{p−cols}) / L(p,p).
@@ -332,14 +376,14 @@ void Mic0Preconditioner::apply_plain(const double* r, double* z) const {
     double v = r[p];
     if (p % cols != 0) v -= east_[p - 1] * z[p - 1];
     if (p >= cols) v -= south_[p - cols] * z[p - cols];
-    z[p] = v / diag_[p];
+    z[p] = v * inverse_diag_[p];
   }
   // Backward: Lᵀ z = t.
   for (std::size_t p = n; p-- > 0;) {
     double v = z[p];
     if ((p + 1) % cols != 0) v -= east_[p] * z[p + 1];
     if (p + cols < n) v -= south_[p] * z[p + cols];
-    z[p] = v / diag_[p];
+    z[p] = v * inverse_diag_[p];
   }
 }
 
@@ -360,7 +404,7 @@ constexpr std::size_t kBand = 4;
 constexpr std::size_t kSkew = 9;
 
 struct Mic0Sweeps {
-  const double* diag;
+  const double* inverse_diag;
   const double* east;
   const double* south;
   std::size_t cols;
@@ -371,7 +415,7 @@ struct Mic0Sweeps {
     double v = r[p];
     if (x > 0) v -= east[p - 1] * z[p - 1];
     v -= south[p - cols] * z[p - cols];
-    z[p] = v / diag[p];
+    z[p] = v * inverse_diag[p];
   }
   // Backward pixel with y < rows − 1: east term when x < cols − 1.
   void backward(double* z, std::size_t y, std::size_t x) const {
@@ -379,7 +423,7 @@ struct Mic0Sweeps {
     double v = z[p];
     if (x + 1 < cols) v -= east[p] * z[p + 1];
     v -= south[p] * z[p + cols];
-    z[p] = v / diag[p];
+    z[p] = v * inverse_diag[p];
   }
 
   // Rows first..first+band−1 (all ≥ 1), row first+j at column t − j·kSkew.
@@ -393,7 +437,7 @@ struct Mic0Sweeps {
           double v = r[p];
           v -= east[p - 1] * z[p - 1];
           v -= south[p - cols] * z[p - cols];
-          z[p] = v / diag[p];
+          z[p] = v * inverse_diag[p];
         }
         continue;
       }
@@ -413,7 +457,7 @@ struct Mic0Sweeps {
           double v = z[p];
           v -= east[p] * z[p + 1];
           v -= south[p] * z[p + cols];
-          z[p] = v / diag[p];
+          z[p] = v * inverse_diag[p];
         }
         continue;
       }
@@ -428,12 +472,12 @@ struct Mic0Sweeps {
 
 void Mic0Preconditioner::apply(const double* r, double* z) const {
   const std::size_t rows = static_cast<std::size_t>(rows_), cols = static_cast<std::size_t>(cols_);
-  const Mic0Sweeps s{diag_.data(), east_.data(), south_.data(), cols};
+  const Mic0Sweeps s{inverse_diag_.data(), east_.data(), south_.data(), cols};
   // Forward: the first row has no north neighbour, then bands of rows.
   for (std::size_t x = 0; x < cols; ++x) {
     double v = r[x];
     if (x > 0) v -= east_[x - 1] * z[x - 1];
-    z[x] = v / diag_[x];
+    z[x] = v * inverse_diag_[x];
   }
   for (std::size_t y = 1; y < rows; y += kBand) {
     s.forward_band(r, z, y, static_cast<int>(std::min(kBand, rows - y)));
@@ -444,26 +488,62 @@ void Mic0Preconditioner::apply(const double* r, double* z) const {
     const std::size_t p = last * cols + x;
     double v = z[p];
     if (x + 1 < cols) v -= east_[p] * z[p + 1];
-    z[p] = v / diag_[p];
+    z[p] = v * inverse_diag_[p];
   }
   for (std::size_t done = 1; done < rows; done += kBand) {
     s.backward_band(z, last - done, static_cast<int>(std::min(kBand, rows - done)));
   }
 }
 
+namespace {
+
+// Σ u[i]·v[i] over [begin, end) added to four partial sums (lane i − begin
+// mod 4): a fixed order, and four additions in flight instead of one chain.
+void accumulate_dot(const double* u, const double* v, std::size_t begin, std::size_t end, double s[4]) {
+  std::size_t i = begin;
+  for (; i + 4 <= end; i += 4) {
+    for (std::size_t k = 0; k < 4; ++k) s[k] += u[i + k] * v[i + k];
+  }
+  for (; i < end; ++i) s[0] += u[i] * v[i];
+}
+
+double lanes_sum(const double s[4]) { return (s[0] + s[1]) + (s[2] + s[3]); }
+
+}  // namespace
+
 PcgResult mic0_pcg_solve(const GridWeights& w, const Mic0Preconditioner& m, const double* b, double* x,
                          double tolerance, int max_iterations) {
   const std::size_t n = static_cast<std::size_t>(w.rows) * w.cols;
-  // Four interleaved partial sums: a fixed order (the result does not depend
-  // on threads), and four additions in flight instead of one chain.
-  const auto dot = [n](const double* u, const double* v) {
-    double s[4] = {0, 0, 0, 0};
-    std::size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-      for (std::size_t k = 0; k < 4; ++k) s[k] += u[i + k] * v[i + k];
-    }
-    for (; i < n; ++i) s[0] += u[i] * v[i];
-    return (s[0] + s[1]) + (s[2] + s[3]);
+  const std::size_t cols = static_cast<std::size_t>(w.cols);
+  // The vector work runs over fixed blocks of rows, in parallel where a core
+  // is free (the sweeps cannot be split: three channels on two cores leave
+  // one idle for the last channel's solve otherwise). Every dot product is
+  // summed per block, then over the blocks in order: the same bits on any
+  // number of threads.
+  constexpr int kBlockRows = 16;
+  const int blocks = (w.rows + kBlockRows - 1) / kBlockRows;
+  const auto block_rows = [&](int k) {
+    return std::pair{static_cast<std::size_t>(k) * kBlockRows,
+                     std::min(static_cast<std::size_t>(w.rows), static_cast<std::size_t>(k + 1) * kBlockRows)};
+  };
+  std::vector<double> partial(static_cast<std::size_t>(blocks));
+  // Runs body(first_row, end_row) on every block and returns the sum of
+  // what each returned, in block order.
+  const auto over_blocks = [&](auto&& body) {
+    tbb::parallel_for(0, blocks, [&](int k) {
+      const auto [first, end] = block_rows(k);
+      partial[static_cast<std::size_t>(k)] = body(first, end);
+    });
+    double sum = 0;
+    for (double v : partial) sum += v;
+    return sum;
+  };
+  const auto dot = [&](const double* u, const double* v) {
+    return over_blocks([&](std::size_t first, std::size_t end) {
+      double s[4] = {0, 0, 0, 0};
+      accumulate_dot(u, v, first * cols, end * cols, s);
+      return lanes_sum(s);
+    });
   };
   std::fill(x, x + n, 0.0);
   const double norm_b = std::sqrt(dot(b, b));
@@ -473,38 +553,92 @@ PcgResult mic0_pcg_solve(const GridWeights& w, const Mic0Preconditioner& m, cons
     return result;
   }
   const double target = tolerance * norm_b;
-  std::vector<double> r(b, b + n), z(n), p(n), q(n), best;
+  // Work vectors without zero-filling them: each is written before it is read.
+  const auto buffer = [n] { return std::unique_ptr<double[]>(new double[n]); };
+  const auto r_store = buffer(), z = buffer(), q = buffer();
+  // Two directions: the new one is formed beside the old, so a block can
+  // form the rows just outside it (which its product needs) itself.
+  std::unique_ptr<double[]> p = buffer(), p_old = buffer();
+  double* r = r_store.get();
+  std::copy(b, b + n, r);
+  // The iterates: each is written next to the previous one rather than over
+  // it, so that keeping the best (MATLAB returns it when PCG does not
+  // converge) needs no copy; three buffers serve, `x` among them.
+  const auto spare = buffer();
+  std::unique_ptr<double[]> third;  // only once an iterate is worse than the best
+  double* current = x;
+  double* best = x;
   double rho_previous = 0, best_norm = norm_b;
   for (int it = 1; it <= max_iterations; ++it) {
-    m.apply(r.data(), z.data());
-    const double rho = dot(r.data(), z.data());
-    if (it == 1) {
-      p = z;
-    } else {
-      const double beta = rho / rho_previous;
-      for (std::size_t i = 0; i < n; ++i) p[i] = z[i] + beta * p[i];
+    m.apply(r, z.get());
+    const double rho = dot(r, z.get());
+    // The memory passes are the cost (the vectors outgrow the caches), so
+    // they are fused: p ← z + β·p and q ← A·p with p·q, a block at a time
+    // (rows of q need p on the rows beside them); then the iterate, the
+    // residual and ‖r‖² in one pass.
+    const double beta = it == 1 ? 0.0 : rho / rho_previous;
+    std::swap(p, p_old);
+    const auto direction_row = [&](std::size_t row, double* out) {
+      const double* zr = z.get() + row * cols;
+      const double* old = p_old.get() + row * cols;
+      for (std::size_t i = 0; i < cols; ++i) out[i] = it == 1 ? zr[i] : zr[i] + beta * old[i];
+    };
+    const double pq = over_blocks([&](std::size_t first, std::size_t end) {
+      for (std::size_t row = first; row < end; ++row) direction_row(row, p.get() + row * cols);
+      // The rows just outside the block belong to the blocks beside it: they
+      // are formed here too, into rows of this block's own.
+      std::vector<double> above(cols), below(cols);
+      if (first > 0) direction_row(first - 1, above.data());
+      if (end < static_cast<std::size_t>(w.rows)) direction_row(end, below.data());
+      const auto p_row = [&](std::size_t row) -> const double* {
+        if (row + 1 == first) return above.data();
+        if (row == end) return below.data();
+        return p.get() + row * cols;
+      };
+      double s[4] = {0, 0, 0, 0};
+      for (std::size_t row = first; row < end; ++row) {
+        multiply_row(w, row > 0 ? p_row(row - 1) : nullptr, p_row(row),
+                     row + 1 < static_cast<std::size_t>(w.rows) ? p_row(row + 1) : nullptr, q.get() + row * cols,
+                     static_cast<int>(row));
+        accumulate_dot(p.get(), q.get(), row * cols, (row + 1) * cols, s);
+      }
+      return lanes_sum(s);
+    });
+    const double alpha = rho / pq;
+    double* next = nullptr;
+    for (double* candidate : {x, spare.get()}) {
+      if (!next && candidate != current && candidate != best) next = candidate;
     }
-    grid_multiply(w, p.data(), q.data());
-    const double alpha = rho / dot(p.data(), q.data());
-    for (std::size_t i = 0; i < n; ++i) {
-      x[i] += alpha * p[i];
-      r[i] -= alpha * q[i];
+    if (!next) {
+      if (!third) third = buffer();
+      next = third.get();
     }
-    const double norm_r = std::sqrt(dot(r.data(), r.data()));
+    const double rr = over_blocks([&](std::size_t first, std::size_t end) {
+      double s[4] = {0, 0, 0, 0};
+      for (std::size_t i = first * cols; i < end * cols; ++i) {
+        next[i] = current[i] + alpha * p[i];
+        r[i] -= alpha * q[i];
+      }
+      accumulate_dot(r, r, first * cols, end * cols, s);
+      return lanes_sum(s);
+    });
+    current = next;
+    const double norm_r = std::sqrt(rr);
     result.iterations = it;
     result.relative_residual = norm_r / norm_b;
     if (norm_r <= target) {
       result.converged = true;
-      return result;
+      best = current;
+      break;
     }
-    if (norm_r < best_norm) {  // MATLAB returns the best iterate when it does not converge
+    if (norm_r < best_norm) {
       best_norm = norm_r;
-      best.assign(x, x + n);
+      best = current;
     }
     rho_previous = rho;
   }
-  if (!best.empty()) std::copy(best.begin(), best.end(), x);
-  result.relative_residual = best_norm / norm_b;
+  if (!result.converged) result.relative_residual = best_norm / norm_b;
+  if (best != x) std::copy(best, best + n, x);
   return result;
 }
 

@@ -2,6 +2,7 @@
 
 #include "opforge/operators/rtv_smooth.hpp"
 
+#include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include <cmath>
@@ -65,65 +66,105 @@ std::vector<double> gaussian_kernel(double sigma) {
 }
 
 // conv2(conv2(im, g, 'same'), g', 'same'): zero padding, horizontal first.
-Plane separable_gaussian(const Plane& in, int rows, int cols, const std::vector<double>& k) {
+// dst[i] += src[i]·w. AVX2 where the CPU has it (the same results: an
+// elementwise multiply and add, never fused).
+[[gnu::target_clones("avx2", "default")]] void add_scaled(double* dst, const double* src, double w, int n) {
+  for (int i = 0; i < n; ++i) dst[i] += src[i] * w;
+}
+
+// out = conv2(conv2(in, g, 'same'), g', 'same'); tmp: scratch of in's size.
+void separable_gaussian(const Plane& in, int rows, int cols, const std::vector<double>& k, Plane& tmp, Plane& out) {
   const int half = static_cast<int>(k.size() - 1) / 2;
-  Plane tmp(in.size()), out(in.size());
+  tmp.resize(in.size());
+  out.resize(in.size());
+  // Tap by tap over a whole row, so that the loops vectorise; each output
+  // still adds its taps in the same order (i ascending).
   tbb::parallel_for(0, rows, [&](int y) {
     const double* src = in.data() + static_cast<std::size_t>(y) * cols;
     double* dst = tmp.data() + static_cast<std::size_t>(y) * cols;
-    for (int x = 0; x < cols; ++x) {
-      double s = 0;
-      for (int i = -half; i <= half; ++i) {
-        const int xx = x - i;
-        if (xx >= 0 && xx < cols) s += src[xx] * k[i + half];
-      }
-      dst[x] = s;
+    std::fill(dst, dst + cols, 0.0);
+    for (int i = -half; i <= half; ++i) {
+      const int begin = std::max(0, i), end = std::min(cols, cols + i);
+      if (begin < end) add_scaled(dst + begin, src + begin - i, k[i + half], end - begin);
     }
   });
   tbb::parallel_for(0, rows, [&](int y) {
     double* dst = out.data() + static_cast<std::size_t>(y) * cols;
-    for (int x = 0; x < cols; ++x) dst[x] = 0;
+    std::fill(dst, dst + cols, 0.0);
     for (int i = -half; i <= half; ++i) {
       const int yy = y - i;
       if (yy < 0 || yy >= rows) continue;
-      const double* src = tmp.data() + static_cast<std::size_t>(yy) * cols;
-      const double w = k[i + half];
-      for (int x = 0; x < cols; ++x) dst[x] += src[x] * w;
+      add_scaled(dst, tmp.data() + static_cast<std::size_t>(yy) * cols, k[i + half], cols);
     }
   });
-  return out;
+}
+
+// One channel's share of a row's gradient terms, added to the row sums: the
+// magnitude of its forward differences fₓ, fᵧ and |gₓ|, |gᵧ| of its blurred
+// version, for the columns 0..n−1 that have an east neighbour. `south` rows
+// are the rows below (the rows themselves on the last row: differences 0).
+[[gnu::target_clones("avx2", "default")]] void add_gradient_terms(const double* x, const double* x_south,
+                                                                   const double* b, const double* b_south, int n,
+                                                                   double* magnitude, double* gx, double* gy) {
+  for (int i = 0; i < n; ++i) {
+    const double fx = x[i + 1] - x[i], fy = x_south[i] - x[i];
+    magnitude[i] += std::sqrt(fx * fx + fy * fy);
+    gx[i] += std::abs(b[i + 1] - b[i]);
+    gy[i] += std::abs(b_south[i] - b[i]);
+  }
+}
+
+[[gnu::target_clones("avx2", "default")]] void weights_from_terms(const double* magnitude, const double* gx,
+                                                                   const double* gy, int n, double channels,
+                                                                   double sharpness, double half_lambda, double* wh,
+                                                                   double* wv) {
+  for (int i = 0; i < n; ++i) {
+    const double wto = 1.0 / std::max(magnitude[i] / channels, sharpness);
+    wh[i] = half_lambda * ((1.0 / std::max(gx[i] / channels, kGradientFloor)) * wto);
+    wv[i] = half_lambda * ((1.0 / std::max(gy[i] / channels, kGradientFloor)) * wto);
+  }
 }
 
 // Texture-aware weights from the current estimate x (computeTextureWeights),
-// already multiplied by λ' = λ/2.
-GridWeights texture_weights(const std::vector<Plane>& x, int rows, int cols, double sigma, double sharpness,
-                            double half_lambda) {
+// already multiplied by λ' = λ/2, into w (sized here). `blurred` and `tmp`
+// are scratch planes kept across the outer iterations.
+void texture_weights(const std::vector<Plane>& x, int rows, int cols, double sigma, double sharpness,
+                     double half_lambda, std::vector<Plane>& blurred, Plane& tmp, GridWeights& w) {
   const int channels = static_cast<int>(x.size());
   const std::size_t n = static_cast<std::size_t>(rows) * cols;
   const std::vector<double> kernel = gaussian_kernel(sigma);
-  std::vector<Plane> blurred(channels);
-  for (int c = 0; c < channels; ++c) blurred[c] = separable_gaussian(x[c], rows, cols, kernel);
-  GridWeights w{rows, cols, Plane(n, 0.0), Plane(n, 0.0)};
-  tbb::parallel_for(0, rows, [&](int y) {
-    for (int xx = 0; xx < cols; ++xx) {
-      const std::size_t p = static_cast<std::size_t>(y) * cols + xx;
-      const bool has_east = xx + 1 < cols, has_south = y + 1 < rows;
-      double magnitude = 0, gx = 0, gy = 0;
+  blurred.resize(channels);
+  for (int c = 0; c < channels; ++c) separable_gaussian(x[c], rows, cols, kernel, tmp, blurred[c]);
+  w.rows = rows;
+  w.cols = cols;
+  w.horizontal.resize(n);
+  w.vertical.resize(n);
+  tbb::parallel_for(tbb::blocked_range<int>(0, rows), [&](const tbb::blocked_range<int>& range) {
+    std::vector<double> magnitude(cols), gx(cols), gy(cols);
+    for (int y = range.begin(); y < range.end(); ++y) {
+      const std::size_t row = static_cast<std::size_t>(y) * cols;
+      // The last row and column have no south/east neighbour: their forward
+      // differences are 0 (the last row is its own "south").
+      const std::size_t south = y + 1 < rows ? row + cols : row;
+      std::fill(magnitude.begin(), magnitude.end(), 0.0);
+      std::fill(gx.begin(), gx.end(), 0.0);
+      std::fill(gy.begin(), gy.end(), 0.0);
       for (int c = 0; c < channels; ++c) {
-        const double fx = has_east ? x[c][p + 1] - x[c][p] : 0.0;
-        const double fy = has_south ? x[c][p + cols] - x[c][p] : 0.0;
-        magnitude += std::sqrt(fx * fx + fy * fy);
-        gx += std::abs(has_east ? blurred[c][p + 1] - blurred[c][p] : 0.0);
-        gy += std::abs(has_south ? blurred[c][p + cols] - blurred[c][p] : 0.0);
+        const double *xc = x[c].data(), *bc = blurred[c].data();
+        add_gradient_terms(xc + row, xc + south, bc + row, bc + south, cols - 1, magnitude.data(), gx.data(), gy.data());
+        const std::size_t last = row + cols - 1;  // no east neighbour: fₓ = gₓ = 0
+        const double fy = xc[south + cols - 1] - xc[last];
+        magnitude[cols - 1] += std::sqrt(0.0 + fy * fy);
+        gx[cols - 1] += std::abs(0.0);
+        gy[cols - 1] += std::abs(bc[south + cols - 1] - bc[last]);
       }
-      const double wto = 1.0 / std::max(magnitude / channels, sharpness);
-      const double wx = (1.0 / std::max(gx / channels, kGradientFloor)) * wto;
-      const double wy = (1.0 / std::max(gy / channels, kGradientFloor)) * wto;
-      w.horizontal[p] = has_east ? half_lambda * wx : 0.0;
-      w.vertical[p] = has_south ? half_lambda * wy : 0.0;
+      double* wh = w.horizontal.data() + row;
+      double* wv = w.vertical.data() + row;
+      weights_from_terms(magnitude.data(), gx.data(), gy.data(), cols, channels, sharpness, half_lambda, wh, wv);
+      wh[cols - 1] = 0.0;  // no east edge
+      if (y + 1 == rows) std::fill(wv, wv + cols, 0.0);  // no south edges
     }
   });
-  return w;
 }
 
 std::size_t pcg_bytes(int rows, int cols) {
@@ -145,8 +186,11 @@ Image rtv_smooth(const Image& input, const RtvSmoothParams& params, RtvReport* r
   const double half_lambda = params.lambda / 2.0;
   double sigma = params.sigma;
   const auto cholesky = params.solver == RtvSolver::direct ? cached_grid_cholesky(rows, cols) : nullptr;
+  std::vector<Plane> blurred;
+  Plane scratch;
+  GridWeights w;
   for (int iteration = 0; iteration < params.iterations; ++iteration) {
-    const GridWeights w = texture_weights(x, rows, cols, sigma, params.sharpness, half_lambda);
+    texture_weights(x, rows, cols, sigma, params.sharpness, half_lambda, blurred, scratch, w);
     // The right-hand side is always the original image.
     if (params.solver == RtvSolver::direct) {
       std::vector<const double*> rhs(channels);

@@ -151,7 +151,7 @@ class Mic0Preconditioner {
 
  private:
   int rows_, cols_;
-  std::vector<double> diag_;        // L(p,p)
+  std::vector<double> inverse_diag_;  // 1/L(p,p): the sweeps multiply (a division's latency bound them)
   std::vector<double> east_, south_;  // L(p+1,p), L(p+cols,p)
 };
 
