@@ -335,6 +335,12 @@ Mic0Preconditioner::Mic0Preconditioner(const GridWeights& w)
       east_(inverse_diag_.size()),
       south_(inverse_diag_.size()) {
   check_grid_weights(w, {});
+  // The factor is kept in float (the sweeps stream it from memory: half the
+  // bytes), but built in double: the entries of the rows a band reads (its
+  // own and the one above) in a ring of kMic0Band + 1 rows.
+  constexpr int kRingRows = kMic0Band + 1;
+  std::vector<double> east_ring(static_cast<std::size_t>(kRingRows) * cols_), south_ring(east_ring.size());
+  const auto ring = [&](int y, int x) { return static_cast<std::size_t>(y % kRingRows) * cols_ + x; };
   // Pixel (y, x) needs the factor at (y, x−1) and (y−1, x): a chain of a
   // square root and a division per pixel along each row. The rows run in
   // skewed bands like the sweeps below (mic0_band_order), so that several
@@ -347,22 +353,25 @@ Mic0Preconditioner::Mic0Preconditioner(const GridWeights& w)
     // L(p,p−1)·L(p−1+cols,p−1) is taken from this diagonal (and from the
     // diagonal of p−1+cols, below).
     if (x > 0) {
-      const std::size_t k = p - 1;
-      d -= east_[k] * east_[k];
-      if (y + 1 < rows_) d -= east_[k] * south_[k];
+      const std::size_t k = ring(y, x - 1);
+      d -= east_ring[k] * east_ring[k];
+      if (y + 1 < rows_) d -= east_ring[k] * south_ring[k];
     }
     // Column p−cols (north): its south entry is L(p, p−cols); its dropped
     // fill couples its east neighbour and p.
     if (y > 0) {
-      const std::size_t k = p - cols_;
-      d -= south_[k] * south_[k];
-      if (x + 1 < cols_) d -= east_[k] * south_[k];
+      const std::size_t k = ring(y - 1, x);
+      d -= south_ring[k] * south_ring[k];
+      if (x + 1 < cols_) d -= east_ring[k] * south_ring[k];
     }
     if (!(d > 0)) throw std::runtime_error("MIC(0) breakdown: non-positive pivot");
     const double pivot = std::sqrt(d);
-    inverse_diag_[p] = 1.0 / pivot;
-    east_[p] = x + 1 < cols_ ? -w.horizontal[p] / pivot : 0.0;
-    south_[p] = y + 1 < rows_ ? -w.vertical[p] / pivot : 0.0;
+    inverse_diag_[p] = static_cast<float>(1.0 / pivot);
+    const std::size_t k = ring(y, x);
+    east_ring[k] = x + 1 < cols_ ? -w.horizontal[p] / pivot : 0.0;
+    south_ring[k] = y + 1 < rows_ ? -w.vertical[p] / pivot : 0.0;
+    east_[p] = static_cast<float>(east_ring[k]);
+    south_[p] = static_cast<float>(south_ring[k]);
   };
   mic0_band_order(rows_, cols_, factor);
 }
@@ -404,9 +413,9 @@ constexpr std::size_t kBand = 4;
 constexpr std::size_t kSkew = 9;
 
 struct Mic0Sweeps {
-  const double* inverse_diag;
-  const double* east;
-  const double* south;
+  const float* inverse_diag;
+  const float* east;
+  const float* south;
   std::size_t cols;
 
   // Forward pixel (row y, column x) with y ≥ 1: west term when x > 0.

@@ -89,7 +89,9 @@ TEST_P(GridSolverSizes, Mic0PreservesRowSums) {
   std::vector<double> ones(n, 1.0), a1(n), z(n);
   grid_multiply(w, ones.data(), a1.data());
   Mic0Preconditioner(w).apply(a1.data(), z.data());
-  for (double v : z) ASSERT_NEAR(v, 1.0, 1e-10);
+  // The factor is stored in float (each entry within 6e-8 relative), so the
+  // identity holds to a few 1e-7 (measured ≤ 1.9e-7 over these sizes).
+  for (double v : z) ASSERT_NEAR(v, 1.0, 1e-6);
 }
 
 TEST_P(GridSolverSizes, Mic0BandedSweepsAreBitIdenticalToThePlainOnes) {

@@ -151,8 +151,8 @@ class Mic0Preconditioner {
 
  private:
   int rows_, cols_;
-  std::vector<double> inverse_diag_;  // 1/L(p,p): the sweeps multiply (a division's latency bound them)
-  std::vector<double> east_, south_;  // L(p+1,p), L(p+cols,p)
+  std::vector<float> inverse_diag_;  // 1/L(p,p): the sweeps multiply (a division's latency bound them)
+  std::vector<float> east_, south_;  // L(p+1,p), L(p+cols,p)
 };
 
 /// y = (I + L_a) x.
