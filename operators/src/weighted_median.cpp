@@ -3,6 +3,7 @@
 #include "opforge/operators/weighted_median.hpp"
 
 #include <tbb/blocked_range.h>
+#include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
 #include <tbb/parallel_invoke.h>
 #include <tbb/parallel_sort.h>
@@ -159,20 +160,45 @@ struct FeatureMap {
 // MATLAB uint8(): round half away from zero, saturate.
 int to_u8(double v) { return static_cast<int>(std::clamp(std::round(v), 0.0, 255.0)); }
 
+// The smallest and largest value over all channels.
+std::pair<double, double> value_range(const std::vector<Plane>& image) {
+  double lo = image[0][0], hi = image[0][0];
+  for (const auto& c : image) {
+    const auto [a, b] = std::minmax_element(c.begin(), c.end());
+    lo = std::min(lo, *a);
+    hi = std::max(hi, *b);
+  }
+  return {lo, hi};
+}
+
+// σ as the weights use it: jointWMF.m multiplies it by 255/range for a
+// double guide.
+double effective_sigma(const std::vector<Plane>& image, const WeightedMedianParams& p) {
+  if (p.guide != WmfGuide::self_double) return p.sigma;
+  const auto [lo, hi] = value_range(image);
+  return hi > lo ? p.sigma * 255.0 / (hi - lo) : p.sigma;
+}
+
+// A lower bound of every weight W[i][j] that feature_map can produce, known
+// before the clustering: the weights fall with the distance of two features,
+// and no two are further apart than 255 grey levels or, for a colour guide,
+// than opposite corners of the 6-bit cube (3·63², with room for the
+// rounding of cluster means). Every W[i][i] is 1.
+float weight_floor(const std::vector<Plane>& image, const WeightedMedianParams& p) {
+  const double sigma = effective_sigma(image, p);
+  if (image.size() == 1) return std::exp(-static_cast<float>(255 * 255) / static_cast<float>(2.0 * sigma * sigma));
+  const float s = static_cast<float>(sigma / 4.0);
+  return std::exp(-static_cast<float>(3 * 63 * 63 * (1 + 1e-5)) / (2.0f * s * s));
+}
+
 FeatureMap feature_map(const std::vector<Plane>& image, const WeightedMedianParams& p) {
   const std::size_t n = image[0].size();
   const int channels = static_cast<int>(image.size());
   std::vector<std::vector<std::uint8_t>> f(channels, std::vector<std::uint8_t>(n));
-  double sigma = p.sigma;
+  const double sigma = effective_sigma(image, p);
   if (p.guide == WmfGuide::self_double) {
-    double lo = image[0][0], hi = image[0][0];
-    for (const auto& c : image) {
-      const auto [a, b] = std::minmax_element(c.begin(), c.end());
-      lo = std::min(lo, *a);
-      hi = std::max(hi, *b);
-    }
+    const auto [lo, hi] = value_range(image);
     const double range = hi - lo;
-    if (range > 0) sigma = sigma * 255.0 / range;
     for (int c = 0; c < channels; ++c) {
       tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) {
         f[c][i] = static_cast<std::uint8_t>(range > 0 ? to_u8((image[c][i] - lo) * 255.0 / range) : 0);
@@ -313,35 +339,37 @@ WeightBounds weight_bounds(const FeatureMap& features) {
 // count balance is then an odd integer, and no spread of the weights can
 // outweigh it. (Fan et al.'s literal call has σ ≈ 6500 and weights within
 // 0.3 % of each other.)
-bool counts_decide(const WeightBounds& b, int r) {
+bool counts_decide(double low, double high, int r) {
   const double window = static_cast<double>(2 * r + 1) * (2 * r + 1);
+  return (high - low) * window <= low;
+}
+
+bool counts_decide(const WeightBounds& b, int r) {
   for (std::size_t l = 0; l < b.low.size(); ++l) {
-    if ((b.high[l] - b.low[l]) * window > b.low[l]) return false;
+    if (!counts_decide(b.low[l], b.high[l], r)) return false;
   }
   return true;
 }
 
 // One channel for nearly uniform weights: each row slides a histogram of
-// levels and tracks the unweighted lower median; each pixel's own weight
-// bounds then prove it is the weighted median too (the weighted balance at
-// the median is ≥ 0 and one level below it < 0, whatever the weights of the
-// window), or, where they cannot (an even window split exactly in two), the
-// window is evaluated directly. Every result therefore equals the direct
-// evaluation's, bit for bit.
-Plane median_counting(const Quantised& q, const FeatureMap& features, const WeightBounds& bounds, int rows, int cols,
-                      int r) {
+// levels and tracks the unweighted lower median; the bounds of a pixel's
+// weights, bounds(p) = {lo, hi}, then prove it is the weighted median too (the
+// weighted balance at the median is ≥ 0 and one level below it < 0, whatever
+// the weights of the window), and out[p] is written; where they cannot (an
+// even window split exactly in two) undecided(p, band) is called instead, to
+// evaluate the window directly. Every result therefore equals the direct
+// evaluation's, bit for bit. Returns the number of bands (0..bands−1).
+constexpr int kCountingBand = 8;  // rows a task slides side by side
+
+template <class Bounds, class Undecided>
+void median_counting(const Quantised& q, int rows, int cols, int r, Bounds&& bounds, Undecided&& undecided,
+                     Plane& out) {
   const int groups = static_cast<int>(q.value.size());
-  Plane out(q.index.size());
-  // Levels column-major, so that a window column is contiguous.
-  std::vector<std::uint16_t> by_column(q.index.size());
-  tbb::parallel_for(0, cols, [&](int x) {
-    std::uint16_t* column = by_column.data() + static_cast<std::size_t>(x) * rows;
-    for (int y = 0; y < rows; ++y) column[y] = static_cast<std::uint16_t>(q.index[static_cast<std::size_t>(y) * cols + x]);
-  });
-  // A task slides the windows of a band of rows side by side, so that each
-  // column's levels come from memory once for the whole band.
-  constexpr int kBand = 8;
-  const int bands = (rows + kBand - 1) / kBand;
+  out.resize(q.index.size());
+  // A task slides the windows of a band of rows side by side, so that the
+  // cache lines of each window column serve the whole band (and the next
+  // columns along the row).
+  const int bands = (rows + kCountingBand - 1) / kCountingBand;
   tbb::parallel_for(0, bands, [&](int band) {
     struct Window {
       int y0 = 0, height = 0;
@@ -351,19 +379,21 @@ Plane median_counting(const Quantised& q, const FeatureMap& features, const Weig
       // instead of waiting on one.
       std::vector<int> counts;
       int hist(int g) const { return counts[2 * g] + counts[2 * g + 1]; }
-      void add_column(const std::uint16_t* column, int sign) {
+      // The window's column x: levels[(y0 + k)·cols + x] for k < height.
+      void add_column(const int* column, std::size_t stride, int sign) {
         int at_or_below = 0;
         int* c = counts.data();
         const int m = median, h = height;  // locals: the stores to c cannot change them
         for (int k = 0; k < h; ++k) {
-          c[2 * column[k] + (k & 1)] += sign;
-          at_or_below += column[k] <= m ? 1 : 0;
+          const int level = column[static_cast<std::size_t>(k) * stride];
+          c[2 * level + (k & 1)] += sign;
+          at_or_below += level <= m ? 1 : 0;
         }
         below += sign * at_or_below;
         n += sign * height;
       }
     };
-    const int first = band * kBand, last = std::min(rows, first + kBand);
+    const int first = band * kCountingBand, last = std::min(rows, first + kCountingBand);
     std::vector<Window> windows(last - first);
     for (int y = first; y < last; ++y) {
       Window& w = windows[y - first];
@@ -371,23 +401,22 @@ Plane median_counting(const Quantised& q, const FeatureMap& features, const Weig
       w.height = std::min(rows - 1, y + r) - w.y0 + 1;
       w.counts.assign(2 * static_cast<std::size_t>(groups), 0);
     }
-    const auto column = [&](int x, const Window& w) { return by_column.data() + static_cast<std::size_t>(x) * rows + w.y0; };
-    std::vector<double> weighted(groups, 0.0);  // direct_median_at's scratch
+    const std::size_t stride = static_cast<std::size_t>(cols);
+    const auto column = [&](int x, const Window& w) { return q.index.data() + static_cast<std::size_t>(w.y0) * stride + x; };
     for (int x = 0; x < cols; ++x) {
       for (int y = first; y < last; ++y) {
         Window& w = windows[y - first];
         if (x == 0) {
-          for (int xx = 0; xx <= std::min(cols - 1, r); ++xx) w.add_column(column(xx, w), +1);
+          for (int xx = 0; xx <= std::min(cols - 1, r); ++xx) w.add_column(column(xx, w), stride, +1);
         } else {
-          if (x - r - 1 >= 0) w.add_column(column(x - r - 1, w), -1);
-          if (x + r < cols) w.add_column(column(x + r, w), +1);
+          if (x - r - 1 >= 0) w.add_column(column(x - r - 1, w), stride, -1);
+          if (x + r < cols) w.add_column(column(x + r, w), stride, +1);
         }
         // The unweighted lower median: the lowest level m with 2·C(m) ≥ n.
         while (2 * w.below < w.n) w.below += w.hist(++w.median);
         while (w.median > 0 && 2 * (w.below - w.hist(w.median)) >= w.n) w.below -= w.hist(w.median--);
         const std::size_t p = static_cast<std::size_t>(y) * cols + x;
-        const int label = features.label[p];
-        const double lo = bounds.low[label], hi = bounds.high[label];
+        const auto [lo, hi] = bounds(p);
         // The weighted balance at m is at least lo·C(m) − hi·(n − C(m)); one
         // level below, at most hi·C(m−1) − lo·(n − C(m−1)). The margin keeps
         // clear of the direct evaluation's rounding.
@@ -396,11 +425,30 @@ Plane median_counting(const Quantised& q, const FeatureMap& features, const Weig
         if (lo * below - hi * (n - below) > margin && hi * below_prev - lo * (n - below_prev) < -margin) {
           out[p] = q.value[w.median];
         } else {
-          out[p] = direct_median_at(q, features, rows, cols, r, y, x, weighted);
+          undecided(p, band);
         }
       }
     }
   });
+}
+
+// median_counting with the feature map at hand: each pixel's bounds are its
+// label's, and undecided windows are evaluated at once.
+Plane median_counting(const Quantised& q, const FeatureMap& features, const WeightBounds& bounds, int rows, int cols,
+                      int r) {
+  Plane out;
+  tbb::enumerable_thread_specific<std::vector<double>> scratch(std::vector<double>(q.value.size(), 0.0));
+  median_counting(
+      q, rows, cols, r,
+      [&](std::size_t p) {
+        const int label = features.label[p];
+        return std::pair{bounds.low[label], bounds.high[label]};
+      },
+      [&](std::size_t p, int) {
+        const int y = static_cast<int>(p / static_cast<std::size_t>(cols)), x = static_cast<int>(p % cols);
+        out[p] = direct_median_at(q, features, rows, cols, r, y, x, scratch.local());
+      },
+      out);
   return out;
 }
 
@@ -504,6 +552,14 @@ Plane median_tracking(const Quantised& q, const FeatureMap& features, int rows, 
   return out;
 }
 
+// The filter's choice: counts with a proof per pixel where the weights are
+// nearly uniform, the joint histogram otherwise.
+Plane median_fastest(const Quantised& q, const FeatureMap& features, int rows, int cols, int r) {
+  const WeightBounds bounds = weight_bounds(features);
+  return counts_decide(bounds, r) ? median_counting(q, features, bounds, rows, cols, r)
+                                  : median_tracking(q, features, rows, cols, r);
+}
+
 Image weighted_median_with(const Image& input, const WeightedMedianParams& params,
                            Plane (*median)(const Quantised&, const FeatureMap&, int, int, int)) {
   require_image(input, "weighted_median");
@@ -516,27 +572,52 @@ Image weighted_median_with(const Image& input, const WeightedMedianParams& param
   validate_params("weighted_median", wmf_specs(), v);
   const int rows = input.rows, cols = input.cols, r = static_cast<int>(params.radius + 0.5);
   std::vector<Plane> image = to_double_planes(input);
-  std::vector<Quantised> levels(image.size());
+  const std::size_t channels = image.size();
+  std::vector<Quantised> levels(channels);
   const auto quantise_all = [&] {
-    tbb::parallel_for(std::size_t{0}, image.size(), [&](std::size_t c) { levels[c] = quantise(image[c], params.levels_input); });
+    tbb::parallel_for(std::size_t{0}, channels, [&](std::size_t c) { levels[c] = quantise(image[c], params.levels_input); });
   };
-  // The feature map (OpenCV's k-means runs on one thread) and the first
-  // quantisation are independent.
   FeatureMap features;
-  tbb::parallel_invoke([&] { features = feature_map(image, params); }, quantise_all);
-  for (int it = 0; it < params.iterations; ++it) {
+  int done = 0;  // iterations finished
+  const float floor = weight_floor(image, params);
+  if (median == median_fastest && counts_decide(floor, 1.0, r)) {
+    // The counts need only bounds of the weights, which are known before the
+    // feature map: its k-means (OpenCV's, on one thread) runs beside the
+    // first pass, and only the windows the bounds leave undecided wait for
+    // the labels.
+    const int bands = (rows + kCountingBand - 1) / kCountingBand;
+    std::vector<std::vector<std::vector<std::size_t>>> undecided(channels, std::vector<std::vector<std::size_t>>(bands));
+    std::vector<Plane> out(channels);
+    tbb::parallel_invoke([&] { features = feature_map(image, params); },
+                         [&] {
+                           quantise_all();
+                           for (std::size_t c = 0; c < channels; ++c) {
+                             median_counting(
+                                 levels[c], rows, cols, r,
+                                 [floor](std::size_t) { return std::pair{static_cast<double>(floor), 1.0}; },
+                                 [&](std::size_t p, int band) { undecided[c][band].push_back(p); }, out[c]);
+                           }
+                         });
+    for (std::size_t c = 0; c < channels; ++c) {
+      tbb::parallel_for(0, bands, [&](int band) {
+        std::vector<double> scratch(levels[c].value.size(), 0.0);
+        for (std::size_t p : undecided[c][band]) {
+          const int y = static_cast<int>(p / static_cast<std::size_t>(cols)), x = static_cast<int>(p % cols);
+          out[c][p] = direct_median_at(levels[c], features, rows, cols, r, y, x, scratch);
+        }
+      });
+    }
+    image = std::move(out);
+    done = 1;
+  } else {
+    // The feature map and the first quantisation are independent.
+    tbb::parallel_invoke([&] { features = feature_map(image, params); }, quantise_all);
+  }
+  for (int it = done; it < params.iterations; ++it) {
     if (it > 0) quantise_all();
-    for (std::size_t c = 0; c < image.size(); ++c) image[c] = median(levels[c], features, rows, cols, r);
+    for (std::size_t c = 0; c < channels; ++c) image[c] = median(levels[c], features, rows, cols, r);
   }
   return from_double_planes(image, rows, cols);
-}
-
-// The filter's choice: counts with a proof per pixel where the weights are
-// nearly uniform, the joint histogram otherwise.
-Plane median_fastest(const Quantised& q, const FeatureMap& features, int rows, int cols, int r) {
-  const WeightBounds bounds = weight_bounds(features);
-  return counts_decide(bounds, r) ? median_counting(q, features, bounds, rows, cols, r)
-                                  : median_tracking(q, features, rows, cols, r);
 }
 
 }  // namespace

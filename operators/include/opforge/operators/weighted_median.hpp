@@ -20,7 +20,10 @@
 //    levels and tracks the unweighted median; per pixel, the bounds of its
 //    weights prove that this is the weighted median too, and the few windows
 //    where they cannot (even windows split exactly in two) are evaluated
-//    directly. The result equals the direct evaluation bit for bit.
+//    directly. The result equals the direct evaluation bit for bit. Bounds
+//    known before the clustering (the feature space is bounded) let the
+//    first pass run beside OpenCV's k-means; only the undecided windows
+//    wait for the labels.
 //  - otherwise, the paper's joint (feature label × level) histogram slid
 //    along each row, tracking the median level from pixel to pixel: O(r)
 //    window updates plus a sum over the labels present, per pixel. It
