@@ -8,7 +8,7 @@ packages=(
   # toolchain
   build-essential cmake pkg-config ccache
   # core: images and codecs (OpenCV contrib is a test/bench peer only)
-  libopencv-dev libopencv-contrib-dev libjpeg62-turbo-dev libpng-dev libdeflate-dev
+  libopencv-dev libopencv-contrib-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev libdeflate-dev
   # numerics and parallelism
   libeigen3-dev libsuitesparse-dev libfftw3-dev libtbb-dev
   # optimised BLAS/LAPACK for the dense fronts of the grid Cholesky (and of
