@@ -40,6 +40,8 @@ Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string& name, 
   jpeg_decompress_struct cinfo;
   JpegErrors err;
   std::vector<std::uint8_t> pixels;
+  std::vector<JSAMPROW> rows;
+  Image img;
   cinfo.err = jpeg_std_error(&err.mgr);
   err.mgr.error_exit = on_error_exit;
   err.mgr.emit_message = on_emit_message;
@@ -66,20 +68,26 @@ Image decode_jpeg(std::span<const std::uint8_t> bytes, const std::string& name, 
   width = static_cast<int>(cinfo.output_width);
   height = static_cast<int>(cinfo.output_height);
   channels = cinfo.output_components;
-  pixels.resize(static_cast<std::size_t>(width) * height * channels);
+  // Rows are converted as they are decoded, through a buffer of a few rows
+  // (the decoder's output group), not a copy of the whole 8-bit image.
+  img.create(height, width, CV_MAKETYPE(CV_32F, channels));
+  const std::size_t row_values = static_cast<std::size_t>(width) * channels;
+  const int group = std::max(1, cinfo.rec_outbuf_height);
+  pixels.resize(row_values * group);
+  rows.resize(group);
+  for (int k = 0; k < group; ++k) rows[k] = pixels.data() + row_values * k;
+  float to_float[256];
+  for (int k = 0; k < 256; ++k) to_float[k] = static_cast<float>(k / 255.0);
   while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = pixels.data() + static_cast<std::size_t>(cinfo.output_scanline) * width * channels;
-    jpeg_read_scanlines(&cinfo, &row, 1);
+    const int y0 = static_cast<int>(cinfo.output_scanline);
+    const int got = static_cast<int>(jpeg_read_scanlines(&cinfo, rows.data(), static_cast<JDIMENSION>(group)));
+    for (int k = 0; k < got; ++k) {
+      float* d = img.ptr<float>(y0 + k);
+      for (std::size_t i = 0; i < row_values; ++i) d[i] = to_float[rows[k][i]];
+    }
   }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
-
-  Image img(height, width, CV_MAKETYPE(CV_32F, channels));
-  for (int y = 0; y < height; ++y) {
-    const std::uint8_t* s = pixels.data() + static_cast<std::size_t>(y) * width * channels;
-    float* d = img.ptr<float>(y);
-    for (int i = 0; i < width * channels; ++i) d[i] = static_cast<float>(s[i] / 255.0);
-  }
   return img;
 }
 
