@@ -3,7 +3,7 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: run test test-asan deps configure build bench fuzz docs clean
+.PHONY: run test test-asan deps configure build install bench fuzz docs clean
 
 run: build
 	bash scripts/run-samples.sh $(BUILD_DIR)
@@ -19,6 +19,13 @@ configure: deps
 
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# Installs the CLI, the static libraries, their headers and the CMake package
+# (find_package(opforge): opforge::core, opforge::operators, ...) under
+# PREFIX (default /usr/local).
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
 bench: build
 	bash bench/run-benchmarks.sh $(BUILD_DIR)

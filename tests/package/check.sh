@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs opforge from BUILD into a temporary prefix, configures and builds
+# tests/package (a project of its own that finds the package) against it,
+# and runs it. Exit status: the consumer's (0 when the operator ran right).
+#
+#   bash tests/package/check.sh BUILD [CXX_COMPILER [SANITIZERS]]
+# (the build's compiler, and its -fsanitize= list when it has one: the
+# consumer must be compiled as the static libraries were).
+set -euo pipefail
+build=$(cd "$1" && pwd)
+compiler=${2:-c++}
+flags=()
+if [ -n "${3:-}" ]; then
+  flags=(-DCMAKE_CXX_FLAGS="-fsanitize=$3" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=$3")
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cmake --install "$build" --prefix "$work/prefix" > /dev/null
+cmake -S "$here" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CXX_COMPILER="$compiler" "${flags[@]}" > /dev/null
+cmake --build "$work/consumer" > /dev/null
+"$work/consumer/consumer"
