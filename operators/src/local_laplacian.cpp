@@ -431,6 +431,12 @@ RemapRow detail_remap(const LocalLaplacianParams& p) {
   };
 }
 
+// The remap of validated parameters: the vectorised detail remap, or any
+// other pixel by pixel.
+RemapRow remap_row_of(const LocalLaplacianParams& p) {
+  return p.remap == LlfRemap::detail ? detail_remap(p) : pixelwise([p](double d) { return remap(d, p); });
+}
+
 // Receives the rows of the result (rows in parallel, each once).
 using EmitRow = std::function<void(int y, const float* row)>;
 
@@ -510,8 +516,7 @@ Plane fast_llf_plane(const Plane& gray, int rows, int cols, const RemapRow& rema
 
 Plane local_laplacian_gray(const Plane& gray, int rows, int cols, const LocalLaplacianParams& params) {
   const LocalLaplacianParams p = validated(params);
-  const RemapRow level = p.remap == LlfRemap::detail ? detail_remap(p) : pixelwise([&p](double d) { return remap(d, p); });
-  return fast_llf_plane(gray, rows, cols, level, p.samples, p.remap == LlfRemap::detail);
+  return fast_llf_plane(gray, rows, cols, remap_row_of(p), p.samples, p.remap == LlfRemap::detail);
 }
 
 namespace reference {
@@ -553,9 +558,8 @@ Image local_laplacian(const Image& input, const LocalLaplacianParams& params) {
     float* g = gray.row(y);
     for (int x = 0; x < cols; ++x) g[x] = static_cast<float>(gray_at(in + x * channels));
   });
-  const RemapRow level = p.remap == LlfRemap::detail ? detail_remap(p) : pixelwise([&p](double d) { return remap(d, p); });
   Image out(rows, cols, input.type());
-  fast_llf(std::move(gray), level, p.samples, p.remap == LlfRemap::detail, [&](int y, const float* fy) {
+  fast_llf(std::move(gray), remap_row_of(p), p.samples, p.remap == LlfRemap::detail, [&](int y, const float* fy) {
     const float* in = input.ptr<float>(y);
     float* o = out.ptr<float>(y);
     if (channels == 1) {

@@ -152,10 +152,9 @@ void texture_weights(const std::vector<Plane>& x, int rows, int cols, double sig
       for (int c = 0; c < channels; ++c) {
         const double *xc = x[c].data(), *bc = blurred[c].data();
         add_gradient_terms(xc + row, xc + south, bc + row, bc + south, cols - 1, magnitude.data(), gx.data(), gy.data());
-        const std::size_t last = row + cols - 1;  // no east neighbour: fₓ = gₓ = 0
+        const std::size_t last = row + cols - 1;  // no east neighbour: fₓ = gₓ = 0 (gx stays 0)
         const double fy = xc[south + cols - 1] - xc[last];
-        magnitude[cols - 1] += std::sqrt(0.0 + fy * fy);
-        gx[cols - 1] += std::abs(0.0);
+        magnitude[cols - 1] += std::sqrt(fy * fy);
         gy[cols - 1] += std::abs(bc[south + cols - 1] - bc[last]);
       }
       double* wh = w.horizontal.data() + row;

@@ -3,7 +3,6 @@
 #include "opforge/operators/weighted_median.hpp"
 
 #include <tbb/blocked_range.h>
-#include <tbb/enumerable_thread_specific.h>
 #include <tbb/parallel_for.h>
 #include <tbb/parallel_invoke.h>
 #include <tbb/parallel_sort.h>
@@ -160,23 +159,25 @@ struct FeatureMap {
 // MATLAB uint8(): round half away from zero, saturate.
 int to_u8(double v) { return static_cast<int>(std::clamp(std::round(v), 0.0, 255.0)); }
 
-// The smallest and largest value over all channels.
-std::pair<double, double> value_range(const std::vector<Plane>& image) {
-  double lo = image[0][0], hi = image[0][0];
+// How the guide maps to features: for a double guide jointWMF.m rescales
+// the values from [lo, hi] (over all channels) to 8 bits and multiplies σ by
+// 255/range; an 8-bit guide is taken as it is. Scanned once per image.
+struct GuideScale {
+  double lo = 0, hi = 0;
+  double sigma = 0;  ///< σ as the weights use it
+};
+
+GuideScale guide_scale(const std::vector<Plane>& image, const WeightedMedianParams& p) {
+  GuideScale g{0, 0, p.sigma};
+  if (p.guide != WmfGuide::self_double) return g;
+  g.lo = g.hi = image[0][0];
   for (const auto& c : image) {
     const auto [a, b] = std::minmax_element(c.begin(), c.end());
-    lo = std::min(lo, *a);
-    hi = std::max(hi, *b);
+    g.lo = std::min(g.lo, *a);
+    g.hi = std::max(g.hi, *b);
   }
-  return {lo, hi};
-}
-
-// σ as the weights use it: jointWMF.m multiplies it by 255/range for a
-// double guide.
-double effective_sigma(const std::vector<Plane>& image, const WeightedMedianParams& p) {
-  if (p.guide != WmfGuide::self_double) return p.sigma;
-  const auto [lo, hi] = value_range(image);
-  return hi > lo ? p.sigma * 255.0 / (hi - lo) : p.sigma;
+  if (g.hi > g.lo) g.sigma = p.sigma * 255.0 / (g.hi - g.lo);
+  return g;
 }
 
 // A lower bound of every weight W[i][j] that feature_map can produce, known
@@ -184,21 +185,19 @@ double effective_sigma(const std::vector<Plane>& image, const WeightedMedianPara
 // and no two are further apart than 255 grey levels or, for a colour guide,
 // than opposite corners of the 6-bit cube (3·63², with room for the
 // rounding of cluster means). Every W[i][i] is 1.
-float weight_floor(const std::vector<Plane>& image, const WeightedMedianParams& p) {
-  const double sigma = effective_sigma(image, p);
-  if (image.size() == 1) return std::exp(-static_cast<float>(255 * 255) / static_cast<float>(2.0 * sigma * sigma));
-  const float s = static_cast<float>(sigma / 4.0);
+float weight_floor(int channels, const GuideScale& g) {
+  if (channels == 1) return std::exp(-static_cast<float>(255 * 255) / static_cast<float>(2.0 * g.sigma * g.sigma));
+  const float s = static_cast<float>(g.sigma / 4.0);
   return std::exp(-static_cast<float>(3 * 63 * 63 * (1 + 1e-5)) / (2.0f * s * s));
 }
 
-FeatureMap feature_map(const std::vector<Plane>& image, const WeightedMedianParams& p) {
+FeatureMap feature_map(const std::vector<Plane>& image, const WeightedMedianParams& p, const GuideScale& scale) {
   const std::size_t n = image[0].size();
   const int channels = static_cast<int>(image.size());
   std::vector<std::vector<std::uint8_t>> f(channels, std::vector<std::uint8_t>(n));
-  const double sigma = effective_sigma(image, p);
+  const double sigma = scale.sigma;
   if (p.guide == WmfGuide::self_double) {
-    const auto [lo, hi] = value_range(image);
-    const double range = hi - lo;
+    const double lo = scale.lo, range = scale.hi - scale.lo;
     for (int c = 0; c < channels; ++c) {
       tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) {
         f[c][i] = static_cast<std::uint8_t>(range > 0 ? to_u8((image[c][i] - lo) * 255.0 / range) : 0);
@@ -358,7 +357,7 @@ bool counts_decide(const WeightBounds& b, int r) {
 // the weights of the window), and out[p] is written; where they cannot (an
 // even window split exactly in two) undecided(p, band) is called instead, to
 // evaluate the window directly. Every result therefore equals the direct
-// evaluation's, bit for bit. Returns the number of bands (0..bands−1).
+// evaluation's, bit for bit.
 constexpr int kCountingBand = 8;  // rows a task slides side by side
 
 template <class Bounds, class Undecided>
@@ -432,23 +431,37 @@ void median_counting(const Quantised& q, int rows, int cols, int r, Bounds&& bou
   });
 }
 
+// The windows median_counting left undecided, band by band.
+using Undecided = std::vector<std::vector<std::size_t>>;
+
+Undecided undecided_bands(int rows) { return Undecided(static_cast<std::size_t>((rows + kCountingBand - 1) / kCountingBand)); }
+
+// Evaluates the undecided windows directly into out.
+void evaluate_undecided(const Quantised& q, const FeatureMap& features, int rows, int cols, int r,
+                        const Undecided& undecided, Plane& out) {
+  tbb::parallel_for(std::size_t{0}, undecided.size(), [&](std::size_t band) {
+    std::vector<double> scratch(q.value.size(), 0.0);
+    for (const std::size_t p : undecided[band]) {
+      const int y = static_cast<int>(p / static_cast<std::size_t>(cols)), x = static_cast<int>(p % cols);
+      out[p] = direct_median_at(q, features, rows, cols, r, y, x, scratch);
+    }
+  });
+}
+
 // median_counting with the feature map at hand: each pixel's bounds are its
-// label's, and undecided windows are evaluated at once.
+// label's.
 Plane median_counting(const Quantised& q, const FeatureMap& features, const WeightBounds& bounds, int rows, int cols,
                       int r) {
   Plane out;
-  tbb::enumerable_thread_specific<std::vector<double>> scratch(std::vector<double>(q.value.size(), 0.0));
+  Undecided undecided = undecided_bands(rows);
   median_counting(
       q, rows, cols, r,
       [&](std::size_t p) {
         const int label = features.label[p];
         return std::pair{bounds.low[label], bounds.high[label]};
       },
-      [&](std::size_t p, int) {
-        const int y = static_cast<int>(p / static_cast<std::size_t>(cols)), x = static_cast<int>(p % cols);
-        out[p] = direct_median_at(q, features, rows, cols, r, y, x, scratch.local());
-      },
-      out);
+      [&](std::size_t p, int band) { undecided[static_cast<std::size_t>(band)].push_back(p); }, out);
+  evaluate_undecided(q, features, rows, cols, r, undecided, out);
   return out;
 }
 
@@ -579,16 +592,16 @@ Image weighted_median_with(const Image& input, const WeightedMedianParams& param
   };
   FeatureMap features;
   int done = 0;  // iterations finished
-  const float floor = weight_floor(image, params);
+  const GuideScale scale = guide_scale(image, params);
+  const float floor = weight_floor(static_cast<int>(channels), scale);
   if (median == median_fastest && counts_decide(floor, 1.0, r)) {
     // The counts need only bounds of the weights, which are known before the
     // feature map: its k-means (OpenCV's, on one thread) runs beside the
     // first pass, and only the windows the bounds leave undecided wait for
     // the labels.
-    const int bands = (rows + kCountingBand - 1) / kCountingBand;
-    std::vector<std::vector<std::vector<std::size_t>>> undecided(channels, std::vector<std::vector<std::size_t>>(bands));
+    std::vector<Undecided> undecided(channels, undecided_bands(rows));
     std::vector<Plane> out(channels);
-    tbb::parallel_invoke([&] { features = feature_map(image, params); },
+    tbb::parallel_invoke([&] { features = feature_map(image, params, scale); },
                          [&] {
                            quantise_all();
                            for (std::size_t c = 0; c < channels; ++c) {
@@ -598,20 +611,12 @@ Image weighted_median_with(const Image& input, const WeightedMedianParams& param
                                  [&](std::size_t p, int band) { undecided[c][band].push_back(p); }, out[c]);
                            }
                          });
-    for (std::size_t c = 0; c < channels; ++c) {
-      tbb::parallel_for(0, bands, [&](int band) {
-        std::vector<double> scratch(levels[c].value.size(), 0.0);
-        for (std::size_t p : undecided[c][band]) {
-          const int y = static_cast<int>(p / static_cast<std::size_t>(cols)), x = static_cast<int>(p % cols);
-          out[c][p] = direct_median_at(levels[c], features, rows, cols, r, y, x, scratch);
-        }
-      });
-    }
+    for (std::size_t c = 0; c < channels; ++c) evaluate_undecided(levels[c], features, rows, cols, r, undecided[c], out[c]);
     image = std::move(out);
     done = 1;
   } else {
     // The feature map and the first quantisation are independent.
-    tbb::parallel_invoke([&] { features = feature_map(image, params); }, quantise_all);
+    tbb::parallel_invoke([&] { features = feature_map(image, params, scale); }, quantise_all);
   }
   for (int it = done; it < params.iterations; ++it) {
     if (it > 0) quantise_all();
