@@ -13,6 +13,7 @@ std::string_view to_string(ParamType t) {
   switch (t) {
     case ParamType::real: return "real";
     case ParamType::integer: return "integer";
+    case ParamType::boolean: return "boolean";
     case ParamType::choice: return "choice";
     case ParamType::text: return "text";
   }
@@ -32,6 +33,7 @@ std::string_view to_string(SamplingScale s) {
 
 std::string format_value(const ParamValue& v) {
   if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  if (const auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
   const double d = std::get<double>(v);
   char buf[64];
   const auto res = std::to_chars(buf, buf + sizeof buf, d);
@@ -40,49 +42,75 @@ std::string format_value(const ParamValue& v) {
 
 std::string ParamSpec::range_text() const {
   if (type == ParamType::text) return text_format;
+  if (type == ParamType::boolean) return "true | false";
   if (type == ParamType::choice) {
     std::string out;
     for (std::size_t i = 0; i < choices.size(); ++i) out += (i ? " | " : "") + choices[i];
     return out;
   }
-  if (type == ParamType::integer) return format_value(min) + ".." + format_value(max);
+  if (type == ParamType::integer) {
+    return (also_valid ? format_value(*also_valid) + " or " : std::string()) + (odd ? "odd " : "") + format_value(min) +
+           ".." + format_value(max);
+  }
   return std::string(min_open ? "(" : "[") + format_value(min) + ", " + format_value(max) + (max_open ? ")" : "]");
 }
 
 std::string ParamSpec::default_text() const {
+  if (type == ParamType::boolean) return default_number != 0 ? "true" : "false";
   return type == ParamType::choice || type == ParamType::text ? default_choice : format_value(default_number);
 }
 
 bool ParamSpec::in_range(double v) const {
+  if (also_valid && v == *also_valid) return true;
   const bool lo_ok = min_open ? v > min : v >= min;
   const bool hi_ok = max_open ? v < max : v <= max;
-  return lo_ok && hi_ok;
+  return lo_ok && hi_ok && (!odd || std::fmod(v, 2.0) != 0);
 }
 
-ParamSpec real_param(std::string name, double default_value, double min, double max, bool min_open, bool max_open,
-                     SamplingScale scale, std::string doc) {
+bool ParamSpec::covers(double lo, double hi) const {
+  if (!in_range(lo) || !in_range(hi)) return false;
+  if (type != ParamType::integer || lo == hi) return true;
+  if (odd) return false;
+  // The extra value joins the range only when it is next to it.
+  const double from = also_valid && *also_valid == min - 1 ? *also_valid : min;
+  const double to = also_valid && *also_valid == max + 1 ? *also_valid : max;
+  return lo >= from && hi <= to;
+}
+
+ParamSpec real_param(std::string name, double default_value, Interval valid, SamplingScale scale, std::string doc) {
   ParamSpec s;
   s.name = std::move(name);
   s.type = ParamType::real;
   s.scale = scale;
   s.default_number = default_value;
-  s.min = min;
-  s.max = max;
-  s.min_open = min_open;
-  s.max_open = max_open;
+  s.min = valid.min;
+  s.max = valid.max;
+  s.min_open = valid.min_open;
+  s.max_open = valid.max_open;
   s.doc = std::move(doc);
   return s;
 }
 
-ParamSpec integer_param(std::string name, std::int64_t default_value, std::int64_t min, std::int64_t max,
-                        std::string doc) {
+ParamSpec integer_param(std::string name, std::int64_t default_value, IntegerRange valid, std::string doc) {
   ParamSpec s;
   s.name = std::move(name);
   s.type = ParamType::integer;
   s.scale = SamplingScale::integer;
   s.default_number = static_cast<double>(default_value);
-  s.min = static_cast<double>(min);
-  s.max = static_cast<double>(max);
+  s.min = static_cast<double>(valid.min);
+  s.max = static_cast<double>(valid.max);
+  s.odd = valid.odd;
+  if (valid.also) s.also_valid = static_cast<double>(*valid.also);
+  s.doc = std::move(doc);
+  return s;
+}
+
+ParamSpec boolean_param(std::string name, bool default_value, std::string doc) {
+  ParamSpec s;
+  s.name = std::move(name);
+  s.type = ParamType::boolean;
+  s.scale = SamplingScale::choice;
+  s.default_number = default_value ? 1 : 0;
   s.doc = std::move(doc);
   return s;
 }
@@ -138,6 +166,14 @@ double ParamValues::number(const std::string& name) const {
 }
 
 std::int64_t ParamValues::integer(const std::string& name) const { return static_cast<std::int64_t>(number(name)); }
+
+bool ParamValues::flag(const std::string& name) const {
+  const auto it = values_.find(name);
+  if (it == values_.end() || !std::holds_alternative<bool>(it->second)) {
+    throw Error("internal: boolean parameter '" + name + "' was not resolved");
+  }
+  return std::get<bool>(it->second);
+}
 
 const std::string& ParamValues::choice(const std::string& name) const {
   const auto it = values_.find(name);
@@ -208,6 +244,12 @@ void check(std::string_view op, const ParamSpec& s, const ParamValue& v) {
     }
     return;
   }
+  if (s.type == ParamType::boolean) {
+    if (!std::holds_alternative<bool>(v)) {
+      throw Error(where(op, s) + " = '" + format_value(v) + "' is not true or false" + valid_suffix(s));
+    }
+    return;
+  }
   if (s.type == ParamType::choice) {
     const auto* str = std::get_if<std::string>(&v);
     if (!str) throw Error(where(op, s) + " = " + format_value(v) + " is not one of the choices" + valid_suffix(s));
@@ -231,6 +273,8 @@ ParamValues fill_defaults(std::string_view op, std::span<const ParamSpec> specs,
     if (s.required) throw Error(where(op, s) + " is required; valid: " + s.range_text());
     if (s.type == ParamType::choice || s.type == ParamType::text) {
       values.set(s.name, s.default_choice);
+    } else if (s.type == ParamType::boolean) {
+      values.set(s.name, s.default_number != 0);
     } else {
       values.set(s.name, s.default_number);
     }
@@ -252,6 +296,11 @@ ParamValues resolve_params(std::string_view op, std::span<const ParamSpec> specs
     const ParamSpec& s = find_spec(op, specs, name);
     if (s.type == ParamType::choice || s.type == ParamType::text) {
       values.set(name, raw);
+    } else if (s.type == ParamType::boolean) {
+      if (raw != "true" && raw != "false") {
+        throw Error(where(op, s) + " = '" + raw + "' is not true or false" + valid_suffix(s));
+      }
+      values.set(name, raw == "true");
     } else {
       double d = 0;
       if (!parse_number(raw, d)) throw Error(where(op, s) + " = '" + raw + "' is not a number" + valid_suffix(s));

@@ -40,6 +40,8 @@ json param_json(const OperatorEntry& entry, const ParamValues& values) {
       out[spec.name] = values.integer(spec.name);
     } else if (spec.type == ParamType::real) {
       out[spec.name] = values.number(spec.name);
+    } else if (spec.type == ParamType::boolean) {
+      out[spec.name] = values.flag(spec.name);
     } else {
       out[spec.name] = values.choice(spec.name);
     }

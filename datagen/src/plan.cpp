@@ -237,13 +237,9 @@ PairImages make_pair(const Recipe& recipe, PairPlan plan, const Image& preproces
   Image image = preprocessed;
   pair.crop = crop_window(recipe, pair.plan.seed, image.rows, image.cols);
   if (pair.crop) image = image(cv::Rect(pair.crop->x, pair.crop->y, pair.crop->width, pair.crop->height)).clone();
-  if (op.kind == OperatorKind::filter) {
-    pair.input = image;
-    pair.output = op.apply(image, pair.plan.values, {.seed = pair.plan.seed});
-  } else {
-    pair.input = op.apply(image, pair.plan.values, {.seed = pair.plan.seed});
-    pair.output = op.target(image, pair.plan.values);
-  }
+  OperatorEntry::Pair images = op.pair(image, pair.plan.values, {.seed = pair.plan.seed});
+  pair.input = std::move(images.input);
+  pair.output = std::move(images.output);
   return pair;
 }
 

@@ -85,7 +85,7 @@ Image contact_sheet(const Recipe& recipe, const PreviewOptions& options) {
         const ParamValue& value = pair.plan.values.all().at(name);
         char text[64];
         if (const double* v = std::get_if<double>(&value)) std::snprintf(text, sizeof text, "%.4g", *v);
-        cell.lines.push_back("  " + name + " = " + (std::holds_alternative<double>(value) ? text : std::get<std::string>(value)));
+        cell.lines.push_back("  " + name + " = " + (std::holds_alternative<double>(value) ? text : format_value(value)));
       }
     } catch (const std::exception& e) {
       cell.lines.push_back(pair_key(s, sources.size(), p, recipe.pairs_per_source) + "  FAILED");

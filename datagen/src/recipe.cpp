@@ -209,6 +209,10 @@ Distribution parse_distribution(const RecipeReader& r, const YAML::Node& node, c
   d.lo = std::get<double>(parse_value(r, body[0], op, spec));
   d.hi = std::get<double>(parse_value(r, body[1], op, spec));
   if (d.lo > d.hi) r.fail(body, where + ": low " + body[0].as<std::string>() + " exceeds high " + body[1].as<std::string>());
+  if (!spec.covers(d.lo, d.hi)) {
+    r.fail(body, where + ": the range [" + body[0].as<std::string>() + ", " + body[1].as<std::string>() +
+                     "] holds values outside " + spec.range_text() + "; sample it with choice or sweep");
+  }
   if (d.kind == Distribution::Kind::log_uniform && !(d.lo > 0)) {
     r.fail(body, where + ": log_uniform needs low > 0");
   }

@@ -7,7 +7,7 @@
 
 #include <cmath>
 
-#include "entries.hpp"
+#include "opforge/operators/registry.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
 #include "opforge/core/memory.hpp"
@@ -98,27 +98,44 @@ cv::Mat resize_cols(const cv::Mat& in, int out_cols, double scale) {
   return out;
 }
 
-const std::vector<ParamSpec>& resize_specs() {
-  static const std::vector<ParamSpec> specs = {
-      // Shrinking by s spreads each output over 4/s input taps: below 1/1000
-      // the kernel alone outgrows any image opforge reads.
-      real_param("scale", 0.5, 0.001, 16.0, false, false, SamplingScale::log,
-                 "scale factor; the output is ceil(scale·size) (MATLAB's rule); ignored when width and height are set"),
-      integer_param("width", 0, 0, 65536, "output width in pixels (0: from scale; set together with height)"),
-      integer_param("height", 0, 0, 65536, "output height in pixels (0: from scale; set together with width)"),
-  };
-  return specs;
+using ResizeTable = ParamTable<ResizeBicubicParams>;
+const ResizeTable& resize_table() {
+  static const ResizeTable table{
+      "resize_bicubic",
+      {
+          // Shrinking by s spreads each output over 4/s input taps: below 1/1000
+          // the kernel alone outgrows any image opforge reads.
+          ResizeTable::real(&ResizeBicubicParams::scale, "scale", Interval::closed(0.001, 16), SamplingScale::log,
+                            "scale factor; the output is ceil(scale·size) (MATLAB's rule); ignored when width and "
+                            "height are set"),
+          ResizeTable::integer(&ResizeBicubicParams::width, "width", IntegerRange(0, 65536),
+                               "output width in pixels (0: from scale; set together with height)"),
+          ResizeTable::integer(&ResizeBicubicParams::height, "height", IntegerRange(0, 65536),
+                               "output height in pixels (0: from scale; set together with width)"),
+      },
+      [](const ResizeBicubicParams& p) {
+        return (p.width == 0) == (p.height == 0)
+                   ? ""
+                   : "give both width and height (1..65536), or neither and a scale in [0.001, 16]";
+      }};
+  return table;
 }
 
-const std::vector<ParamSpec>& sr_specs() {
-  static const std::vector<ParamSpec> specs = {
-      integer_param("scale", 3, 2, 8, "super-resolution factor"),
-      choice_param("mode", "ilr", {"ilr", "lr"},
-                   "ilr: input = bicubic(LR) at the HR size (SRCNN, VDSR, Fan et al.); lr: input = LR (BasicSR, HCFlow)"),
-      choice_param("channels", "rgb", {"rgb", "y"}, "y: only the luma of MATLAB rgb2ycbcr, for input and target (Fan et al.)"),
-      integer_param("modcrop", 0, 0, 64, "crop the HR image to a multiple of this (0: the scale; Fan et al. use 6 for x3)"),
-  };
-  return specs;
+using SrTable = ParamTable<SrBicubicParams>;
+const SrTable& sr_table() {
+  static const SrTable table{
+      "sr_bicubic",
+      {
+          SrTable::integer(&SrBicubicParams::scale, "scale", IntegerRange(2, 8), "super-resolution factor"),
+          SrTable::choice(&SrBicubicParams::mode, "mode", {{"ilr", SrMode::ilr}, {"lr", SrMode::lr}},
+                          "ilr: input = bicubic(LR) at the HR size (SRCNN, VDSR, Fan et al.); lr: input = LR "
+                          "(BasicSR, HCFlow)"),
+          SrTable::choice(&SrBicubicParams::y_only, "channels", {{"rgb", false}, {"y", true}},
+                          "y: only the luma of MATLAB rgb2ycbcr, for input and target (Fan et al.)"),
+          SrTable::integer(&SrBicubicParams::modcrop, "modcrop", IntegerRange(0, 64),
+                           "crop the HR image to a multiple of this (0: the scale; Fan et al. use 6 for x3)"),
+      }};
+  return table;
 }
 
 // float64 input, intermediate and output, the float32 result and the taps.
@@ -132,39 +149,43 @@ double resize_peak_bytes(const Image& input, double scale, int width, int height
   return 8.0 * c * (pixel_count(input) + mid + rows * cols) + 4.0 * c * rows * cols + taps;
 }
 
-void validate(const SrBicubicParams& p) {
-  ParamValues v;
-  v.set("scale", static_cast<double>(p.scale));
-  v.set("modcrop", static_cast<double>(p.modcrop));
-  validate_params("sr_bicubic", sr_specs(), v);
-}
-
 // --------------------------------------------------------------- noise ---
 
-const std::vector<ParamSpec>& noise_specs() {
-  static const std::vector<ParamSpec> specs = {
-      real_param("sigma", 25.0, 0.0, 100.0, false, false, SamplingScale::linear,
-                 "noise standard deviation on the 0–255 scale"),
-      choice_param("clip", "true", {"true", "false"}, "clip the noisy image to [0, 1]"),
-      choice_param("quantize", "true", {"true", "false"}, "round to 8-bit levels, as a PNG-written input is"),
-      choice_param("mode", "rgb", {"rgb", "gray"}, "rgb: noise per channel; gray: MATLAB rgb2gray first (Fan et al.)"),
-  };
-  return specs;
+using NoiseTable = ParamTable<GaussianNoiseParams>;
+const NoiseTable& noise_table() {
+  static const NoiseTable table{
+      "gaussian_noise",
+      {
+          NoiseTable::real(&GaussianNoiseParams::sigma, "sigma", Interval::closed(0, 100), SamplingScale::linear,
+                           "noise standard deviation on the 0–255 scale"),
+          NoiseTable::boolean(&GaussianNoiseParams::clip, "clip", "clip the noisy image to [0, 1]"),
+          NoiseTable::boolean(&GaussianNoiseParams::quantize, "quantize",
+                              "round to 8-bit levels, as a PNG-written input is"),
+          NoiseTable::choice(&GaussianNoiseParams::mode, "mode", {{"rgb", NoiseMode::rgb}, {"gray", NoiseMode::gray}},
+                             "rgb: noise per channel; gray: MATLAB rgb2gray first (Fan et al.)"),
+      }};
+  return table;
 }
 
 constexpr std::uint64_t kNoiseStream = 0x6e6f697365ull;  // "noise"
 
 // -------------------------------------------------------------- jpeg ---
 
-const std::vector<ParamSpec>& jpeg_specs() {
-  static const std::vector<ParamSpec> specs = {
-      integer_param("quality", 20, 1, 100, "JPEG quality (libjpeg scaling of the Annex K tables, baseline)"),
-      choice_param("subsampling", "420", {"420", "444"}, "chroma subsampling of colour JPEGs"),
-      choice_param("mode", "rgb", {"rgb", "gray", "y"},
-                   "rgb: colour JPEG; gray: MATLAB rgb2gray as a greyscale JPEG; y: the Y of MATLAB rgb2ycbcr "
-                   "(Fan et al.'s deblocking data)"),
-  };
-  return specs;
+using JpegTable = ParamTable<JpegDegradeParams>;
+const JpegTable& jpeg_table() {
+  static const JpegTable table{
+      "jpeg",
+      {
+          JpegTable::integer(&JpegDegradeParams::quality, "quality", IntegerRange(1, 100),
+                             "JPEG quality (libjpeg scaling of the Annex K tables, baseline)"),
+          JpegTable::choice(&JpegDegradeParams::chroma_420, "subsampling", {{"420", true}, {"444", false}},
+                            "chroma subsampling of colour JPEGs"),
+          JpegTable::choice(&JpegDegradeParams::mode, "mode",
+                            {{"rgb", JpegMode::rgb}, {"gray", JpegMode::gray}, {"y", JpegMode::y}},
+                            "rgb: colour JPEG; gray: MATLAB rgb2gray as a greyscale JPEG; y: the Y of MATLAB rgb2ycbcr "
+                            "(Fan et al.'s deblocking data)"),
+      }};
+  return table;
 }
 
 // The 8-bit image the encoder sees for a mode.
@@ -182,18 +203,9 @@ cv::Mat jpeg_source(const Image& input, JpegMode mode) {
   return u8;
 }
 
-}  // namespace
+// The operators once their parameters are valid.
 
-Image resize_bicubic(const Image& input, const ResizeBicubicParams& params) {
-  require_image(input, "resize_bicubic");
-  ParamValues v;
-  v.set("scale", params.scale);
-  v.set("width", static_cast<double>(params.width));
-  v.set("height", static_cast<double>(params.height));
-  validate_params("resize_bicubic", resize_specs(), v);
-  if ((params.width == 0) != (params.height == 0)) {
-    throw Error("resize_bicubic: give both width and height (1..65536), or neither and a scale in [0.001, 16]");
-  }
+Image resize_valid(const Image& input, const ResizeBicubicParams& params) {
   double scale_rows = params.scale, scale_cols = params.scale;
   int out_rows, out_cols;
   if (params.width > 0) {
@@ -224,9 +236,7 @@ Image resize_bicubic(const Image& input, const ResizeBicubicParams& params) {
   return out;
 }
 
-Image sr_reference(const Image& source, const SrBicubicParams& params) {
-  require_image(source, "sr_bicubic");
-  validate(params);
+Image sr_reference_valid(const Image& source, const SrBicubicParams& params) {
   const int multiple = params.modcrop == 0 ? params.scale : params.modcrop;
   const int rows = source.rows - source.rows % multiple, cols = source.cols - source.cols % multiple;
   if (rows < params.scale || cols < params.scale) {
@@ -240,18 +250,13 @@ Image sr_reference(const Image& source, const SrBicubicParams& params) {
   return hr;
 }
 
-Image sr_input(const Image& reference, const SrBicubicParams& params) {
-  validate(params);
-  const Image lr = resize_bicubic(reference, {.scale = 1.0 / params.scale});
+Image sr_input_valid(const Image& reference, const SrBicubicParams& params) {
+  const Image lr = resize_valid(reference, {.scale = 1.0 / params.scale});
   if (params.mode == SrMode::lr) return lr;
-  return resize_bicubic(lr, {.width = reference.cols, .height = reference.rows});
+  return resize_valid(lr, {.width = reference.cols, .height = reference.rows});
 }
 
-Image gaussian_noise(const Image& input, const GaussianNoiseParams& params, std::uint64_t seed) {
-  require_image(input, "gaussian_noise");
-  ParamValues v;
-  v.set("sigma", params.sigma);
-  validate_params("gaussian_noise", noise_specs(), v);
+Image noise_valid(const Image& input, const GaussianNoiseParams& params, std::uint64_t seed) {
   std::vector<Plane> planes = to_double_planes(input);
   if (params.mode == NoiseMode::gray && planes.size() == 3) planes = {gray_plane(planes)};
   const int rows = input.rows, cols = input.cols, channels = static_cast<int>(planes.size());
@@ -272,119 +277,126 @@ Image gaussian_noise(const Image& input, const GaussianNoiseParams& params, std:
   return from_double_planes(planes, rows, cols);
 }
 
+Image jpeg_valid(const Image& input, const JpegDegradeParams& params) {
+  return decode_jpeg(encode_jpeg(jpeg_source(input, params.mode), params.quality, params.chroma_420), "jpeg_degrade");
+}
+
+// gray mode: the pair's reference is the grey image the noise is added to.
+Image noise_reference(const Image& source, const GaussianNoiseParams& params) {
+  if (params.mode != NoiseMode::gray || source.channels() == 1) return source;
+  return from_double_planes({gray_plane(to_double_planes(source))}, source.rows, source.cols);
+}
+
+// gray/y modes: the pair's reference is the 8-bit grey/Y image the encoder sees.
+Image jpeg_reference(const Image& source, const JpegDegradeParams& params) {
+  if (params.mode == JpegMode::rgb || source.channels() == 1) return source;
+  const cv::Mat u8 = jpeg_source(source, params.mode);
+  Image grey(u8.rows, u8.cols, CV_32FC1);
+  for (int y = 0; y < u8.rows; ++y) {
+    for (int x = 0; x < u8.cols; ++x) grey.at<float>(y, x) = static_cast<float>(u8.at<std::uint8_t>(y, x) / 255.0);
+  }
+  return grey;
+}
+
+}  // namespace
+
+Image resize_bicubic(const Image& input, const ResizeBicubicParams& params) {
+  require_image(input, "resize_bicubic");
+  resize_table().validate(params);
+  return resize_valid(input, params);
+}
+
+Image sr_reference(const Image& source, const SrBicubicParams& params) {
+  require_image(source, "sr_bicubic");
+  sr_table().validate(params);
+  return sr_reference_valid(source, params);
+}
+
+Image sr_input(const Image& reference, const SrBicubicParams& params) {
+  sr_table().validate(params);
+  return sr_input_valid(reference, params);
+}
+
+Image gaussian_noise(const Image& input, const GaussianNoiseParams& params, std::uint64_t seed) {
+  require_image(input, "gaussian_noise");
+  noise_table().validate(params);
+  return noise_valid(input, params, seed);
+}
+
 std::vector<std::uint8_t> jpeg_encode(const Image& input, const JpegDegradeParams& params) {
   require_image(input, "jpeg_degrade");
-  ParamValues v;
-  v.set("quality", static_cast<double>(params.quality));
-  validate_params("jpeg_degrade", jpeg_specs(), v);
+  jpeg_table().validate(params);
   return encode_jpeg(jpeg_source(input, params.mode), params.quality, params.chroma_420);
 }
 
 Image jpeg_degrade(const Image& input, const JpegDegradeParams& params) {
-  return decode_jpeg(jpeg_encode(input, params), "jpeg_degrade");
+  require_image(input, "jpeg_degrade");
+  jpeg_table().validate(params);
+  return jpeg_valid(input, params);
 }
 
+
 OperatorEntry resize_bicubic_entry() {
-  return {
-      .name = "resize_bicubic",
+  return make_entry<ResizeBicubicParams>({
       .summary = "MATLAB-compatible bicubic resize (imresize 'bicubic' with antialiasing), float64",
       .citation = "MATLAB imresize(I, s, 'bicubic') semantics (Keys cubic a = -0.5, antialiased shrink); R. Keys, "
                   "\"Cubic Convolution Interpolation for Digital Image Processing\", IEEE TASSP 29(6), 1981",
       .kind = OperatorKind::degradation,
       .version = "1",
-      .params = resize_specs(),
-      .peak_bytes = [](const Image& img, const ParamValues& p) {
-        return resize_peak_bytes(img, p.number("scale"), static_cast<int>(p.integer("width")),
-                                 static_cast<int>(p.integer("height")));
+      .params = &resize_table(),
+      .keeps_constant = 1e-6,
+      .peak_bytes = [](const Image& img, const ResizeBicubicParams& p) {
+        return resize_peak_bytes(img, p.scale, p.width, p.height);
       },
-      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
-        return resize_bicubic(img, {.scale = p.number("scale"),
-                                    .width = static_cast<int>(p.integer("width")),
-                                    .height = static_cast<int>(p.integer("height"))});
-      },
-  };
+      .run = [](const Image& img, const ResizeBicubicParams& p, const RunContext&) { return resize_valid(img, p); },
+  });
 }
-
-namespace {
-SrBicubicParams sr_params(const ParamValues& p) {
-  return {.scale = static_cast<int>(p.integer("scale")),
-          .mode = p.choice("mode") == "lr" ? SrMode::lr : SrMode::ilr,
-          .y_only = p.choice("channels") == "y",
-          .modcrop = static_cast<int>(p.integer("modcrop"))};
-}
-}  // namespace
 
 OperatorEntry sr_bicubic_entry() {
-  return {
-      .name = "sr_bicubic",
+  return make_entry<SrBicubicParams>({
       .summary = "super-resolution pairs: modcropped HR (RGB or Y) and its bicubic LR, or LR upsampled back (ILR)",
       .citation = "C. Dong, C. C. Loy, K. He, X. Tang, \"Image Super-Resolution Using Deep Convolutional Networks\", "
                   "TPAMI 38(2), 2016 (SRCNN protocol); Q. Fan et al., ECCV 2018 (Y channel, x2/x3/x4); MATLAB imresize "
                   "bicubic",
       .kind = OperatorKind::degradation,
       .version = "1",
-      .params = sr_specs(),
+      .params = &sr_table(),
       // float64 copies of the reference, the LR image and the upsampled input.
-      .peak_bytes = [](const Image& img, const ParamValues&) { return pixel_count(img) * 40.0 * img.channels(); },
-      .run = [](const Image& img, const ParamValues& p, const RunContext&) { return sr_input(img, sr_params(p)); },
-      .prepare = [](const Image& img, const ParamValues& p) { return sr_reference(img, sr_params(p)); },
-  };
+      .keeps_constant = 1e-6,
+      .peak_bytes = [](const Image& img, const SrBicubicParams&) { return pixel_count(img) * 40.0 * img.channels(); },
+      .run = [](const Image& img, const SrBicubicParams& p, const RunContext&) { return sr_input_valid(img, p); },
+      .prepare = sr_reference_valid,
+  });
 }
 
 OperatorEntry gaussian_noise_entry() {
-  return {
-      .name = "gaussian_noise",
+  return make_entry<GaussianNoiseParams>({
       .summary = "additive white Gaussian noise, seeded (same seed, same noise on any thread count)",
       .citation = "additive white Gaussian noise as sampled by Q. Fan et al., \"Decouple Learning for Parameterized "
                   "Image Operators\", ECCV 2018 (sigma ~ U[10, 70] on grey images); Philox4x32-10 counter RNG",
       .kind = OperatorKind::degradation,
       .version = "2",  // 2: gray mode noises the float32 grey reference the pair stores
-      .params = noise_specs(),
-      .peak_bytes = [](const Image& img, const ParamValues&) { return pixel_count(img) * 24.0 * img.channels(); },
-      .run = [](const Image& img, const ParamValues& p, const RunContext& ctx) {
-        return gaussian_noise(img,
-                              {.sigma = p.number("sigma"),
-                               .clip = p.choice("clip") == "true",
-                               .quantize = p.choice("quantize") == "true",
-                               .mode = p.choice("mode") == "gray" ? NoiseMode::gray : NoiseMode::rgb},
-                              ctx.seed);
+      .params = &noise_table(),
+      .peak_bytes = [](const Image& img, const GaussianNoiseParams&) { return pixel_count(img) * 24.0 * img.channels(); },
+      .run = [](const Image& img, const GaussianNoiseParams& p, const RunContext& ctx) {
+        return noise_valid(img, p, ctx.seed);
       },
-      // gray mode: the pair's reference is the grey image the noise was added to.
-      .prepare = [](const Image& img, const ParamValues& p) {
-        if (p.choice("mode") != "gray" || img.channels() == 1) return img;
-        return from_double_planes({gray_plane(to_double_planes(img))}, img.rows, img.cols);
-      },
-  };
+      .prepare = noise_reference,
+  });
 }
 
 OperatorEntry jpeg_degrade_entry() {
-  return {
-      .name = "jpeg",
+  return make_entry<JpegDegradeParams>({
       .summary = "baseline JPEG compression artefacts through libjpeg-turbo (encode at a quality, decode)",
       .citation = "ITU-T T.81 / ISO 10918-1 baseline JPEG via libjpeg-turbo (jpeg_set_quality, ISLOW DCT, standard "
                   "Huffman tables); deblocking data as in Q. Fan et al., ECCV 2018",
       .kind = OperatorKind::degradation,
       .version = "1",
-      .params = jpeg_specs(),
-      .peak_bytes = [](const Image& img, const ParamValues&) { return pixel_count(img) * 16.0 * img.channels(); },
-      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
-        const std::string& mode = p.choice("mode");
-        return jpeg_degrade(img, {.quality = static_cast<int>(p.integer("quality")),
-                                  .chroma_420 = p.choice("subsampling") == "420",
-                                  .mode = mode == "gray" ? JpegMode::gray : mode == "y" ? JpegMode::y : JpegMode::rgb});
-      },
-      // gray/y modes: the pair's reference is the 8-bit grey/Y image the encoder saw.
-      .prepare = [](const Image& img, const ParamValues& p) {
-        const std::string& mode = p.choice("mode");
-        if (mode == "rgb" || img.channels() == 1) return img;
-        const cv::Mat u8 = jpeg_source(img, mode == "gray" ? JpegMode::gray : JpegMode::y);
-        Image grey(u8.rows, u8.cols, CV_32FC1);
-        for (int y = 0; y < u8.rows; ++y) {
-          for (int x = 0; x < u8.cols; ++x) grey.at<float>(y, x) = static_cast<float>(u8.at<std::uint8_t>(y, x) / 255.0);
-        }
-        return grey;
-      },
-  };
+      .params = &jpeg_table(),
+      .peak_bytes = [](const Image& img, const JpegDegradeParams&) { return pixel_count(img) * 16.0 * img.channels(); },
+      .run = [](const Image& img, const JpegDegradeParams& p, const RunContext&) { return jpeg_valid(img, p); },
+      .prepare = jpeg_reference,
+  });
 }
 
 }  // namespace opforge

@@ -10,7 +10,7 @@
 #include <limits>
 #include <numeric>
 
-#include "entries.hpp"
+#include "opforge/operators/registry.hpp"
 #include "opforge/core/error.hpp"
 
 namespace opforge {
@@ -105,20 +105,42 @@ Plane guided_filter(const Plane& g, const Plane& p, int rows, int cols, int r, d
   return q;
 }
 
-const std::vector<ParamSpec>& dcp_specs() {
-  static const std::vector<ParamSpec> specs = {
-      real_param("omega", 0.95, 0.0, 1.0, true, false, SamplingScale::linear,
-                 "fraction of haze removed: t = 1 - omega * dark(I/A)"),
-      integer_param("window", 15, 3, 61, "dark-channel window size (odd)"),
-      integer_param("guided_radius", 15, 1, 100, "guided-filter radius (the reference hard-codes 15)"),
-      real_param("guided_eps", 1e-3, 1e-6, 1.0, false, false, SamplingScale::log, "guided-filter regulariser"),
-      real_param("t_min", 0.1, 0.01, 1.0, false, false, SamplingScale::linear, "transmission floor in the radiance"),
-      real_param("airlight_fraction", 0.001, 0.0, 0.1, true, false, SamplingScale::log,
-                 "fraction of the brightest dark-channel pixels searched for the air-light"),
-      choice_param("output", "radiance", {"radiance", "transmission"},
-                   "what to write: the dehazed image (unclipped) or the refined transmission map"),
-  };
-  return specs;
+using Table = ParamTable<DarkChannelParams>;
+const Table& params_table() {
+  static const Table table{
+      "dehaze_dark_channel",
+      {
+          Table::real(&DarkChannelParams::omega, "omega", Interval::open_closed(0, 1), SamplingScale::linear,
+                      "fraction of haze removed: t = 1 - omega * dark(I/A)"),
+          Table::integer(&DarkChannelParams::window, "window", IntegerRange(3, 61).odd_only(),
+                         "dark-channel window size (odd)"),
+          Table::integer(&DarkChannelParams::guided_radius, "guided_radius", IntegerRange(1, 100),
+                         "guided-filter radius (the reference hard-codes 15)"),
+          Table::real(&DarkChannelParams::guided_eps, "guided_eps", Interval::closed(1e-6, 1), SamplingScale::log,
+                      "guided-filter regulariser"),
+          Table::real(&DarkChannelParams::t_min, "t_min", Interval::closed(0.01, 1), SamplingScale::linear,
+                      "transmission floor in the radiance"),
+          Table::real(&DarkChannelParams::airlight_fraction, "airlight_fraction", Interval::open_closed(0, 0.1),
+                      SamplingScale::log, "fraction of the brightest dark-channel pixels searched for the air-light"),
+      }};
+  return table;
+}
+
+// The registry's call: the parameters and which image to write.
+struct DarkChannelCall : DarkChannelParams {
+  bool write_transmission = false;
+};
+
+using CallTable = ParamTable<DarkChannelCall>;
+const CallTable& call_table() {
+  static const CallTable table = [] {
+    std::vector<CallTable::Field> fields = CallTable::fields_of(params_table());
+    fields.push_back(CallTable::choice(&DarkChannelCall::write_transmission, "output",
+                                       {{"radiance", false}, {"transmission", true}},
+                                       "what to write: the dehazed image (unclipped) or the refined transmission map"));
+    return CallTable("dehaze_dark_channel", std::move(fields));
+  }();
+  return table;
 }
 
 }  // namespace
@@ -154,19 +176,9 @@ std::array<double, 3> estimate_airlight(const std::vector<Plane>& rgb, int rows,
   return {sum[0] / count, sum[1] / count, sum[2] / count};
 }
 
-DehazeResult dehaze_dark_channel(const Image& input, const DarkChannelParams& p) {
-  require_image(input, "dehaze_dark_channel");
-  ParamValues v;
-  v.set("omega", p.omega);
-  v.set("window", static_cast<double>(p.window));
-  v.set("guided_radius", static_cast<double>(p.guided_radius));
-  v.set("guided_eps", p.guided_eps);
-  v.set("t_min", p.t_min);
-  v.set("airlight_fraction", p.airlight_fraction);
-  validate_params("dehaze_dark_channel", dcp_specs(), v);
-  if (p.window % 2 == 0) {
-    throw Error("dehaze_dark_channel: parameter 'window' = " + std::to_string(p.window) + " is even; valid: odd 3..61");
-  }
+namespace {
+
+DehazeResult dehaze_valid(const Image& input, const DarkChannelParams& p) {
   if (input.channels() != 3) {
     throw Error("dehaze_dark_channel: needs an RGB image, got " + std::to_string(input.channels()) + " channel(s)");
   }
@@ -200,28 +212,30 @@ DehazeResult dehaze_dark_channel(const Image& input, const DarkChannelParams& p)
   return result;
 }
 
+}  // namespace
+
+DehazeResult dehaze_dark_channel(const Image& input, const DarkChannelParams& params) {
+  require_image(input, "dehaze_dark_channel");
+  params_table().validate(params);
+  return dehaze_valid(input, params);
+}
+
 OperatorEntry dehaze_dark_channel_entry() {
-  return {
-      .name = "dehaze_dark_channel",
+  return make_entry<DarkChannelCall>({
       .summary = "dark-channel-prior dehazing with guided-filter refinement of the transmission",
       .citation = "K. He, J. Sun, X. Tang, \"Single Image Haze Removal Using Dark Channel Prior\", CVPR 2009 / TPAMI "
                   "33(12) 2011; refinement: K. He, J. Sun, X. Tang, \"Guided Image Filtering\", ECCV 2010 / TPAMI "
                   "35(6) 2013; matches sjtrny/Dark-Channel-Haze-Removal dehaze_fast.m",
       .kind = OperatorKind::filter,
       .version = "1",
-      .params = dcp_specs(),
+      .params = &call_table(),
       // Guided-filter planes: 183 B/px measured at 1 MP RGB.
-      .peak_bytes = [](const Image& img, const ParamValues&) { return pixel_count(img) * (40.0 + 80.0 * img.channels()); },
-      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
-        DehazeResult r = dehaze_dark_channel(img, {.omega = p.number("omega"),
-                                                   .window = static_cast<int>(p.integer("window")),
-                                                   .guided_radius = static_cast<int>(p.integer("guided_radius")),
-                                                   .guided_eps = p.number("guided_eps"),
-                                                   .t_min = p.number("t_min"),
-                                                   .airlight_fraction = p.number("airlight_fraction")});
-        return p.choice("output") == "transmission" ? r.transmission : r.radiance;
+      .peak_bytes = [](const Image& img, const DarkChannelCall&) { return pixel_count(img) * (40.0 + 80.0 * img.channels()); },
+      .run = [](const Image& img, const DarkChannelCall& p, const RunContext&) {
+        DehazeResult r = dehaze_valid(img, p);
+        return p.write_transmission ? r.transmission : r.radiance;
       },
-  };
+  });
 }
 
 }  // namespace opforge

@@ -9,7 +9,7 @@
 #include <optional>
 #include <sstream>
 
-#include "entries.hpp"
+#include "opforge/operators/registry.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
 #include "opforge/core/numeric.hpp"
@@ -43,29 +43,82 @@ std::optional<std::array<double, 3>> parse_airlight(const std::string& text) {
   return a;
 }
 
-const std::vector<ParamSpec>& nld_specs() {
-  static const std::vector<ParamSpec> specs = {
-      text_param("airlight", "auto", "auto | r,g,b with each in (0, 1]",
-                 "air-light colour; auto = the dark-channel estimate of dehaze_dark_channel (as the references)",
-                 [](const std::string& v) { return v == "auto" || parse_airlight(v) ? "" : "not three numbers in (0, 1]"; }),
-      real_param("gamma", 1.0, 0.5, 3.0, false, false, SamplingScale::linear, "radiometric correction I^gamma"),
-      real_param("lambda", 0.1, 0.0, 10.0, true, false, SamplingScale::log, "regularisation weight of the WLS step"),
-      real_param("trans_min", 0.1, 0.01, 0.5, false, false, SamplingScale::linear, "transmission floor"),
-      real_param("leave_haze", 1.06, 1.0, 1.2, false, false, SamplingScale::linear,
-                 "haze left in: J = (I - (1 - leave_haze*t)*A) / t"),
-      integer_param("min_cluster", 50, 1, 1000, "haze-line size at which its pixels get full data confidence"),
-      real_param("stretch_low", 0.005, 0.0, 1.0, false, true, SamplingScale::linear,
-                 "lower percentile of the final contrast stretch"),
-      real_param("stretch_high", 0.995, 0.0, 1.0, true, false, SamplingScale::linear,
-                 "upper percentile of the final contrast stretch"),
-      text_param("directions", "builtin", "builtin | path to a table of 'x y z' rows",
-                 "haze-line directions: builtin = opforge's 1000-point Fibonacci lattice; a file (e.g. the "
-                 "authors' TR1000.txt) reproduces their outputs exactly",
-                 [](const std::string& v) { return v == "builtin" ? std::string() : file_problem(v); }),
-      choice_param("output", "radiance", {"radiance", "transmission"},
-                   "what to write: the dehazed image or the regularised transmission map"),
-  };
-  return specs;
+using Airlight = std::optional<std::array<double, 3>>;
+const TextForm<Airlight> kAirlightText{
+    .format = "auto | r,g,b with each in (0, 1]",
+    .parse = [](const std::string& text, Airlight& value) {
+      if (text == "auto") {
+        value = std::nullopt;
+        return std::string();
+      }
+      value = parse_airlight(text);
+      return value ? std::string() : std::string("not three numbers in (0, 1]");
+    },
+    .print = [](const Airlight& value) {
+      return value ? format_value((*value)[0]) + "," + format_value((*value)[1]) + "," + format_value((*value)[2])
+                   : std::string("auto");
+    },
+};
+
+const TextForm<std::filesystem::path> kDirectionsText{
+    .format = "builtin | path to a table of 'x y z' rows",
+    .parse = [](const std::string& text, std::filesystem::path& value) {
+      value = text == "builtin" ? std::filesystem::path() : std::filesystem::path(text);
+      return text == "builtin" ? std::string() : file_problem(text);
+    },
+    .print = [](const std::filesystem::path& value) { return value.empty() ? std::string("builtin") : value.string(); },
+};
+
+std::string stretch_problem(const NonLocalDehazeParams& p) {
+  return p.stretch_low < p.stretch_high ? "" : "stretch_low must be below stretch_high; valid: 0 <= low < high <= 1";
+}
+
+using Table = ParamTable<NonLocalDehazeParams>;
+const Table& params_table() {
+  using P = NonLocalDehazeParams;
+  static const Table table{
+      "dehaze_nonlocal",
+      {
+          Table::text_as(&P::airlight, "airlight", kAirlightText,
+                         "air-light colour; auto = the dark-channel estimate of dehaze_dark_channel (as the "
+                         "references)"),
+          Table::real(&P::gamma, "gamma", Interval::closed(0.5, 3), SamplingScale::linear,
+                      "radiometric correction I^gamma"),
+          Table::real(&P::lambda, "lambda", Interval::open_closed(0, 10), SamplingScale::log,
+                      "regularisation weight of the WLS step"),
+          Table::real(&P::trans_min, "trans_min", Interval::closed(0.01, 0.5), SamplingScale::linear,
+                      "transmission floor"),
+          Table::real(&P::leave_haze, "leave_haze", Interval::closed(1, 1.2), SamplingScale::linear,
+                      "haze left in: J = (I - (1 - leave_haze*t)*A) / t"),
+          Table::integer(&P::min_cluster, "min_cluster", IntegerRange(1, 1000),
+                         "haze-line size at which its pixels get full data confidence"),
+          Table::real(&P::stretch_low, "stretch_low", Interval::closed_open(0, 1), SamplingScale::linear,
+                      "lower percentile of the final contrast stretch"),
+          Table::real(&P::stretch_high, "stretch_high", Interval::open_closed(0, 1), SamplingScale::linear,
+                      "upper percentile of the final contrast stretch"),
+          Table::text_as(&P::directions, "directions", kDirectionsText,
+                         "haze-line directions: builtin = opforge's 1000-point Fibonacci lattice; a file (e.g. the "
+                         "authors' TR1000.txt) reproduces their outputs exactly"),
+      },
+      stretch_problem};
+  return table;
+}
+
+// The registry's call: the parameters and which image to write.
+struct NonLocalDehazeCall : NonLocalDehazeParams {
+  bool write_transmission = false;
+};
+
+using CallTable = ParamTable<NonLocalDehazeCall>;
+const CallTable& call_table() {
+  static const CallTable table = [] {
+    std::vector<CallTable::Field> fields = CallTable::fields_of(params_table());
+    fields.push_back(CallTable::choice(&NonLocalDehazeCall::write_transmission, "output",
+                                       {{"radiance", false}, {"transmission", true}},
+                                       "what to write: the dehazed image or the regularised transmission map"));
+    return CallTable("dehaze_nonlocal", std::move(fields), [](const NonLocalDehazeCall& c) { return stretch_problem(c); });
+  }();
+  return table;
 }
 
 // The WLS factor and the haze-line planes: 898 MiB measured at 1 MP RGB.
@@ -198,20 +251,10 @@ int NearestDirection::nearest(const Direction& u) const {
   return best;
 }
 
-NonLocalDehazeResult dehaze_nonlocal(const Image& input, const NonLocalDehazeParams& p) {
+namespace {
+
+NonLocalDehazeResult dehaze_valid(const Image& input, const NonLocalDehazeParams& p) {
   require_image_shape(input, "dehaze_nonlocal");
-  ParamValues v;
-  v.set("gamma", p.gamma);
-  v.set("lambda", p.lambda);
-  v.set("trans_min", p.trans_min);
-  v.set("leave_haze", p.leave_haze);
-  v.set("min_cluster", static_cast<double>(p.min_cluster));
-  v.set("stretch_low", p.stretch_low);
-  v.set("stretch_high", p.stretch_high);
-  validate_params("dehaze_nonlocal", nld_specs(), v);
-  if (!(p.stretch_low < p.stretch_high)) {
-    throw Error("dehaze_nonlocal: stretch_low must be below stretch_high; valid: 0 <= low < high <= 1");
-  }
   if (input.channels() != 3) {
     throw Error("dehaze_nonlocal: needs an RGB image, got " + std::to_string(input.channels()) + " channel(s)");
   }
@@ -363,33 +406,28 @@ NonLocalDehazeResult dehaze_nonlocal(const Image& input, const NonLocalDehazePar
   return result;
 }
 
+}  // namespace
+
+NonLocalDehazeResult dehaze_nonlocal(const Image& input, const NonLocalDehazeParams& params) {
+  params_table().validate(params);
+  return dehaze_valid(input, params);
+}
+
 OperatorEntry dehaze_nonlocal_entry() {
-  return {
-      .name = "dehaze_nonlocal",
+  return make_entry<NonLocalDehazeCall>({
       .summary = "non-local dehazing by haze lines, with WLS-regularised transmission",
       .citation = "D. Berman, T. Treibitz, S. Avidan, \"Non-Local Image Dehazing\", CVPR 2016; follows the authors' "
                   "non_local_dehazing.m / wls_optimization.m / adjust.m (default haze-line directions: opforge's "
                   "Fibonacci lattice, not the authors' TR1000 table)",
       .kind = OperatorKind::filter,
       .version = "1",
-      .params = nld_specs(),
-      .peak_bytes = [](const Image& img, const ParamValues&) { return nld_peak_bytes(img.rows, img.cols); },
-      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
-        NonLocalDehazeParams q{.airlight = std::nullopt,
-                               .gamma = p.number("gamma"),
-                               .lambda = p.number("lambda"),
-                               .trans_min = p.number("trans_min"),
-                               .leave_haze = p.number("leave_haze"),
-                               .min_cluster = static_cast<int>(p.integer("min_cluster")),
-                               .stretch_low = p.number("stretch_low"),
-                               .stretch_high = p.number("stretch_high"),
-                               .directions = {}};
-        if (p.choice("airlight") != "auto") q.airlight = parse_airlight(p.choice("airlight")).value();
-        if (p.choice("directions") != "builtin") q.directions = p.choice("directions");
-        NonLocalDehazeResult r = dehaze_nonlocal(img, q);
-        return p.choice("output") == "transmission" ? r.transmission : r.radiance;
+      .params = &call_table(),
+      .peak_bytes = [](const Image& img, const NonLocalDehazeCall&) { return nld_peak_bytes(img.rows, img.cols); },
+      .run = [](const Image& img, const NonLocalDehazeCall& p, const RunContext&) {
+        NonLocalDehazeResult r = dehaze_valid(img, p);
+        return p.write_transmission ? r.transmission : r.radiance;
       },
-  };
+  });
 }
 
 }  // namespace opforge

@@ -9,7 +9,7 @@
 #include <numbers>
 #include <vector>
 
-#include "entries.hpp"
+#include "opforge/operators/registry.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/operators/fft.hpp"
 
@@ -19,21 +19,17 @@ namespace {
 // The loop runs while β < β_max (the authors' 1e5).
 constexpr double kBetaMax = 1e5;
 
-const std::vector<ParamSpec>& l0_specs() {
-  static const std::vector<ParamSpec> specs = {
-      real_param("lambda", 0.02, 0.0, 1.0, true, false, SamplingScale::log,
-                 "smoothness weight λ: larger values remove more edges"),
-      real_param("kappa", 2.0, 1.0, 10.0, true, false, SamplingScale::linear,
-                 "growth factor of the penalty weight β per iteration (the authors use (1, 2], default 2)"),
-  };
-  return specs;
-}
-
-void validate(const L0SmoothParams& p) {
-  ParamValues v;
-  v.set("lambda", p.lambda);
-  v.set("kappa", p.kappa);
-  validate_params("l0_smooth", l0_specs(), v);
+using Table = ParamTable<L0SmoothParams>;
+const Table& params_table() {
+  static const Table table{
+      "l0_smooth",
+      {
+          Table::real(&L0SmoothParams::lambda, "lambda", Interval::open_closed(0, 1), SamplingScale::log,
+                      "smoothness weight λ: larger values remove more edges"),
+          Table::real(&L0SmoothParams::kappa, "kappa", Interval::open_closed(1, 10), SamplingScale::linear,
+                      "growth factor of the penalty weight β per iteration (the authors use (1, 2], default 2)"),
+      }};
+  return table;
 }
 
 // |F(∂x)|² + |F(∂y)|² at frequency (v, u): (2 − 2cos(2πu/W)) + (2 − 2cos(2πv/H)).
@@ -184,7 +180,7 @@ Image l0_smooth_in(const Image& input, const L0SmoothParams& params) {
 
 Image l0_smooth(const Image& input, const L0SmoothParams& params) {
   require_image(input, "l0_smooth");
-  validate(params);
+  params_table().validate(params);
   return l0_smooth_in<float>(input, params);
 }
 
@@ -192,7 +188,7 @@ namespace reference {
 
 Image l0_smooth_double(const Image& input, const L0SmoothParams& params) {
   require_image(input, "l0_smooth");
-  validate(params);
+  params_table().validate(params);
   return l0_smooth_in<double>(input, params);
 }
 
@@ -202,7 +198,7 @@ namespace reference {
 
 Image l0_smooth(const Image& input, const L0SmoothParams& params) {
   require_image(input, "l0_smooth");
-  validate(params);
+  params_table().validate(params);
   const int rows = input.rows, cols = input.cols, channels = input.channels();
   const double lambda = params.lambda;
   std::vector<cv::Mat> s;
@@ -270,20 +266,18 @@ Image l0_smooth(const Image& input, const L0SmoothParams& params) {
 }  // namespace reference
 
 OperatorEntry l0_smooth_entry() {
-  return {
-      .name = "l0_smooth",
+  return make_entry<L0SmoothParams>({
       .summary = "L0 gradient minimisation: flattens regions while keeping the strongest edges",
       .citation = "L. Xu, C. Lu, Y. Xu, J. Jia, \"Image Smoothing via L0 Gradient Minimization\", ACM TOG 30(6) "
                   "(SIGGRAPH Asia), 2011; matches the authors' L0Smoothing.m",
       .kind = OperatorKind::filter,
       .version = "1",
-      .params = l0_specs(),
+      .params = &params_table(),
       // FFT planes and the gradient fields: 51 B/px grey, 121 B/px RGB measured at 1 MP.
-      .peak_bytes = [](const Image& img, const ParamValues&) { return pixel_count(img) * (24.0 + 52.0 * img.channels()); },
-      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
-        return l0_smooth(img, {.lambda = p.number("lambda"), .kappa = p.number("kappa")});
-      },
-  };
+      .keeps_constant = 1e-6,
+      .peak_bytes = [](const Image& img, const L0SmoothParams&) { return pixel_count(img) * (24.0 + 52.0 * img.channels()); },
+      .run = [](const Image& img, const L0SmoothParams& p, const RunContext&) { return l0_smooth_in<float>(img, p); },
+  });
 }
 
 }  // namespace opforge

@@ -13,7 +13,7 @@
 #include <cmath>
 #include <memory>
 
-#include "entries.hpp"
+#include "opforge/operators/registry.hpp"
 #include "opforge/core/error.hpp"
 
 namespace opforge {
@@ -165,32 +165,33 @@ double remap(double d, const LocalLaplacianParams& p) {
   return 0.0;
 }
 
-const std::vector<ParamSpec>& llf_specs() {
-  static const std::vector<ParamSpec> specs = {
-      choice_param("remap", "detail", {"detail", "toy", "paris"},
-                   "detail: Aubry's detail manipulation (llf.m); toy: the authors' remapping_function.m "
-                   "(llf_general.m); paris: Paris et al. 2011's remapping"),
-      real_param("fact", 5.0, -1.0, 10.0, false, false, SamplingScale::linear, "detail: gain of the detail layer"),
-      real_param("sigma", 0.1, 0.0, 1.0, true, false, SamplingScale::linear, "detail: width of the detail range"),
-      real_param("sigma_r", 0.1, 0.0, 1.0, true, false, SamplingScale::linear, "paris: detail/edge threshold"),
-      real_param("alpha", 0.25, 0.0, 4.0, true, false, SamplingScale::log,
-                 "paris: detail exponent (< 1 boosts detail, > 1 smooths)"),
-      real_param("beta", 1.0, 0.0, 2.0, false, false, SamplingScale::linear, "paris: edge slope (< 1 compresses range)"),
-      integer_param("samples", 0, 0, 256, "reference levels N (2..256); 0 = 10 for detail, 20 for toy and paris"),
-  };
-  return specs;
+using Table = ParamTable<LocalLaplacianParams>;
+const Table& params_table() {
+  static const Table table{
+      "local_laplacian",
+      {
+          Table::choice(&LocalLaplacianParams::remap, "remap",
+                        {{"detail", LlfRemap::detail}, {"toy", LlfRemap::toy}, {"paris", LlfRemap::paris}},
+                        "detail: Aubry's detail manipulation (llf.m); toy: the authors' remapping_function.m "
+                        "(llf_general.m); paris: Paris et al. 2011's remapping"),
+          Table::real(&LocalLaplacianParams::fact, "fact", Interval::closed(-1, 10), SamplingScale::linear,
+                      "detail: gain of the detail layer"),
+          Table::real(&LocalLaplacianParams::sigma, "sigma", Interval::open_closed(0, 1), SamplingScale::linear,
+                      "detail: width of the detail range"),
+          Table::real(&LocalLaplacianParams::sigma_r, "sigma_r", Interval::open_closed(0, 1), SamplingScale::linear,
+                      "paris: detail/edge threshold"),
+          Table::real(&LocalLaplacianParams::alpha, "alpha", Interval::open_closed(0, 4), SamplingScale::log,
+                      "paris: detail exponent (< 1 boosts detail, > 1 smooths)"),
+          Table::real(&LocalLaplacianParams::beta, "beta", Interval::closed(0, 2), SamplingScale::linear,
+                      "paris: edge slope (< 1 compresses range)"),
+          Table::integer(&LocalLaplacianParams::samples, "samples", IntegerRange(2, 256).or_also(0),
+                         "reference levels N (2..256); 0 = 10 for detail, 20 for toy and paris"),
+      }};
+  return table;
 }
 
-LocalLaplacianParams validated(const LocalLaplacianParams& p) {
-  ParamValues v;
-  v.set("fact", p.fact);
-  v.set("sigma", p.sigma);
-  v.set("sigma_r", p.sigma_r);
-  v.set("alpha", p.alpha);
-  v.set("beta", p.beta);
-  v.set("samples", static_cast<double>(p.samples));
-  validate_params("local_laplacian", llf_specs(), v);
-  if (p.samples == 1) throw Error("local_laplacian: parameter 'samples' = 1 is out of range; valid: 0 (auto) or 2..256");
+// The parameters with `samples` = 0 resolved.
+LocalLaplacianParams with_samples(const LocalLaplacianParams& p) {
   LocalLaplacianParams q = p;
   if (q.samples == 0) q.samples = p.remap == LlfRemap::detail ? 10 : 20;
   return q;
@@ -515,14 +516,16 @@ Plane fast_llf_plane(const Plane& gray, int rows, int cols, const RemapRow& rema
 }  // namespace
 
 Plane local_laplacian_gray(const Plane& gray, int rows, int cols, const LocalLaplacianParams& params) {
-  const LocalLaplacianParams p = validated(params);
+  params_table().validate(params);
+  const LocalLaplacianParams p = with_samples(params);
   return fast_llf_plane(gray, rows, cols, remap_row_of(p), p.samples, p.remap == LlfRemap::detail);
 }
 
 namespace reference {
 
 Plane local_laplacian_gray(const Plane& gray, int rows, int cols, const LocalLaplacianParams& params) {
-  const LocalLaplacianParams p = validated(params);
+  params_table().validate(params);
+  const LocalLaplacianParams p = with_samples(params);
   return plain_llf(gray, rows, cols, [&p](double d) { return remap(d, p); }, p.samples, p.remap == LlfRemap::detail);
 }
 
@@ -539,9 +542,10 @@ Plane local_laplacian_remap_gray(const Plane& gray, int rows, int cols, const st
   return fast_llf_plane(gray, rows, cols, pixelwise(remap_fn), samples, false);
 }
 
-Image local_laplacian(const Image& input, const LocalLaplacianParams& params) {
-  require_image(input, "local_laplacian");
-  const LocalLaplacianParams p = validated(params);
+namespace {
+
+Image filter_valid(const Image& input, const LocalLaplacianParams& params) {
+  const LocalLaplacianParams p = with_samples(params);
   const int rows = input.rows, cols = input.cols, channels = input.channels();
   // Pixel by pixel instead of through float64 planes: the grey image in
   // float64 from the promoted values (to_double_planes' rule), rounded to
@@ -575,29 +579,30 @@ Image local_laplacian(const Image& input, const LocalLaplacianParams& params) {
   return out;
 }
 
+}  // namespace
+
+Image local_laplacian(const Image& input, const LocalLaplacianParams& params) {
+  require_image(input, "local_laplacian");
+  params_table().validate(params);
+  return filter_valid(input, params);
+}
+
 OperatorEntry local_laplacian_entry() {
-  return {
-      .name = "local_laplacian",
+  return make_entry<LocalLaplacianParams>({
       .summary = "fast local Laplacian filtering: detail manipulation, tone mapping, general remapping",
       .citation = "M. Aubry, S. Paris, S. W. Hasinoff, J. Kautz, F. Durand, \"Fast Local Laplacian Filters: Theory "
                   "and Applications\", ACM TOG 33(5), 2014; S. Paris, S. W. Hasinoff, J. Kautz, \"Local Laplacian "
                   "Filters\", ACM TOG 30(4), 2011; matches the authors' llf.m / llf_general.m",
       .kind = OperatorKind::filter,
       .version = "1",
-      .params = llf_specs(),
+      .params = &params_table(),
       // Pyramids: 85 B/px grey, 108 B/px RGB measured at 1 MP.
-      .peak_bytes = [](const Image& img, const ParamValues&) { return pixel_count(img) * (111.0 + 17.0 * img.channels()); },
-      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
-        const std::string& r = p.choice("remap");
-        return local_laplacian(img, {.remap = r == "toy" ? LlfRemap::toy : r == "paris" ? LlfRemap::paris : LlfRemap::detail,
-                                     .fact = p.number("fact"),
-                                     .sigma = p.number("sigma"),
-                                     .sigma_r = p.number("sigma_r"),
-                                     .alpha = p.number("alpha"),
-                                     .beta = p.number("beta"),
-                                     .samples = static_cast<int>(p.integer("samples"))});
+      .keeps_constant = 1e-6,
+      .peak_bytes = [](const Image& img, const LocalLaplacianParams&) {
+        return pixel_count(img) * (111.0 + 17.0 * img.channels());
       },
-  };
+      .run = [](const Image& img, const LocalLaplacianParams& p, const RunContext&) { return filter_valid(img, p); },
+  });
 }
 
 }  // namespace opforge

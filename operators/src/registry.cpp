@@ -8,7 +8,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "entries.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/memory.hpp"
 
@@ -18,22 +17,18 @@ std::string_view to_string(OperatorKind kind) {
   return kind == OperatorKind::filter ? "filter" : "degradation";
 }
 
+// Every `OperatorEntry NAME_entry()` of operators/src, in the generated
+// registered_operators.cpp.
+std::vector<OperatorEntry> registered_operators();
+
 const std::vector<OperatorEntry>& all_operators() {
-  static const std::vector<OperatorEntry> entries = {
-      l0_smooth_entry(),
-      wls_smooth_entry(),
-      rtv_smooth_entry(),
-      rolling_guidance_entry(),
-      weighted_median_entry(),
-      local_laplacian_entry(),
-      style_transfer_entry(),
-      dehaze_dark_channel_entry(),
-      dehaze_nonlocal_entry(),
-      resize_bicubic_entry(),
-      sr_bicubic_entry(),
-      gaussian_noise_entry(),
-      jpeg_degrade_entry(),
-  };
+  static const std::vector<OperatorEntry> entries = [] {
+    std::vector<OperatorEntry> all = registered_operators();
+    std::sort(all.begin(), all.end(), [](const OperatorEntry& a, const OperatorEntry& b) {
+      return std::pair(a.kind, a.name) < std::pair(b.kind, b.name);
+    });
+    return all;
+  }();
   return entries;
 }
 
@@ -47,21 +42,32 @@ const OperatorEntry& find_operator(const std::string& name) {
 }
 
 ParamValues OperatorEntry::resolve(const std::map<std::string, std::string>& text) const {
-  return resolve_params(name, params, text);
+  return checked(resolve_params(name, params, text));
 }
 
-ParamValues OperatorEntry::validate(const ParamValues& values) const { return validate_params(name, params, values); }
+ParamValues OperatorEntry::validate(const ParamValues& values) const {
+  if (values.checked_by() == name) return values;
+  return checked(validate_params(name, params, values));
+}
+
+ParamValues OperatorEntry::checked(ParamValues valid) const {
+  if (check) check(valid);
+  valid.mark_checked_by(name);
+  return valid;
+}
 
 Image OperatorEntry::apply(const Image& input, const ParamValues& values, const RunContext& context) const {
-  // The values before the estimate: some estimates read them (the bilateral
-  // grid's depth follows the value range).
   require_image(input, name);
-  const ParamValues valid = validate(values);
+  return run_valid(input, nullptr, validate(values), context);
+}
+
+Image OperatorEntry::run_valid(const Image& input, const Image* prepared, const ParamValues& valid,
+                               const RunContext& context) const {
   require_memory(name,
                  "a " + std::to_string(input.cols) + "x" + std::to_string(input.rows) + "x" +
                      std::to_string(input.channels()) + " image",
                  peak_bytes(input, valid));
-  Image result = run(prepare ? prepare(input, valid) : input, valid, context);
+  Image result = run(prepared ? *prepared : prepare ? prepare(input, valid) : input, valid, context);
   // Valid input never gives a non-finite result; should an operator's
   // mathematics break down anyway, say so here rather than hand it on.
   if (const auto bad = first_bad_value(result, std::numeric_limits<double>::infinity())) {
@@ -85,6 +91,15 @@ Image OperatorEntry::target(const Image& source, const ParamValues& values) cons
   return prepare ? prepare(source, validate(values)) : source;
 }
 
+OperatorEntry::Pair OperatorEntry::pair(const Image& source, const ParamValues& values, const RunContext& context) const {
+  require_image(source, name);
+  const ParamValues valid = validate(values);
+  if (kind == OperatorKind::filter) return {.input = source, .output = run_valid(source, &source, valid, context)};
+  Image reference = prepare ? prepare(source, valid) : source;
+  Image input = run_valid(source, &reference, valid, context);
+  return {.input = std::move(input), .output = std::move(reference)};
+}
+
 namespace {
 
 nlohmann::json spec_json(const ParamSpec& s) {
@@ -100,12 +115,16 @@ nlohmann::json spec_json(const ParamSpec& s) {
     j["default"] = s.default_choice;
     j["format"] = s.text_format;
     j["required"] = s.required;
+  } else if (s.type == ParamType::boolean) {
+    j["default"] = s.default_number != 0;
   } else {
     j["default"] = s.default_number;
     j["min"] = s.min;
     j["max"] = s.max;
     j["min_inclusive"] = !s.min_open;
     j["max_inclusive"] = !s.max_open;
+    if (s.odd) j["odd"] = true;
+    if (s.also_valid) j["also_valid"] = *s.also_valid;
   }
   return j;
 }

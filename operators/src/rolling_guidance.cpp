@@ -10,7 +10,7 @@
 #include <cmath>
 #include <limits>
 
-#include "entries.hpp"
+#include "opforge/operators/registry.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/memory.hpp"
 
@@ -19,15 +19,19 @@ namespace {
 
 constexpr int kPadding = 3;  // grid cells of padding on each side of each axis
 
-const std::vector<ParamSpec>& rgf_specs() {
-  static const std::vector<ParamSpec> specs = {
-      real_param("sigma_s", 3.0, 0.5, 50.0, false, false, SamplingScale::linear,
-                 "spatial sigma: the scale of the structures removed, in pixels"),
-      real_param("sigma_r", 0.05, 0.0, 1.0, true, false, SamplingScale::log,
-                 "range sigma (the authors' example and Fan et al. use 0.05; the code's default is 0.1)"),
-      integer_param("iterations", 4, 1, 20, "rolling steps (the first is a Gaussian: its guide is constant)"),
-  };
-  return specs;
+using Table = ParamTable<RollingGuidanceParams>;
+const Table& params_table() {
+  static const Table table{
+      "rolling_guidance",
+      {
+          Table::real(&RollingGuidanceParams::sigma_s, "sigma_s", Interval::closed(0.5, 50), SamplingScale::linear,
+                      "spatial sigma: the scale of the structures removed, in pixels"),
+          Table::real(&RollingGuidanceParams::sigma_r, "sigma_r", Interval::open_closed(0, 1), SamplingScale::log,
+                      "range sigma (the authors' example and Fan et al. use 0.05; the code's default is 0.1)"),
+          Table::integer(&RollingGuidanceParams::iterations, "iterations", IntegerRange(1, 20),
+                         "rolling steps (the first is a Gaussian: its guide is constant)"),
+      }};
+  return table;
 }
 
 // MATLAB round for v ≥ 0 (half away from zero), inline: v − floor(v) is
@@ -425,13 +429,9 @@ Plane bilateral_grid_filter(const Plane& data, const Plane& edge, int rows, int 
 
 }  // namespace reference
 
-Image rolling_guidance(const Image& input, const RollingGuidanceParams& params) {
-  require_image(input, "rolling_guidance");
-  ParamValues v;
-  v.set("sigma_s", params.sigma_s);
-  v.set("sigma_r", params.sigma_r);
-  v.set("iterations", static_cast<double>(params.iterations));
-  validate_params("rolling_guidance", rgf_specs(), v);
+namespace {
+
+Image filter_valid(const Image& input, const RollingGuidanceParams& params) {
   // A value range far beyond [0, 1] (or a tiny sigma_r) makes the grid deep.
   const double depth = grid_depth(input, params.sigma_r);
   if (depth > 1e8) {
@@ -471,24 +471,28 @@ Image rolling_guidance(const Image& input, const RollingGuidanceParams& params) 
   return from_double_planes(guide, rows, cols);
 }
 
+}  // namespace
+
+Image rolling_guidance(const Image& input, const RollingGuidanceParams& params) {
+  require_image(input, "rolling_guidance");
+  params_table().validate(params);
+  return filter_valid(input, params);
+}
+
 OperatorEntry rolling_guidance_entry() {
-  return {
-      .name = "rolling_guidance",
+  return make_entry<RollingGuidanceParams>({
       .summary = "rolling guidance filter: removes small structures, then restores the large edges iteratively",
       .citation = "Q. Zhang, X. Shen, L. Xu, J. Jia, \"Rolling Guidance Filter\", ECCV 2014; each step J. Chen, S. "
                   "Paris, F. Durand's bilateral grid (SIGGRAPH 2007); matches the authors' RollingGuidanceFilter.m",
       .kind = OperatorKind::filter,
       .version = "1",
-      .params = rgf_specs(),
-      .peak_bytes = [](const Image& img, const ParamValues& p) {
-        return rolling_guidance_peak_bytes(img, p.number("sigma_s"), grid_depth(img, p.number("sigma_r")));
+      .params = &params_table(),
+      .keeps_constant = 1e-6,
+      .peak_bytes = [](const Image& img, const RollingGuidanceParams& p) {
+        return rolling_guidance_peak_bytes(img, p.sigma_s, grid_depth(img, p.sigma_r));
       },
-      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
-        return rolling_guidance(img, {.sigma_s = p.number("sigma_s"),
-                                      .sigma_r = p.number("sigma_r"),
-                                      .iterations = static_cast<int>(p.integer("iterations"))});
-      },
-  };
+      .run = [](const Image& img, const RollingGuidanceParams& p, const RunContext&) { return filter_valid(img, p); },
+  });
 }
 
 }  // namespace opforge

@@ -7,7 +7,7 @@
 
 #include <cmath>
 
-#include "entries.hpp"
+#include "opforge/operators/registry.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/operators/grid_solver.hpp"
 
@@ -19,30 +19,24 @@ constexpr double kPcgTolerance = 0.1;    // pcg(A, b, 0.1, 100, L, L')
 constexpr int kPcgMaxIterations = 100;
 constexpr double kMatlabEps = 0x1.0p-52;
 
-const std::vector<ParamSpec>& rtv_specs() {
-  static const std::vector<ParamSpec> specs = {
-      real_param("lambda", 0.01, 0.0, 0.2, true, false, SamplingScale::log,
-                 "smoothness weight λ (the authors use up to 0.05)"),
-      real_param("sigma", 3.0, 0.0, 6.0, true, false, SamplingScale::linear,
-                 "texture scale σ in pixels: the Gaussian that separates texture from structure"),
-      real_param("sharpness", 0.02, 1e-3, 0.03, false, false, SamplingScale::log,
-                 "ε_s: floor of the gradient magnitude in the weights; smaller gives sharper edges"),
-      integer_param("iterations", 4, 1, 10, "outer iterations (σ halves each time, down to 0.5)"),
-      choice_param("solver", "pcg", {"pcg", "direct"},
-                   "pcg: the authors' MATLAB branch (MIC(0) + PCG to relative residual 0.1); direct: exact sparse "
-                   "Cholesky (the branch Octave takes)"),
-  };
-  return specs;
-}
-
-void validate(const RtvSmoothParams& p) {
-  ParamValues v;
-  v.set("lambda", p.lambda);
-  v.set("sigma", p.sigma);
-  v.set("sharpness", p.sharpness);
-  v.set("iterations", static_cast<double>(p.iterations));
-  v.set("solver", std::string(p.solver == RtvSolver::pcg ? "pcg" : "direct"));
-  validate_params("rtv_smooth", rtv_specs(), v);
+using Table = ParamTable<RtvSmoothParams>;
+const Table& params_table() {
+  static const Table table{
+      "rtv_smooth",
+      {
+          Table::real(&RtvSmoothParams::lambda, "lambda", Interval::open_closed(0, 0.2), SamplingScale::log,
+                      "smoothness weight λ (the authors use up to 0.05)"),
+          Table::real(&RtvSmoothParams::sigma, "sigma", Interval::open_closed(0, 6), SamplingScale::linear,
+                      "texture scale σ in pixels: the Gaussian that separates texture from structure"),
+          Table::real(&RtvSmoothParams::sharpness, "sharpness", Interval::closed(1e-3, 0.03), SamplingScale::log,
+                      "ε_s: floor of the gradient magnitude in the weights; smaller gives sharper edges"),
+          Table::integer(&RtvSmoothParams::iterations, "iterations", IntegerRange(1, 10),
+                         "outer iterations (σ halves each time, down to 0.5)"),
+          Table::choice(&RtvSmoothParams::solver, "solver", {{"pcg", RtvSolver::pcg}, {"direct", RtvSolver::direct}},
+                        "pcg: the authors' MATLAB branch (MIC(0) + PCG to relative residual 0.1); direct: exact sparse "
+                        "Cholesky (the branch Octave takes)"),
+      }};
+  return table;
 }
 
 // MATLAB fspecial('gaussian', [1 n], σ) with n = round(5σ) | 1.
@@ -171,11 +165,8 @@ std::size_t pcg_bytes(int rows, int cols) {
   return static_cast<std::size_t>(rows) * cols * 8 * 24;
 }
 
-}  // namespace
-
-Image rtv_smooth(const Image& input, const RtvSmoothParams& params, RtvReport* report) {
+Image smooth_valid(const Image& input, const RtvSmoothParams& params, RtvReport* report) {
   require_image_shape(input, "rtv_smooth");
-  validate(params);
   const int rows = input.rows, cols = input.cols, channels = input.channels();
   require_solver_memory("rtv_smooth", rows, cols,
                  params.solver == RtvSolver::direct ? estimate_grid_cholesky_bytes(rows, cols) : pcg_bytes(rows, cols));
@@ -217,31 +208,32 @@ Image rtv_smooth(const Image& input, const RtvSmoothParams& params, RtvReport* r
   return from_double_planes(x, rows, cols);
 }
 
+}  // namespace
+
+Image rtv_smooth(const Image& input, const RtvSmoothParams& params, RtvReport* report) {
+  params_table().validate(params);
+  return smooth_valid(input, params, report);
+}
+
 OperatorEntry rtv_smooth_entry() {
-  return {
-      .name = "rtv_smooth",
+  return make_entry<RtvSmoothParams>({
       .summary = "relative-total-variation structure extraction: removes texture, keeps main structures",
       .citation = "L. Xu, Q. Yan, Y. Xia, J. Jia, \"Structure Extraction from Texture via Relative Total Variation\", "
                   "ACM TOG 31(6) (SIGGRAPH Asia), 2012; matches the authors' tsmooth.m (solver=pcg: its MATLAB "
                   "branch, solver=direct: its Octave branch)",
       .kind = OperatorKind::filter,
       .version = "1",
-      .params = rtv_specs(),
+      .params = &params_table(),
       // PCG: 100 B/px grey, 183 B/px RGB measured at 1 MP; direct adds the factor.
-      .peak_bytes = [](const Image& img, const ParamValues& p) {
+      .keeps_constant = 1e-6,
+      .peak_bytes = [](const Image& img, const RtvSmoothParams& p) {
         const double planes = pixel_count(img) * (24.0 + 84.0 * img.channels());
-        return p.choice("solver") == "direct"
+        return p.solver == RtvSolver::direct
                    ? planes + 1.5 * static_cast<double>(estimate_grid_cholesky_bytes(img.rows, img.cols))
                    : planes;
       },
-      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
-        return rtv_smooth(img, {.lambda = p.number("lambda"),
-                                .sigma = p.number("sigma"),
-                                .sharpness = p.number("sharpness"),
-                                .iterations = static_cast<int>(p.integer("iterations")),
-                                .solver = p.choice("solver") == "direct" ? RtvSolver::direct : RtvSolver::pcg});
-      },
-  };
+      .run = [](const Image& img, const RtvSmoothParams& p, const RunContext&) { return smooth_valid(img, p, nullptr); },
+  });
 }
 
 }  // namespace opforge

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "entries.hpp"
+#include "opforge/operators/registry.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
 #include "opforge/core/numeric.hpp"
@@ -95,13 +95,35 @@ double table_remap(const std::vector<double>& table, double d) {
   return d < 0 ? -v : v;
 }
 
-void check(const StyleTransferParams& p) {
-  if (p.iterations < 1 || p.iterations > 10) {
-    throw Error("style_transfer: parameter 'iterations' = " + std::to_string(p.iterations) + " is out of range; valid: 1..10");
-  }
-  if (p.samples < 2 || p.samples > 256) {
-    throw Error("style_transfer: parameter 'samples' = " + std::to_string(p.samples) + " is out of range; valid: 2..256");
-  }
+using Table = ParamTable<StyleTransferParams>;
+const Table& params_table() {
+  static const Table table{
+      "style_transfer",
+      {
+          Table::integer(&StyleTransferParams::iterations, "iterations", IntegerRange(1, 10),
+                         "gradient-histogram transfers (Fan et al.: 3)"),
+          Table::integer(&StyleTransferParams::samples, "samples", IntegerRange(2, 256),
+                         "LLF reference levels N (Fan et al.: 20)"),
+      }};
+  return table;
+}
+
+// The registry's call: the parameters and the model image's file.
+struct StyleTransferCall : StyleTransferParams {
+  std::string style;
+};
+
+using CallTable = ParamTable<StyleTransferCall>;
+const CallTable& call_table() {
+  static const CallTable table = [] {
+    std::vector<CallTable::Field> fields = {
+        CallTable::required_text(&StyleTransferCall::style, "style", "the model image's path (PNG, JPEG or .npy)",
+                                 "the model M whose intensity and gradient histograms are transferred (required)",
+                                 file_problem)};
+    for (auto& f : CallTable::fields_of(params_table())) fields.push_back(std::move(f));
+    return CallTable("style_transfer", std::move(fields));
+  }();
+  return table;
 }
 
 Plane grey_of(const Image& img) {
@@ -122,10 +144,10 @@ Plane match_histogram(const Plane& values, const Plane& model, double lo, double
   return out;
 }
 
-Image style_transfer(const Image& input, const Image& style, const StyleTransferParams& params) {
-  require_image(input, "style_transfer");
+namespace {
+
+Image transfer_valid(const Image& input, const Image& style, const StyleTransferParams& params) {
   require_image(style, "style_transfer (style image)");
-  check(params);
   const int rows = input.rows, cols = input.cols;
   const Plane model = grey_of(style);
   Plane img = match_histogram(grey_of(input), model, 0.0, 1.0);
@@ -149,9 +171,16 @@ Image style_transfer(const Image& input, const Image& style, const StyleTransfer
   return out;
 }
 
+}  // namespace
+
+Image style_transfer(const Image& input, const Image& style, const StyleTransferParams& params) {
+  require_image(input, "style_transfer");
+  params_table().validate(params);
+  return transfer_valid(input, style, params);
+}
+
 OperatorEntry style_transfer_entry() {
-  return {
-      .name = "style_transfer",
+  return make_entry<StyleTransferCall>({
       .summary = "photographic style transfer: intensity and gradient histograms of a model image, by local Laplacian "
                  "filtering (grey result)",
       .citation = "M. Aubry, S. Paris, S. W. Hasinoff, J. Kautz, F. Durand, \"Fast Local Laplacian Filters: Theory and "
@@ -159,20 +188,14 @@ OperatorEntry style_transfer_entry() {
                   "operator of Q. Chen et al., ICCV 2017 and \"Stylization\" of Q. Fan et al., ECCV 2018",
       .kind = OperatorKind::filter,
       .version = "1",
-      .params = {required_text_param("style", "the model image's path (PNG, JPEG or .npy)",
-                                     "the model M whose intensity and gradient histograms are transferred (required)",
-                                     file_problem),
-                 integer_param("iterations", 3, 1, 10, "gradient-histogram transfers (Fan et al.: 3)"),
-                 integer_param("samples", 20, 2, 256, "LLF reference levels N (Fan et al.: 20)")},
+      .params = &call_table(),
       // LLF pyramids and histograms: 106 MB measured at 1 MP RGB (with a 1 MP
       // model image, which the pixel limit bounds when it is read).
-      .peak_bytes = [](const Image& img, const ParamValues&) { return pixel_count(img) * 160.0; },
-      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
-        return style_transfer(img, read_image(p.choice("style")),
-                              {.iterations = static_cast<int>(p.integer("iterations")),
-                               .samples = static_cast<int>(p.integer("samples"))});
+      .peak_bytes = [](const Image& img, const StyleTransferCall&) { return pixel_count(img) * 160.0; },
+      .run = [](const Image& img, const StyleTransferCall& p, const RunContext&) {
+        return transfer_valid(img, read_image(p.style), p);
       },
-  };
+  });
 }
 
 }  // namespace opforge

@@ -15,25 +15,33 @@
 #include <optional>
 #include <opencv2/core.hpp>
 
-#include "entries.hpp"
+#include "opforge/operators/registry.hpp"
 #include "opforge/core/error.hpp"
 
 namespace opforge {
 namespace {
 
-const std::vector<ParamSpec>& wmf_specs() {
-  static const std::vector<ParamSpec> specs = {
-      real_param("radius", 10.0, 0.0, 100.0, false, false, SamplingScale::linear,
-                 "window radius, rounded as the authors' gateway does: (int)(r + 0.5)"),
-      real_param("sigma", 25.5, 0.0, 1e4, true, false, SamplingScale::log, "weight sigma in 0-255 units"),
-      choice_param("guide", "self_double", {"self_double", "self_u8"},
-                   "self_double: the papers' literal call (double guide: rescaled, sigma x 255/range); self_u8: the "
-                   "8-bit image as guide"),
-      integer_param("iterations", 1, 1, 10, "repeats with the same feature map"),
-      integer_param("levels_input", 256, 2, 4096, "nI: quantisation levels of the filtered values"),
-      integer_param("levels_feature", 256, 2, 4096, "nF: feature levels (colour clusters of a 3-channel guide)"),
-  };
-  return specs;
+using Table = ParamTable<WeightedMedianParams>;
+const Table& params_table() {
+  static const Table table{
+      "weighted_median",
+      {
+          Table::real(&WeightedMedianParams::radius, "radius", Interval::closed(0, 100), SamplingScale::linear,
+                      "window radius, rounded as the authors' gateway does: (int)(r + 0.5)"),
+          Table::real(&WeightedMedianParams::sigma, "sigma", Interval::open_closed(0, 1e4), SamplingScale::log,
+                      "weight sigma in 0-255 units"),
+          Table::choice(&WeightedMedianParams::guide, "guide",
+                        {{"self_double", WmfGuide::self_double}, {"self_u8", WmfGuide::self_u8}},
+                        "self_double: the papers' literal call (double guide: rescaled, sigma x 255/range); self_u8: "
+                        "the 8-bit image as guide"),
+          Table::integer(&WeightedMedianParams::iterations, "iterations", IntegerRange(1, 10),
+                         "repeats with the same feature map"),
+          Table::integer(&WeightedMedianParams::levels_input, "levels_input", IntegerRange(2, 4096),
+                         "nI: quantisation levels of the filtered values"),
+          Table::integer(&WeightedMedianParams::levels_feature, "levels_feature", IntegerRange(2, 4096),
+                         "nF: feature levels (colour clusters of a 3-channel guide)"),
+      }};
+  return table;
 }
 
 // Groups of one channel's sorted values (the authors' quantisation to nI
@@ -575,14 +583,6 @@ Plane median_fastest(const Quantised& q, const FeatureMap& features, int rows, i
 
 Image weighted_median_with(const Image& input, const WeightedMedianParams& params,
                            Plane (*median)(const Quantised&, const FeatureMap&, int, int, int)) {
-  require_image(input, "weighted_median");
-  ParamValues v;
-  v.set("radius", params.radius);
-  v.set("sigma", params.sigma);
-  v.set("iterations", static_cast<double>(params.iterations));
-  v.set("levels_input", static_cast<double>(params.levels_input));
-  v.set("levels_feature", static_cast<double>(params.levels_feature));
-  validate_params("weighted_median", wmf_specs(), v);
   const int rows = input.rows, cols = input.cols, r = static_cast<int>(params.radius + 0.5);
   std::vector<Plane> image = to_double_planes(input);
   const std::size_t channels = image.size();
@@ -625,49 +625,52 @@ Image weighted_median_with(const Image& input, const WeightedMedianParams& param
   return from_double_planes(image, rows, cols);
 }
 
+// The typed API's checks, then the filter with `median`.
+Image checked_weighted_median(const Image& input, const WeightedMedianParams& params,
+                              Plane (*median)(const Quantised&, const FeatureMap&, int, int, int)) {
+  require_image(input, "weighted_median");
+  params_table().validate(params);
+  return weighted_median_with(input, params, median);
+}
+
 }  // namespace
 
 Image weighted_median(const Image& input, const WeightedMedianParams& params) {
-  return weighted_median_with(input, params, median_fastest);
+  return checked_weighted_median(input, params, median_fastest);
 }
 
 namespace reference {
 
 Image weighted_median(const Image& input, const WeightedMedianParams& params) {
-  return weighted_median_with(input, params, median_direct);
+  return checked_weighted_median(input, params, median_direct);
 }
 
 Image weighted_median_joint_histogram(const Image& input, const WeightedMedianParams& params) {
-  return weighted_median_with(input, params, median_tracking);
+  return checked_weighted_median(input, params, median_tracking);
 }
 
 }  // namespace reference
 
 OperatorEntry weighted_median_entry() {
-  return {
-      .name = "weighted_median",
+  return make_entry<WeightedMedianParams>({
       .summary = "joint weighted median filter (exp weights on a feature map of the image itself)",
       .citation = "Q. Zhang, L. Xu, J. Jia, \"100+ Times Faster Weighted Median Filter (WMF)\", CVPR 2014; matches the "
                   "authors' jointWMF.m/jointWMF.h (guide=self_double is the papers' literal call)",
       .kind = OperatorKind::filter,
       .version = "1",
-      .params = wmf_specs(),
+      .params = &params_table(),
       // Planes (38 B/px grey, 78 B/px RGB measured at 1 MP) and, per thread,
       // a joint histogram and the window's columns.
-      .peak_bytes = [](const Image& img, const ParamValues& p) {
-        const double r = std::floor(p.number("radius") + 0.5);
-        const double per_thread = 4.0 * 256 * static_cast<double>(p.integer("levels_input")) + 4.0 * (2 * r + 1) * img.cols;
+      .keeps_constant = 0.0,  // the median is one of the window's values
+      .peak_bytes = [](const Image& img, const WeightedMedianParams& p) {
+        const double r = std::floor(p.radius + 0.5);
+        const double per_thread = 4.0 * 256 * static_cast<double>(p.levels_input) + 4.0 * (2 * r + 1) * img.cols;
         return pixel_count(img) * (30.0 + 29.0 * img.channels()) + operator_threads() * per_thread;
       },
-      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
-        return weighted_median(img, {.radius = p.number("radius"),
-                                     .sigma = p.number("sigma"),
-                                     .guide = p.choice("guide") == "self_u8" ? WmfGuide::self_u8 : WmfGuide::self_double,
-                                     .iterations = static_cast<int>(p.integer("iterations")),
-                                     .levels_input = static_cast<int>(p.integer("levels_input")),
-                                     .levels_feature = static_cast<int>(p.integer("levels_feature"))});
+      .run = [](const Image& img, const WeightedMedianParams& p, const RunContext&) {
+        return weighted_median_with(img, p, median_fastest);
       },
-  };
+  });
 }
 
 }  // namespace opforge

@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-#include "entries.hpp"
+#include "opforge/operators/registry.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/memory.hpp"
 #include "opforge/operators/grid_solver.hpp"
@@ -17,21 +17,17 @@ namespace {
 constexpr double kEps = 0x1.0p-52;        // MATLAB eps
 constexpr double kSmallNumber = 1e-4;     // the authors' smallNum
 
-const std::vector<ParamSpec>& wls_specs() {
-  static const std::vector<ParamSpec> specs = {
-      real_param("lambda", 1.0, 0.0, 100.0, true, false, SamplingScale::log,
-                 "smoothness weight λ: larger values smooth more"),
-      real_param("alpha", 1.2, 0.0, 3.0, true, false, SamplingScale::linear,
-                 "gradient exponent α of the affinities: larger values preserve sharper edges"),
-  };
-  return specs;
-}
-
-void validate(const WlsSmoothParams& p) {
-  ParamValues v;
-  v.set("lambda", p.lambda);
-  v.set("alpha", p.alpha);
-  validate_params("wls_smooth", wls_specs(), v);
+using Table = ParamTable<WlsSmoothParams>;
+const Table& params_table() {
+  static const Table table{
+      "wls_smooth",
+      {
+          Table::real(&WlsSmoothParams::lambda, "lambda", Interval::open_closed(0, 100), SamplingScale::log,
+                      "smoothness weight λ: larger values smooth more"),
+          Table::real(&WlsSmoothParams::alpha, "alpha", Interval::open_closed(0, 3), SamplingScale::linear,
+                      "gradient exponent α of the affinities: larger values preserve sharper edges"),
+      }};
+  return table;
 }
 
 // The affinities of one channel, guided by its own log-luminance.
@@ -56,19 +52,16 @@ double channel_bytes(int rows, int cols) {
   return 1.3 * static_cast<double>(estimate_grid_cholesky_bytes(rows, cols)) + 40.0 * rows * cols;
 }
 
-void check_input(const Image& input, const WlsSmoothParams& params) {
+void check_input(const Image& input) {
   require_image_shape(input, "wls_smooth");
-  validate(params);
   require_solver_memory("wls_smooth", input.rows, input.cols,
                         static_cast<std::size_t>(channel_bytes(input.rows, input.cols)));
   require_image(input, "wls_smooth");
   require_non_negative(input, "wls_smooth", "its affinities take the logarithm of each channel");
 }
 
-}  // namespace
-
-Image wls_smooth(const Image& input, const WlsSmoothParams& params) {
-  check_input(input, params);
+Image smooth_valid(const Image& input, const WlsSmoothParams& params) {
+  check_input(input);
   const int rows = input.rows, cols = input.cols;
   std::vector<Plane> planes = to_double_planes(input);
   const auto cholesky = cached_grid_cholesky(rows, cols);
@@ -86,10 +79,18 @@ Image wls_smooth(const Image& input, const WlsSmoothParams& params) {
   return from_double_planes(planes, rows, cols);
 }
 
+}  // namespace
+
+Image wls_smooth(const Image& input, const WlsSmoothParams& params) {
+  params_table().validate(params);
+  return smooth_valid(input, params);
+}
+
 namespace reference {
 
 Image wls_smooth(const Image& input, const WlsSmoothParams& params) {
-  check_input(input, params);
+  params_table().validate(params);
+  check_input(input);
   const int rows = input.rows, cols = input.cols;
   std::vector<Plane> planes = to_double_planes(input);
   for (Plane& g : planes) g = reference::solve_grid_system(wls_weights(g, rows, cols, params), {}, g);
@@ -99,20 +100,18 @@ Image wls_smooth(const Image& input, const WlsSmoothParams& params) {
 }  // namespace reference
 
 OperatorEntry wls_smooth_entry() {
-  return {
-      .name = "wls_smooth",
+  return make_entry<WlsSmoothParams>({
       .summary = "weighted-least-squares edge-preserving smoothing, each channel guided by its own log-luminance",
       .citation = "Z. Farbman, R. Fattal, D. Lischinski, R. Szeliski, \"Edge-Preserving Decompositions for Multi-Scale "
                   "Tone and Detail Manipulation\", ACM TOG 27(3) (SIGGRAPH), 2008; matches the authors' wlsFilter.m "
                   "applied channel by channel",
       .kind = OperatorKind::filter,
       .version = "1",
-      .params = wls_specs(),
-      .peak_bytes = [](const Image& img, const ParamValues&) { return channel_bytes(img.rows, img.cols); },
-      .run = [](const Image& img, const ParamValues& p, const RunContext&) {
-        return wls_smooth(img, {.lambda = p.number("lambda"), .alpha = p.number("alpha")});
-      },
-  };
+      .params = &params_table(),
+      .keeps_constant = 1e-6,
+      .peak_bytes = [](const Image& img, const WlsSmoothParams&) { return channel_bytes(img.rows, img.cols); },
+      .run = [](const Image& img, const WlsSmoothParams& p, const RunContext&) { return smooth_valid(img, p); },
+  });
 }
 
 }  // namespace opforge

@@ -130,8 +130,8 @@ TEST(Recipe, ErrorsNameFileLineAndValidValues) {
 }
 
 // A spec of each type for the sampling tests.
-const ParamSpec kReal = real_param("x", 1, 0.001, 1000, false, false, SamplingScale::log, "");
-const ParamSpec kInt = integer_param("n", 1, 0, 100, "");
+const ParamSpec kReal = real_param("x", 1, Interval::closed(0.001, 1000), SamplingScale::log, "");
+const ParamSpec kInt = integer_param("n", 1, IntegerRange(0, 100), "");
 
 std::vector<double> draws(const Distribution& d, const ParamSpec& spec, int count) {
   std::vector<double> out;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <limits>
@@ -134,7 +135,16 @@ TEST(Registry, UnknownOperatorListsTheValidNames) {
     find_operator("l0_smoth");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown operator 'l0_smoth'; valid: l0_smooth"), std::string::npos);
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.rfind("unknown operator 'l0_smoth'; valid: ", 0), 0u) << msg;
+    for (const auto& op : all_operators()) EXPECT_NE(msg.find(op.name), std::string::npos) << op.name;
+  }
+}
+
+TEST(Registry, ListsFiltersThenDegradationsEachByName) {
+  const auto& ops = all_operators();
+  for (std::size_t i = 1; i < ops.size(); ++i) {
+    EXPECT_LT(std::pair(ops[i - 1].kind, ops[i - 1].name), std::pair(ops[i].kind, ops[i].name)) << ops[i].name;
   }
 }
 
@@ -142,8 +152,9 @@ TEST(Registry, JsonListsEveryParamSpec) {
   const auto j = nlohmann::json::parse(registry_json());
   const auto& ops = j.at("operators");
   ASSERT_EQ(ops.size(), all_operators().size());
-  const auto& l0 = ops.at(0);
-  EXPECT_EQ(l0.at("name"), "l0_smooth");
+  const auto l0_at = std::find_if(ops.begin(), ops.end(), [](const auto& op) { return op.at("name") == "l0_smooth"; });
+  ASSERT_NE(l0_at, ops.end());
+  const auto& l0 = *l0_at;
   EXPECT_EQ(l0.at("kind"), "filter");
   EXPECT_NE(l0.at("citation").get<std::string>().find("Xu"), std::string::npos);
   const auto& lambda = l0.at("params").at(0);
@@ -152,6 +163,62 @@ TEST(Registry, JsonListsEveryParamSpec) {
   EXPECT_EQ(lambda.at("min"), 0.0);
   EXPECT_EQ(lambda.at("min_inclusive"), false);
   EXPECT_EQ(lambda.at("scale"), "log");
+}
+
+// The defaults `opforge list --json` publishes, given back as NAME=VALUE
+// text, resolve to exactly the defaults the operator runs with.
+TEST(Registry, DefaultsRoundTripThroughTheJsonList) {
+  const auto ops = nlohmann::json::parse(registry_json()).at("operators");
+  for (const auto& op : ops) {
+    const OperatorEntry& e = find_operator(op.at("name").get<std::string>());
+    std::map<std::string, std::string> text;
+    for (const auto& p : op.at("params")) {
+      const auto& d = p.at("default");
+      const std::string name = p.at("name").get<std::string>();
+      if (p.at("type") == "text" && p.at("required").get<bool>()) {
+        text[name] = test::data_path("conformance/inputs/canyon256.png").string();
+      } else if (d.is_string()) {
+        text[name] = d.get<std::string>();
+      } else if (d.is_boolean()) {
+        text[name] = d.get<bool>() ? "true" : "false";
+      } else {
+        text[name] = format_value(d.get<double>());
+      }
+    }
+    const ParamValues from_json = e.resolve(text);
+    const ParamValues defaults = e.validate(defaults_of(e));
+    EXPECT_EQ(from_json.all(), defaults.all()) << e.name;
+  }
+}
+
+// 37x45 RGB: odd sizes, several FFT and row blocks.
+Image property_image() { return test::synthetic_image(37, 45, 3); }
+
+TEST(RegistryProperties, EveryOperatorGivesTheSameBitsOnOneAndTwoThreads) {
+  const Image img = property_image();
+  for (const auto& e : all_operators()) {
+    SCOPED_TRACE(e.name);
+    test::expect_bit_identical_on_1_and_2_threads([&] { return e.apply(img, defaults_of(e), {.seed = 7}); });
+  }
+}
+
+// Operators that promise it keep a constant image constant, at its value.
+TEST(RegistryProperties, ConstantImagesStayConstantWhereTheOperatorPromisesIt) {
+  int promised = 0;
+  for (const auto& e : all_operators()) {
+    if (!e.keeps_constant) continue;
+    ++promised;
+    for (const int channels : {1, 3}) {
+      const float value = 0.4f;
+      const Image flat(31, 40, CV_32FC(channels), cv::Scalar::all(value));
+      const Image out = e.apply(flat, defaults_of(e));
+      double lo = 0, hi = 0;
+      cv::minMaxLoc(out.reshape(1), &lo, &hi);
+      EXPECT_LE(std::max(std::abs(lo - value), std::abs(hi - value)), *e.keeps_constant)
+          << e.name << " with " << channels << " channel(s): [" << lo << ", " << hi << "]";
+    }
+  }
+  EXPECT_GE(promised, 8);  // the smoothing filters and the resizes
 }
 
 TEST(Registry, ApplyValidatesImagesAndValues) {
