@@ -61,7 +61,7 @@ std::size_t pair_count() { return sources().size() * static_cast<std::size_t>(re
 
 void run_datagen(int threads) {
   const fs::path out = work_dir() / "out";
-  generate(recipe(), {.out_dir = out, .shard = {}, .threads = threads, .progress = false});
+  generate(recipe(), {.out_dir = out, .shard = {}, .threads = threads});
 }
 
 // The same work, serially, without the pipeline, journal or finalize.

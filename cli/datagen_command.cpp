@@ -3,6 +3,8 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "datagen_report.hpp"
+#include "scheduler.hpp"
 #include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
 #include "opforge/datagen/generate.hpp"
@@ -91,7 +93,7 @@ int datagen_command(const Args& args) {
   if (vm.count("shard")) options.shard = parse_shard(vm["shard"].as<std::string>());
   if (vm.count("shards")) options.shard = shard_from_environment(vm["shards"].as<int>(), [](const char* n) { return std::getenv(n); });
   if (vm.count("sources")) options.sources = source_spec_from_argument(vm["sources"].as<std::string>());
-  options.progress = !vm["quiet"].as<bool>();
+  if (!vm["quiet"].as<bool>()) options.progress = ProgressDisplay();
 
   const Recipe recipe = load_recipe(positional[0]);
   RunSummary summary;

@@ -4,13 +4,10 @@
 #include <tbb/global_control.h>
 #include <tbb/parallel_pipeline.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <iostream>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -132,46 +129,6 @@ struct Outcome {
   bool crashed = false;      // the failure: skipped after crashing the process
 };
 
-class Progress {
- public:
-  Progress(std::size_t total, bool enabled)
-      : total_(total), enabled_(enabled), tty_(::isatty(STDERR_FILENO) == 1), start_(clock::now()), last_(start_) {}
-  void update(std::size_t done, std::size_t failed, bool force = false) {
-    if (!enabled_) return;
-    const auto now = clock::now();
-    const double since_last = std::chrono::duration<double>(now - last_).count();
-    if (!force && since_last < (tty_ ? 0.25 : 10.0)) return;
-    last_ = now;
-    const double elapsed = std::chrono::duration<double>(now - start_).count();
-    const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
-    const double eta = rate > 0 ? static_cast<double>(total_ - std::min(done, total_)) / rate : 0;
-    char eta_text[32];
-    std::snprintf(eta_text, sizeof eta_text, "%d:%02d", static_cast<int>(eta) / 60, static_cast<int>(eta) % 60);
-    char line[256];
-    if (tty_) {
-      const int width = 30;
-      const int filled = total_ ? static_cast<int>(width * static_cast<double>(done) / static_cast<double>(total_)) : width;
-      std::string bar(static_cast<std::size_t>(filled), '#');
-      bar.resize(width, '.');
-      std::snprintf(line, sizeof line, "\r[%s] %zu/%zu pairs, %zu failed, %.2f pairs/s, ETA %s ", bar.c_str(), done,
-                    total_, failed, rate, eta_text);
-    } else {
-      std::snprintf(line, sizeof line, "datagen: %zu/%zu pairs, %zu failed, %.2f pairs/s, ETA %s\n", done, total_,
-                    failed, rate, eta_text);
-    }
-    std::cerr << line << std::flush;
-  }
-  void finish() {
-    if (enabled_ && tty_) std::cerr << "\n";
-  }
-
- private:
-  using clock = std::chrono::steady_clock;
-  std::size_t total_;
-  bool enabled_, tty_;
-  clock::time_point start_, last_;
-};
-
 json failure_row(const std::string& key, const SourceImage& source, std::size_t source_index, int pair_index,
                  const std::string& stage, const std::string& error) {
   return json{{"key", key},         {"source", source.name}, {"source_index", source_index},
@@ -277,61 +234,6 @@ std::string crash_verdict(const CrashHistory& history, const Recipe& recipe, con
 
 }  // namespace
 
-ShardSpec parse_shard(const std::string& text) {
-  const auto slash = text.find('/');
-  double i = -1, n = -1;
-  if (slash == std::string::npos || !parse_number(text.substr(0, slash), i) || !parse_number(text.substr(slash + 1), n) ||
-      i != std::floor(i) || n != std::floor(n) || n < 1 || n > 100000 || i < 0 || i >= n) {
-    throw Error("--shard '" + text + "' is invalid; valid: I/N with 0 <= I < N <= 100000 (e.g. 0/4)");
-  }
-  return {static_cast<int>(i), static_cast<int>(n)};
-}
-
-ShardSpec shard_from_environment(int count, const std::function<const char*(const char*)>& getenv_fn) {
-  if (count < 1 || count > 100000) throw Error("--shards " + std::to_string(count) + " is invalid; valid: 1..100000");
-  // false when unset; a set variable that is not a non-negative integer is an error.
-  const auto number = [&](const char* name, long long& out) {
-    const char* v = getenv_fn(name);
-    if (!v) return false;
-    std::uint64_t value = 0;
-    if (!parse_unsigned(v, value) || value > 1'000'000'000) {
-      throw Error(std::string(name) + "='" + v + "' is malformed; valid: a non-negative integer (set by the scheduler)");
-    }
-    out = static_cast<long long>(value);
-    return true;
-  };
-  long long id, index;
-  if (number("SLURM_ARRAY_TASK_ID", id)) {
-    long long min = 0, max = 0, step = 1, tasks = 0;
-    if (!number("SLURM_ARRAY_TASK_MIN", min) || !number("SLURM_ARRAY_TASK_MAX", max)) {
-      throw Error("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_MIN/MAX are not; pass --shard I/N");
-    }
-    if (!number("SLURM_ARRAY_TASK_STEP", step) || step < 1) step = 1;
-    if (!number("SLURM_ARRAY_TASK_COUNT", tasks)) tasks = (max - min) / step + 1;
-    // The rank of this ID among min, min+step, …, max: the array may be sparse (1-7:2).
-    if (tasks != (max - min) / step + 1 || (id - min) % step != 0) {
-      throw Error("the Slurm array's IDs (" + std::to_string(min) + ".." + std::to_string(max) + ", " +
-                  std::to_string(tasks) + " tasks) are not evenly spaced; pass --shard I/N explicitly");
-    }
-    const long long rank = (id - min) / step;
-    if (tasks != count) {
-      throw Error("--shards " + std::to_string(count) + " does not match the Slurm array's " + std::to_string(tasks) +
-                  " tasks");
-    }
-    return {static_cast<int>(rank), count};
-  }
-  if (number("JOB_COMPLETION_INDEX", index)) {
-    if (index < 0 || index >= count) {
-      throw Error("JOB_COMPLETION_INDEX " + std::to_string(index) + " is out of range for --shards " +
-                  std::to_string(count) + "; valid: 0.." + std::to_string(count - 1));
-    }
-    return {static_cast<int>(index), count};
-  }
-  throw Error("--shards " + std::to_string(count) +
-              " needs the shard index from SLURM_ARRAY_TASK_ID (Slurm arrays) or JOB_COMPLETION_INDEX (Kubernetes "
-              "Indexed Jobs); neither is set, so pass --shard I/N");
-}
-
 RunSummary generate(const Recipe& recipe, const RunOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   const fs::path& dir = options.out_dir;
@@ -428,7 +330,14 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
   SourceLedger ledger(sources_journal(dir, shard));
   const CrashGuard crash_guard(crash_journal(dir, shard));
   const int workers = thread_limit.workers();
-  Progress progress(summary.planned, options.progress);
+  const auto report = [&, started = std::chrono::steady_clock::now()](bool finished) {
+    if (!options.progress) return;
+    options.progress({.done = summary.reused + summary.written + summary.failed,
+                      .planned = summary.planned,
+                      .failed = summary.failed,
+                      .seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+                      .finished = finished});
+  };
 
   std::uint64_t next = first;
   std::shared_ptr<SourceSlot> slot;
@@ -468,10 +377,9 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options) {
               ++summary.failed;
               summary.crashed += outcome.crashed;
             }
-            progress.update(summary.reused + summary.written + summary.failed, summary.failed);
+            report(false);
           }));
-  progress.update(summary.reused + summary.written + summary.failed, summary.failed, true);
-  progress.finish();
+  report(true);
 
   const json marker = {{"shard", shard.index}, {"shards", shard.count}, {"pairs", summary.reused + summary.written},
                        {"failed", summary.failed}};
@@ -486,22 +394,6 @@ RunSummary merge(const fs::path& out_dir) {
   RunSummary summary = finalize(out_dir, true);
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
-}
-
-std::string summary_line(const std::string& name, const RunSummary& s, const fs::path& out_dir, const ShardSpec& shard) {
-  // Only the numbers go through a fixed buffer; names and paths may be long.
-  char counts[160];
-  const double rate = s.seconds > 0 ? static_cast<double>(s.written) / s.seconds : 0;
-  char crashed[64] = "";
-  if (s.crashed > 0) std::snprintf(crashed, sizeof crashed, " (%zu after crashing the process)", s.crashed);
-  std::snprintf(counts, sizeof counts, ": %zu pairs written, %zu already complete, %zu failed%s in %.1f s (%.2f pairs/s) -> ",
-                s.written, s.reused, s.failed, crashed, s.seconds, rate);
-  std::string line = name;
-  if (shard.count > 1) line += " shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count);
-  line += counts;
-  line += out_dir.string();
-  if (!s.finalized) line += " (merge when every shard is done: opforge datagen merge DIR)";
-  return line;
 }
 
 }  // namespace opforge::datagen

@@ -21,8 +21,7 @@ int main(int argc, char** argv) {
   const std::string crash_on = argv[3];
   try {
     const Recipe recipe = load_recipe(argv[1]);
-    RunOptions options{.out_dir = argv[2], .resume = argc > 4 && std::strcmp(argv[4], "--resume") == 0, .threads = 2,
-                       .progress = false};
+    RunOptions options{.out_dir = argv[2], .resume = argc > 4 && std::strcmp(argv[4], "--resume") == 0, .threads = 2};
     options.before_operator = [&](const SourceImage& source, const PairPlan&) {
       if (!crash_on.empty() && source.name.find(crash_on) != std::string::npos) std::raise(SIGSEGV);
     };

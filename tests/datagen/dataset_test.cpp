@@ -21,7 +21,7 @@ fs::path generated(const std::string& name, int sources) {
   const fs::path dir = test::scratch_dir(name);
   test::write_sources(dir, sources);
   test::write_text_file(dir / "recipe.yaml", test::mixture_recipe(3));
-  generate(load_recipe(dir / "recipe.yaml"), {.out_dir = dir / "out", .threads = 2, .progress = false});
+  generate(load_recipe(dir / "recipe.yaml"), {.out_dir = dir / "out", .threads = 2});
   return dir / "out";
 }
 

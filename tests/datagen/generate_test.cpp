@@ -34,7 +34,7 @@ Fixture make_fixture(const std::string& name, int sources = 4, int pairs = 4, co
 }
 
 RunSummary run(const Fixture& f, const std::string& out, int threads, ShardSpec shard = {}, bool resume = false) {
-  return generate(f.recipe, {.out_dir = f.dir / out, .shard = shard, .resume = resume, .threads = threads, .progress = false});
+  return generate(f.recipe, {.out_dir = f.dir / out, .shard = shard, .resume = resume, .threads = threads});
 }
 
 std::vector<json> rows_of(const fs::path& metadata) {
@@ -233,14 +233,14 @@ TEST(Generate, HostileSourcesAreRecordedFailuresForTheRunResumeAndPreview) {
                                              "pairs_per_source: 2\noperators:\n  - name: weighted_median\n"
                                              "    params:\n      radius: {uniform: [1, 4]}\n");
   const Recipe recipe = load_recipe(dir / "recipe.yaml");
-  const RunSummary s = generate(recipe, {.out_dir = dir / "out", .threads = 2, .progress = false});
+  const RunSummary s = generate(recipe, {.out_dir = dir / "out", .threads = 2});
   EXPECT_EQ(s.written, 4u);
   EXPECT_EQ(s.failed, 4u);
   const std::string failures = test::dataset_tree(dir / "out")["failures.jsonl"];
   EXPECT_NE(failures.find("inf.npy': value -inf at row 3, column 4, channel 0 is not finite"), std::string::npos) << failures;
   EXPECT_NE(failures.find("large.png': its header says 120x120 (0.0 MP), above the pixel limit of 10000"),
             std::string::npos) << failures;
-  const RunSummary again = generate(recipe, {.out_dir = dir / "out", .resume = true, .threads = 1, .progress = false});
+  const RunSummary again = generate(recipe, {.out_dir = dir / "out", .resume = true, .threads = 1});
   EXPECT_EQ(again.reused, 4u);
   EXPECT_EQ(again.failed, 4u);
   const Image sheet = contact_sheet(recipe, {.pairs = 8});

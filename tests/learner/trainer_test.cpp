@@ -42,7 +42,7 @@ const fs::path& tiny_dataset() {
     }
     std::ofstream(d / "recipe.yaml") << "name: tiny_l0\nseed: 9\nsources:\n  directory: sources\npreprocess:\n  crop: 40\n"
                                         "pairs_per_source: 2\noperators:\n  - name: l0_smooth\n    params:\n      lambda: 0.02\n";
-    datagen::generate(datagen::load_recipe(d / "recipe.yaml"), {.out_dir = d / "data", .threads = 2, .progress = false});
+    datagen::generate(datagen::load_recipe(d / "recipe.yaml"), {.out_dir = d / "data", .threads = 2});
     return d / "data";
   }();
   return dir;
@@ -196,7 +196,7 @@ TEST(Evaluate, ScoresTheHeldOutSourcesAsTrainingDidAndBinsTheParameter) {
   for (const char* name : {"a.png", "b.png"}) write_image(dir / "sources" / name, test::synthetic_image(40, 44, 3));
   std::ofstream(dir / "recipe.yaml") << "name: varied\nseed: 4\nsources:\n  directory: sources\npairs_per_source: 5\n"
                                         "operators:\n  - name: l0_smooth\n    params:\n      lambda: {log_uniform: [0.002, 0.2]}\n";
-  datagen::generate(datagen::load_recipe(dir / "recipe.yaml"), {.out_dir = dir / "varied", .threads = 2, .progress = false});
+  datagen::generate(datagen::load_recipe(dir / "recipe.yaml"), {.out_dir = dir / "varied", .threads = 2});
   const EvalResult binned = evaluate(published, {.data = dir / "varied", .split = "all"});
   ASSERT_FALSE(binned.bins.empty());
   std::size_t in_bins = 0;
@@ -310,7 +310,7 @@ fs::path generated(const std::string& name, const std::string& recipe_ops, int p
   }
   std::ofstream(d / "recipe.yaml") << "name: " << name << "\nseed: 5\nsources:\n  directory: sources\npairs_per_source: "
                                     << pairs_per_source << "\noperators:\n" << recipe_ops;
-  datagen::generate(datagen::load_recipe(d / "recipe.yaml"), {.out_dir = d / "data", .threads = 2, .progress = false});
+  datagen::generate(datagen::load_recipe(d / "recipe.yaml"), {.out_dir = d / "data", .threads = 2});
   return d / "data";
 }
 

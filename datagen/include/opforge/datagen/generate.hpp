@@ -35,15 +35,15 @@ struct ShardSpec {
   int count = 1;
 };
 
-/// "I/N" with 0 ≤ I < N ≤ 100000; throws Error otherwise.
-ShardSpec parse_shard(const std::string& text);
-
-/// The shard index from the scheduler's environment when only the count is
-/// given: Slurm array tasks use their rank among the array's IDs
-/// (SLURM_ARRAY_TASK_ID, _MIN, _MAX, _STEP, _COUNT, so `--array=1-7:2` maps to
-/// 0..3); Kubernetes Indexed Jobs use JOB_COMPLETION_INDEX. Throws Error when
-/// neither is set or the index does not fit `count`.
-ShardSpec shard_from_environment(int count, const std::function<const char*(const char*)>& getenv_fn);
+/// Where a run stands: reported after each pair and once at the end, from
+/// one thread at a time.
+struct RunProgress {
+  std::size_t done = 0;     ///< pairs finished (written, kept by --resume, or failed)
+  std::size_t planned = 0;  ///< pairs this shard owns
+  std::size_t failed = 0;
+  double seconds = 0;       ///< since the pairs started
+  bool finished = false;    ///< the last report of the run
+};
 
 struct RunOptions {
   std::filesystem::path out_dir;
@@ -51,7 +51,8 @@ struct RunOptions {
   bool resume = false;
   std::optional<int> threads = std::nullopt;  ///< 1..1024 (check_thread_count); unset: all cores
   std::optional<SourceSpec> sources = std::nullopt;  ///< --sources: replaces the recipe's sources
-  bool progress = true;                  ///< progress bar (TTY) or periodic lines on stderr
+  /// Called with each report (the CLI draws its progress bar from them); nullptr: none.
+  std::function<void(const RunProgress&)> progress = nullptr;
   /// Fault injection for tests: called on the worker thread just before a
   /// pair's operator runs (a test raises SIGSEGV in it). nullptr otherwise.
   std::function<void(const SourceImage&, const PairPlan&)> before_operator = nullptr;
@@ -78,9 +79,5 @@ RunSummary generate(const Recipe& recipe, const RunOptions& options);
 /// pair's files, then writes metadata.jsonl, failures.jsonl, dataset.json and
 /// the WebDataset shards. Throws Error naming the missing shards otherwise.
 RunSummary merge(const std::filesystem::path& out_dir);
-
-/// One line: "demo: 36 pairs written, 0 already complete, 0 failed in 8.2 s (4.4 pairs/s) -> out/demo".
-std::string summary_line(const std::string& name, const RunSummary& summary, const std::filesystem::path& out_dir,
-                         const ShardSpec& shard);
 
 }  // namespace opforge::datagen
