@@ -23,7 +23,7 @@
 namespace opforge {
 
 struct ResizeBicubicParams {
-  double scale = 0.5;  ///< (0, 16]; ignored when width and height are given
+  double scale = 0.5;  ///< ignored when width and height are given
   int width = 0;       ///< output width, 0 = from scale
   int height = 0;      ///< output height, 0 = from scale
 };
@@ -36,10 +36,10 @@ Image resize_bicubic(const Image& input, const ResizeBicubicParams& params = {})
 /// size (`ilr`, SRCNN/VDSR/Fan et al.). All in float64 (MATLAB's double path).
 enum class SrMode { ilr, lr };
 struct SrBicubicParams {
-  int scale = 3;        ///< 2..8
+  int scale = 3;        ///< super-resolution factor
   SrMode mode = SrMode::ilr;
   bool y_only = false;  ///< keep only the Y channel (Fan et al.)
-  int modcrop = 0;      ///< crop to a multiple of this (0 = scale), 0..64
+  int modcrop = 0;      ///< crop to a multiple of this (0 = scale)
 };
 /// The reference HR image for a source.
 Image sr_reference(const Image& source, const SrBicubicParams& params = {});
@@ -48,7 +48,7 @@ Image sr_input(const Image& reference, const SrBicubicParams& params = {});
 
 enum class NoiseMode { rgb, gray };
 struct GaussianNoiseParams {
-  double sigma = 25.0;  ///< standard deviation on the 0–255 scale, [0, 100]
+  double sigma = 25.0;  ///< standard deviation on the 0–255 scale
   bool clip = true;     ///< clip to [0, 1]
   bool quantize = true; ///< round to 8-bit levels (k/255), after clipping
   NoiseMode mode = NoiseMode::rgb;  ///< gray: convert to MATLAB grey first
@@ -57,7 +57,7 @@ Image gaussian_noise(const Image& input, const GaussianNoiseParams& params, std:
 
 enum class JpegMode { rgb, gray, y };
 struct JpegDegradeParams {
-  int quality = 20;        ///< 1..100 (libjpeg scaling of the Annex K tables)
+  int quality = 20;        ///< libjpeg scaling of the Annex K tables
   bool chroma_420 = true;  ///< 4:2:0 (libjpeg default) or 4:4:4
   JpegMode mode = JpegMode::rgb;
 };

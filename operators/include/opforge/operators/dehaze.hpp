@@ -22,12 +22,12 @@
 namespace opforge {
 
 struct DarkChannelParams {
-  double omega = 0.95;             ///< haze kept: t = 1 − ω·dark(I/A), (0, 1]
-  int window = 15;                 ///< dark-channel window, odd 3..61
-  int guided_radius = 15;          ///< guided-filter radius, 1..100
-  double guided_eps = 1e-3;        ///< guided-filter regulariser, [1e-6, 1]
-  double t_min = 0.1;              ///< transmission floor in the radiance, [0.01, 1]
-  double airlight_fraction = 0.001;///< brightest dark-channel fraction searched, (0, 0.1]
+  double omega = 0.95;             ///< haze removed: t = 1 − ω·dark(I/A)
+  int window = 15;                 ///< dark-channel window (odd)
+  int guided_radius = 15;          ///< guided-filter radius
+  double guided_eps = 1e-3;        ///< guided-filter regulariser
+  double t_min = 0.1;              ///< transmission floor in the radiance
+  double airlight_fraction = 0.001;///< brightest dark-channel fraction searched
 };
 
 struct DehazeResult {
@@ -83,13 +83,13 @@ class NearestDirection {
 };
 
 struct NonLocalDehazeParams {
-  std::optional<std::array<double, 3>> airlight;  ///< RGB in (0,1]; unset = the §7 estimate
-  double gamma = 1.0;        ///< [0.5, 3]
-  double lambda = 0.1;       ///< regularisation weight, (0, 10]
-  double trans_min = 0.1;    ///< [0.01, 0.5]
-  double leave_haze = 1.06;  ///< [1, 1.2]
-  int min_cluster = 50;      ///< haze-line size of full confidence, 1..1000
-  double stretch_low = 0.005, stretch_high = 0.995;  ///< 0 ≤ low < high ≤ 1
+  std::optional<std::array<double, 3>> airlight;  ///< RGB; unset = the §7 estimate
+  double gamma = 1.0;        ///< radiometric correction I^γ
+  double lambda = 0.1;       ///< regularisation weight
+  double trans_min = 0.1;    ///< transmission floor
+  double leave_haze = 1.06;  ///< haze left in
+  int min_cluster = 50;      ///< haze-line size of full confidence
+  double stretch_low = 0.005, stretch_high = 0.995;  ///< percentiles of the final contrast stretch, low < high
   std::filesystem::path directions;  ///< empty = default_haze_line_directions()
 };
 

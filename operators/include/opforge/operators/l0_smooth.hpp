@@ -20,8 +20,8 @@
 namespace opforge {
 
 struct L0SmoothParams {
-  double lambda = 0.02;  ///< smoothness weight, (0, 1]; larger = fewer edges kept
-  double kappa = 2.0;    ///< growth factor of β per iteration, (1, 10]; the authors use 2
+  double lambda = 0.02;  ///< smoothness weight; larger = fewer edges kept
+  double kappa = 2.0;    ///< growth factor of β per iteration; the authors use 2
 };
 
 Image l0_smooth(const Image& input, const L0SmoothParams& params = {});

@@ -25,12 +25,12 @@ enum class LlfRemap { detail, toy, paris };
 
 struct LocalLaplacianParams {
   LlfRemap remap = LlfRemap::detail;
-  double fact = 5.0;    ///< detail: detail gain, [−1, 10]
-  double sigma = 0.1;   ///< detail: width of the detail range, (0, 1]
-  double sigma_r = 0.1; ///< paris: detail/edge threshold, (0, 1]
-  double alpha = 0.25;  ///< paris: detail exponent (< 1 boosts detail), (0, 4]
-  double beta = 1.0;    ///< paris: edge slope (< 1 compresses range), [0, 2]
-  int samples = 0;      ///< reference levels N, 2..256; 0 = 10 for detail, 20 otherwise
+  double fact = 5.0;    ///< detail: detail gain
+  double sigma = 0.1;   ///< detail: width of the detail range
+  double sigma_r = 0.1; ///< paris: detail/edge threshold
+  double alpha = 0.25;  ///< paris: detail exponent (< 1 boosts detail)
+  double beta = 1.0;    ///< paris: edge slope (< 1 compresses range)
+  int samples = 0;      ///< reference levels N; 0 = 10 for detail, 20 otherwise
 };
 
 /// F(g) of a grey image (rows×cols plane), the 1-channel filter result.

@@ -9,7 +9,9 @@
 // every such function of operators/src (cmake/list_operators.cmake), so no
 // list is kept by hand. Parameter validation happens here, once: an
 // operator's `run` only ever sees values that passed its ParamSpecs and the
-// rule across them.
+// rule across them. The typed parameter structs in the operator headers carry
+// their defaults; their valid ranges are declared once, in each operator's
+// ParamTable, and listed in docs/operators.md (`opforge list`).
 
 #include <cstdint>
 #include <functional>

@@ -18,9 +18,9 @@
 namespace opforge {
 
 struct RollingGuidanceParams {
-  double sigma_s = 3.0;   ///< spatial σ: scale of the structures removed (px), [0.5, 50]
-  double sigma_r = 0.05;  ///< range σ, (0, 1]
-  int iterations = 4;     ///< rolling steps, 1..20
+  double sigma_s = 3.0;   ///< spatial σ: scale of the structures removed (px)
+  double sigma_r = 0.05;  ///< range σ
+  int iterations = 4;     ///< rolling steps
 };
 
 Image rolling_guidance(const Image& input, const RollingGuidanceParams& params = {});

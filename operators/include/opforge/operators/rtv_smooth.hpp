@@ -21,10 +21,10 @@ namespace opforge {
 enum class RtvSolver { pcg, direct };
 
 struct RtvSmoothParams {
-  double lambda = 0.01;     ///< smoothness, (0, 0.2] (the authors use ≤ 0.05)
-  double sigma = 3.0;       ///< texture scale in pixels, (0, 6]
-  double sharpness = 0.02;  ///< ε_s, [1e-3, 0.03]; smaller = sharper
-  int iterations = 4;       ///< outer iterations, 1..10
+  double lambda = 0.01;     ///< smoothness (the authors use ≤ 0.05)
+  double sigma = 3.0;       ///< texture scale in pixels
+  double sharpness = 0.02;  ///< ε_s; smaller = sharper
+  int iterations = 4;       ///< outer iterations
   RtvSolver solver = RtvSolver::pcg;
 };
 

@@ -28,8 +28,8 @@
 namespace opforge {
 
 struct StyleTransferParams {
-  int iterations = 3;  ///< gradient-histogram transfers, 1..10
-  int samples = 20;    ///< LLF reference levels N, 2..256
+  int iterations = 3;  ///< gradient-histogram transfers
+  int samples = 20;    ///< LLF reference levels N
 };
 
 /// `style` is the model image M (grey or colour; any size).

@@ -38,12 +38,12 @@ namespace opforge {
 enum class WmfGuide { self_double, self_u8 };
 
 struct WeightedMedianParams {
-  double radius = 10;      ///< window radius, [0, 100], rounded as (int)(r + 0.5)
-  double sigma = 25.5;     ///< weight σ in 0–255 units, (0, 1e4]
+  double radius = 10;      ///< window radius, rounded as (int)(r + 0.5)
+  double sigma = 25.5;     ///< weight σ in 0–255 units
   WmfGuide guide = WmfGuide::self_double;
-  int iterations = 1;      ///< 1..10, same feature map each time
-  int levels_input = 256;  ///< nI, 2..4096
-  int levels_feature = 256;///< nF, 2..4096 (clusters of a colour guide)
+  int iterations = 1;      ///< repeats, same feature map each time
+  int levels_input = 256;  ///< nI: levels of the filtered values
+  int levels_feature = 256;///< nF: feature levels (clusters of a colour guide)
 };
 
 Image weighted_median(const Image& input, const WeightedMedianParams& params = {});

@@ -21,8 +21,8 @@
 namespace opforge {
 
 struct WlsSmoothParams {
-  double lambda = 1.0;  ///< smoothness, (0, 100]; larger = smoother
-  double alpha = 1.2;   ///< gradient exponent, (0, 3]; larger = sharper edges kept
+  double lambda = 1.0;  ///< smoothness; larger = smoother
+  double alpha = 1.2;   ///< gradient exponent; larger = sharper edges kept
 };
 
 Image wls_smooth(const Image& input, const WlsSmoothParams& params = {});
