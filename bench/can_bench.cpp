@@ -34,6 +34,10 @@ namespace {
 using namespace opforge;
 using Clock = std::chrono::steady_clock;
 
+double percent(std::size_t part, std::size_t whole) {
+  return 100.0 * static_cast<double>(part) / static_cast<double>(whole);
+}
+
 double best_seconds(int repeat, const std::function<void()>& fn) {
   double best = 1e30;
   for (int i = 0; i < repeat; ++i) {
@@ -99,7 +103,8 @@ cv::Mat im2col_forward(const model::Model& m, const cv::Mat& input) {
           s += v;
           q += v * v;
         }
-        const double mean = s / n, r = 1.0 / std::sqrt(q / n - mean * mean + spec.bn_epsilon);
+        const double count = static_cast<double>(n);
+        const double mean = s / count, r = 1.0 / std::sqrt(q / count - mean * mean + spec.bn_epsilon);
         scale[o] = float(w.w0 + w.w1 * r);
         shift[o] = float(w.w1 * (w.beta[o] - mean * r));
       }
@@ -201,10 +206,10 @@ int published(int argc, char** argv) {
     }
     all += n, all_equal += equal, all_one += one, all_more += more;
     std::printf("| %s | %dx%d | %ld | %.4f%% | %.4f%% | %zu | %.2f |\n", in.stem().c_str(), image.rows, image.cols,
-                worst, 100.0 * equal / n, 100.0 * one / n, more, seconds);
+                worst, percent(equal, n), percent(one, n), more, seconds);
   }
-  std::printf("| all | | | %.4f%% | %.4f%% | %zu | |\n", 100.0 * all_equal / all, 100.0 * all_one / all, all_more);
-  return all_more == 0 && all_equal >= 0.999 * all ? 0 : 1;
+  std::printf("| all | | | %.4f%% | %.4f%% | %zu | |\n", percent(all_equal, all), percent(all_one, all), all_more);
+  return all_more == 0 && percent(all_equal, all) >= 99.9 ? 0 : 1;
 }
 
 // A test photo at another size (the 4K memory check needs a 4K input).

@@ -140,8 +140,8 @@ int main(int argc, char** argv) {
   const double one = best[0], two = best[1], plain = best[2], op = best[3];
   std::printf("\nsame run, minimum of 7 interleaved rounds:\n");
   std::printf("datagen 1 thread %.3f s, 2 threads %.3f s, plain loop %.3f s, operator alone %.3f s\n", one, two, plain, op);
-  std::printf("pairs/s: %.2f on 1 thread, %.2f on 2 threads: speed-up %.2fx (goal >= 1.8x)\n", pair_count() / one,
-              pair_count() / two, one / two);
+  std::printf("pairs/s: %.2f on 1 thread, %.2f on 2 threads: speed-up %.2fx (goal >= 1.8x)\n", static_cast<double>(pair_count()) / one,
+              static_cast<double>(pair_count()) / two, one / two);
   std::printf("pipeline overhead, datagen(1 thread) - plain loop: %.1f ms = %.1f %% of the operator time (goal <= 5 %%)\n",
               1e3 * (one - plain), 100 * (one - plain) / op);
   std::printf("decode + encode + hash + write (plain loop - operator): %.1f ms = %.1f %% of the operator time\n",

@@ -71,7 +71,7 @@ BENCHMARK(BM_dehaze)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->Iterations(
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  std::printf("image: %dx%d RGB (%.2f MP)\n", photo().cols, photo().rows, photo().total() / 1e6);
+  std::printf("image: %dx%d RGB (%.2f MP)\n", photo().cols, photo().rows, static_cast<double>(photo().total()) / 1e6);
   bench::RecordingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   std::printf("\nratios (same run):\n");

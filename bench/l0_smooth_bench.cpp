@@ -32,7 +32,7 @@ const Image& photo() {
 void BM_l0_smooth_opforge(benchmark::State& state) {
   tbb::global_control limit(tbb::global_control::max_allowed_parallelism, state.range(0));
   for (auto _ : state) benchmark::DoNotOptimize(l0_smooth(photo(), {.lambda = kLambda, .kappa = kKappa}));
-  state.counters["megapixels"] = photo().total() / 1e6;
+  state.counters["megapixels"] = static_cast<double>(photo().total()) / 1e6;
 }
 
 // The transforms alone, in the precision the operator uses (float) and in
@@ -91,7 +91,7 @@ BENCHMARK(BM_l0_smooth_opencv_contrib)->Arg(2)->Unit(benchmark::kMillisecond)->I
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   std::printf("image: %dx%d RGB (%.2f MP), lambda %.3g, kappa %.3g\n", photo().cols, photo().rows,
-              photo().total() / 1e6, kLambda, kKappa);
+              static_cast<double>(photo().total()) / 1e6, kLambda, kKappa);
   bench::RecordingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   std::printf("\nratios (same run):\n");

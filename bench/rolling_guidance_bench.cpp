@@ -44,7 +44,7 @@ BENCHMARK(BM_rolling_guidance_opencv_contrib)->Arg(2)->Unit(benchmark::kMillisec
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   std::printf("image: %dx%d RGB (%.2f MP), sigma_s 3, sigma_r 0.05, 4 iterations\n", photo().cols, photo().rows,
-              photo().total() / 1e6);
+              static_cast<double>(photo().total()) / 1e6);
   bench::RecordingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   std::printf("\nratios (same run):\n");

@@ -38,12 +38,12 @@ const GridWeights& wls_system() {
     for (int y = 0; y < rows; ++y) {
       for (int x = 0; x < cols; ++x) log_g[y * cols + x] = std::log(img.at<cv::Vec3f>(y, x)[1] + 0x1.0p-52);
     }
-    GridWeights w{rows, cols, std::vector<double>(log_g.size(), 0.0), std::vector<double>(log_g.size(), 0.0)};
+    GridWeights system{rows, cols, std::vector<double>(log_g.size(), 0.0), std::vector<double>(log_g.size(), 0.0)};
     for (int y = 0; y < rows; ++y) {
       for (int x = 0; x < cols; ++x) {
         const std::size_t i = static_cast<std::size_t>(y) * cols + x;
-        if (x + 1 < cols) w.horizontal[i] = 1.0 / (std::pow(std::abs(log_g[i + 1] - log_g[i]), 1.2) + 1e-4);
-        if (y + 1 < rows) w.vertical[i] = 1.0 / (std::pow(std::abs(log_g[i + cols] - log_g[i]), 1.2) + 1e-4);
+        if (x + 1 < cols) system.horizontal[i] = 1.0 / (std::pow(std::abs(log_g[i + 1] - log_g[i]), 1.2) + 1e-4);
+        if (y + 1 < rows) system.vertical[i] = 1.0 / (std::pow(std::abs(log_g[i + cols] - log_g[i]), 1.2) + 1e-4);
       }
     }
     return w;
@@ -118,7 +118,7 @@ BENCHMARK(BM_rtv_smooth)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->Iterati
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  std::printf("image: %dx%d RGB (%.2f MP), default parameters\n", photo().cols, photo().rows, photo().total() / 1e6);
+  std::printf("image: %dx%d RGB (%.2f MP), default parameters\n", photo().cols, photo().rows, static_cast<double>(photo().total()) / 1e6);
   bench::RecordingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   std::printf("\nratios (same run):\n");

@@ -60,7 +60,7 @@ BENCHMARK(BM_weighted_median_opencv_contrib)->Arg(2)->Unit(benchmark::kMilliseco
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   std::printf("image: %dx%d RGB (%.2f MP), r = 10, sigma 25.5, 8-bit guide\n", photo().cols, photo().rows,
-              photo().total() / 1e6);
+              static_cast<double>(photo().total()) / 1e6);
   bench::RecordingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   std::printf("\nratios (same run):\n");

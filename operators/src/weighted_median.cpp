@@ -149,8 +149,8 @@ Quantised quantise(const Plane& v, int levels) {
   for (int k = 0; k < 256; ++k) {
     if (distinct_of_code[k] >= 0) group_of_code[k] = group_of_distinct[static_cast<std::size_t>(distinct_of_code[k])];
   }
-  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, v.size(), 4096), [&](const tbb::blocked_range<std::size_t>& range) {
-    for (std::size_t i = range.begin(); i < range.end(); ++i) {
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, v.size(), 4096), [&](const tbb::blocked_range<std::size_t>& block) {
+    for (std::size_t i = block.begin(); i < block.end(); ++i) {
       q.index[i] = codes ? group_of_code[(*codes)[i]]
                          : static_cast<int>(std::upper_bound(starts.begin(), starts.end(), v[i]) - starts.begin()) - 1;
     }

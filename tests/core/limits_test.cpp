@@ -170,7 +170,7 @@ TEST(MemoryBudget, CountsTheAddressSpaceLimit) {
     std::ifstream statm("/proc/self/statm");
     double pages = 0;
     statm >> pages;
-    as.rlim_cur = as.rlim_max = static_cast<rlim_t>(pages * ::sysconf(_SC_PAGESIZE)) + (256u << 20);
+    as.rlim_cur = as.rlim_max = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + (256u << 20);
     if (::setrlimit(RLIMIT_AS, &as) != 0) ::_exit(3);
     const MemoryBudget budget = memory_budget();
     if (budget.limited_by != "the address-space limit (ulimit -v)" || budget.bytes > 257.0 * (1 << 20)) ::_exit(4);

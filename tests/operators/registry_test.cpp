@@ -52,7 +52,9 @@ TEST(Registry, EveryEntryIsCompleteAndItsDefaultsAreValid) {
       if (s.required) required[s.name] = test::data_path("conformance/inputs/canyon256.png").string();
     }
     EXPECT_NO_THROW(e.resolve(required)) << e.name;
-    if (!required.empty()) EXPECT_THROW(e.resolve({}), Error) << e.name;
+    if (!required.empty()) {
+      EXPECT_THROW(e.resolve({}), Error) << e.name;
+    }
   }
 }
 
@@ -100,7 +102,9 @@ TEST(Registry, EveryOperatorCopesWithExtremeValidInput) {
       try {
         const Image out = e.apply(img, defaults_of(e));
         EXPECT_FALSE(first_bad_value(out, std::numeric_limits<double>::infinity())) << e.name << " on " << label;
-        if (e.kind == OperatorKind::filter) EXPECT_EQ(out.size(), img.size()) << e.name << " on " << label;
+        if (e.kind == OperatorKind::filter) {
+          EXPECT_EQ(out.size(), img.size()) << e.name << " on " << label;
+        }
       } catch (const Error& error) {
         EXPECT_EQ(std::string(error.what()).rfind(e.name, 0), 0u) << label << ": " << error.what();
       }

@@ -45,7 +45,8 @@ double wasserstein(Plane a, Plane b) {
   double sum = 0;
   for (int q = 0; q < 1000; ++q) {
     const double p = (q + 0.5) / 1000;
-    sum += std::abs(a[static_cast<std::size_t>(p * a.size())] - b[static_cast<std::size_t>(p * b.size())]);
+    sum += std::abs(a[static_cast<std::size_t>(p * static_cast<double>(a.size()))] -
+                    b[static_cast<std::size_t>(p * static_cast<double>(b.size()))]);
   }
   return sum / 1000;
 }

@@ -144,7 +144,7 @@ TEST(WeightedMedian, TrackingAgreesWithTheDirectWindows) {
                 slow = reference::weighted_median(*c.image, c.params);
     ASSERT_EQ(fast.size(), slow.size());
     const std::size_t n = fast.total() * fast.channels(), differ = differing_values(fast, slow);
-    EXPECT_LE(100.0 * differ / n, 0.01) << differ << " of " << n << " values differ (radius " << c.params.radius << ")";
+    EXPECT_LE(100.0 * static_cast<double>(differ) / static_cast<double>(n), 0.01) << differ << " of " << n << " values differ (radius " << c.params.radius << ")";
     std::printf("[ tracking vs direct ] radius %g: %zu of %zu values differ\n", c.params.radius, differ, n);
   }
 }

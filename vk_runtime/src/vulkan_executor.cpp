@@ -289,8 +289,8 @@ struct VulkanExecutor::Impl {
     const Shape& out = plan.shapes[i + 1];
     const double slack = double(alignment());
     const auto fits = [&](int rows) {
-      const double in_bytes = double(input_window_rows(l, rows, in.rows)) * row_bytes(in) + slack;
-      const double out_bytes = double(rows) * row_bytes(out) + slack;
+      const double in_bytes = double(input_window_rows(l, rows, in.rows)) * double(row_bytes(in)) + slack;
+      const double out_bytes = double(rows) * double(row_bytes(out)) + slack;
       if (in_bytes > max_window() || out_bytes > max_window()) return false;
       return !parts || band_bytes(i, rows) <= room;
     };
@@ -300,8 +300,8 @@ struct VulkanExecutor::Impl {
   // Device memory of a band's windows in parts: input, output, residual.
   double band_bytes(std::size_t i, int rows) const {
     const LayerSpec& l = model->spec().layers[i];
-    const double in_bytes = double(input_window_rows(l, rows, plan.shapes[i].rows)) * row_bytes(plan.shapes[i]);
-    const double out_bytes = double(rows) * row_bytes(plan.shapes[i + 1]);
+    const double in_bytes = double(input_window_rows(l, rows, plan.shapes[i].rows)) * double(row_bytes(plan.shapes[i]));
+    const double out_bytes = double(rows) * double(row_bytes(plan.shapes[i + 1]));
     return in_bytes + out_bytes * (plan.residual[i] >= 0 ? 2 : 1);
   }
 
