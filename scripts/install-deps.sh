@@ -22,6 +22,8 @@ packages=(
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
   # CLI, recipes, metadata
   libboost-program-options-dev libyaml-cpp-dev nlohmann-json3-dev
+  # the Python package (Debian's Python) and its tests
+  python3-dev pybind11-dev python3-numpy
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
 )
