@@ -25,6 +25,10 @@
 #include "opforge/datagen/generate.hpp"
 #include "opforge/datagen/plan.hpp"
 #include "opforge/datagen/recipe.hpp"
+#include "opforge/model/cpu_executor.hpp"
+#include "opforge/model/model.hpp"
+#include "opforge/model/spec.hpp"
+#include "opforge/vk_runtime/vulkan_executor.hpp"
 #include "opforge/operators/registry.hpp"
 
 namespace py = pybind11;
@@ -260,6 +264,66 @@ py::dict generate(const std::filesystem::path& recipe_path, const std::optional<
   return summary;
 }
 
+// A learned model and the executors that ran it (made on first use, kept:
+// a Vulkan executor caches its pipelines).
+class PyModel {
+ public:
+  explicit PyModel(const std::filesystem::path& path) : model_(model::Model::load(path)) {}
+
+  FloatArray run(const py::array& array, const std::optional<std::vector<float>>& planes,
+                 const std::optional<std::string>& op, const std::optional<std::map<std::string, double>>& params,
+                 const std::string& device, std::optional<int> device_index, bool fp16) {
+    if (static_cast<int>(planes.has_value()) + op.has_value() + params.has_value() > 1) {
+      throw Error("give one of planes, operator and params");
+    }
+    if (device != "cpu" && device != "vulkan") throw Error("device '" + device + "' is invalid; valid: cpu, vulkan");
+    if ((device_index || fp16) && device == "cpu") throw Error("device_index and fp16 need device='vulkan'");
+    std::vector<float> values;
+    if (planes) values = *planes;
+    if (op) values = model_.operator_planes(*op);
+    if (params) values = model_.planes_for("", *params);
+    model_.check_planes(values);
+    const Image input = to_image(array);
+    model::Executor& executor = executor_for(device, device_index, fp16);
+    Image raw;
+    {
+      py::gil_scoped_release release;
+      std::lock_guard lock(mutex_);  // an executor runs one image at a time
+      raw = executor.run(model_, input, values);
+    }
+    return to_array(raw);
+  }
+
+  std::map<std::string, std::string> metadata() const {
+    std::map<std::string, std::string> all = model::spec_metadata(model_.spec());
+    for (const auto& [key, value] : model_.provenance()) all[key] = value;
+    return all;
+  }
+
+ private:
+  model::Executor& executor_for(const std::string& device, std::optional<int> device_index, bool fp16) {
+    if (device == "cpu") {
+      if (!cpu_) cpu_ = std::make_unique<model::CpuExecutor>();
+      return *cpu_;
+    }
+    if (!vulkan_ || vulkan_index_ != device_index || vulkan_fp16_ != fp16) {
+      vk::VulkanOptions options;
+      options.device_index = device_index;
+      options.fp16_storage = fp16;
+      vulkan_ = std::make_unique<vk::VulkanExecutor>(options);
+      vulkan_index_ = device_index;
+      vulkan_fp16_ = fp16;
+    }
+    return *vulkan_;
+  }
+
+  model::Model model_;
+  std::mutex mutex_;
+  std::unique_ptr<model::Executor> cpu_, vulkan_;
+  std::optional<int> vulkan_index_;
+  bool vulkan_fp16_ = false;
+};
+
 // The process-wide worker limit of set_threads (None: every core).
 void set_threads(std::optional<int> threads) {
   static std::optional<ThreadLimit> limit;
@@ -299,6 +363,11 @@ PYBIND11_MODULE(_opforge, m) {
       .def("row_json", &PyDataset::row_json)
       .def("images", &PyDataset::images)
       .def("split", &PyDataset::split);
+  py::class_<PyModel>(m, "ModelFile")
+      .def(py::init<const std::filesystem::path&>(), py::arg("path"))
+      .def("run", &PyModel::run, py::arg("image"), py::arg("planes"), py::arg("operator"), py::arg("params"),
+           py::arg("device"), py::arg("device_index"), py::arg("fp16"))
+      .def("metadata", &PyModel::metadata);
   py::class_<PySampler>(m, "PairMaker")
       .def(py::init<const std::filesystem::path&, const std::optional<std::string>&>(), py::arg("recipe"),
            py::arg("sources"))

@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 from . import _opforge
 
 __all__ = ["operators", "apply", "read_image", "write_image", "metrics", "Dataset", "generate", "Sampler",
-           "set_threads"]
+           "set_threads", "Model"]
 
 _REGISTRY = json.loads(_opforge.registry_json())["operators"]
 
@@ -177,6 +177,36 @@ class Sampler:
 
     def key(self, k: int) -> str:
         return self._maker.key(k)
+
+
+class Model:
+    """A learned network (an opforge .safetensors file: the published CAN
+    models or one the trainer wrote), run as ``opforge infer`` runs it."""
+
+    def __init__(self, path):
+        self._file = _opforge.ModelFile(path)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The file's network spec and provenance (licence, source, …)."""
+        return self._file.metadata()
+
+    def run(self, image, *, planes=None, operator: Optional[str] = None, params: Optional[dict] = None,
+            device: str = "cpu", device_index: Optional[int] = None, fp16: bool = False):
+        """The network's raw output (float32, unclipped) for an RGB image.
+
+        The constant input planes of a parameterized or combined model come
+        from one of: `planes` (one value per plane), `operator` (a combined
+        model's one-hot planes, by name) or `params` (operator parameters
+        mapped as the network was trained). `device` is "cpu" (the reference
+        executor) or "vulkan" (`device_index` as ``opforge infer
+        --list-devices`` numbers them; `fp16` stores activations in half
+        precision)."""
+        if planes is not None:
+            planes = [float(v) for v in planes]
+        if params is not None:
+            params = {k: float(v) for k, v in params.items()}
+        return self._file.run(image, planes, operator, params, device, device_index, fp16)
 
 
 def _operator_function(op: dict) -> Callable:

@@ -106,6 +106,35 @@ class Operators(unittest.TestCase):
         self.assertNotEqual(y["psnr"], m["psnr"])
 
 
+class Models(unittest.TestCase):
+    MODEL = SOURCE / "tests/data/models/L0_smoothing.safetensors"
+
+    def test_cpu_run_equals_opforge_infer(self):
+        img = opforge.read_image(SAMPLE)
+        with tempfile.TemporaryDirectory() as d:
+            cli("infer", self.MODEL, SAMPLE, Path(d) / "cli.npy")
+            opforge.write_image(Path(d) / "py.npy", opforge.Model(self.MODEL).run(img))
+            self.assertEqual((Path(d) / "cli.npy").read_bytes(), (Path(d) / "py.npy").read_bytes())
+
+    def test_vulkan_run_matches_the_cpu(self):
+        img = opforge.read_image(SAMPLE)[:64, :80]
+        model = opforge.Model(self.MODEL)
+        cpu = model.run(img)
+        gpu = model.run(img, device="vulkan")
+        self.assertLessEqual(float(np.abs(gpu - cpu).max()), 1e-4)
+
+    def test_bad_calls_raise_value_error(self):
+        model = opforge.Model(self.MODEL)
+        img = opforge.read_image(SAMPLE)
+        with self.assertRaises(ValueError):
+            model.run(img, device="tpu")
+        with self.assertRaises(ValueError):
+            model.run(img, planes=[0.5])  # this model has no planes
+        with self.assertRaises(ValueError):
+            opforge.Model(SAMPLE)  # not a model file
+        self.assertIn("MIT", " ".join(model.metadata.values()))
+
+
 class GilRelease(unittest.TestCase):
     """Timed: ctest runs it alone (RUN_SERIAL)."""
 
