@@ -1,5 +1,7 @@
 #include "dataset_dir.hpp"
 
+#include "dataset_card.hpp"
+
 #include "opforge/datagen/dataset.hpp"
 
 #include <fcntl.h>
@@ -352,6 +354,10 @@ RunSummary finalize(const fs::path& dir, bool verify) {
     out.commit();
   }
   write_text(dir / "dataset.json", summary.dump(2) + "\n");
+  write_text(dir / "README.md",
+             dataset_card(recipe, {.sources = static_cast<std::size_t>(state.value("sources", 0)),
+                                   .pairs = refs.size(),
+                                   .failed = failures.size()}));
   {
     AtomicFileWriter out(dir / "metadata.jsonl");
     for (const RowRef& ref : refs) out.write(line_of(ref) + "\n");

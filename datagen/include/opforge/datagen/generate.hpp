@@ -6,6 +6,7 @@
 //                             its presence means the dataset is complete
 //   failures.jsonl            sources and pairs that failed, with the reason
 //   dataset.json              summary: recipe, counts, format, WebDataset shards
+//   README.md                 the dataset card: typed features, counts, citations, recipe
 //   recipe.yaml               the recipe's exact text
 //   input/BBB/KEY.png         BBB = source index / 1000 (keeps directories small)
 //   output/BBB/KEY.png
