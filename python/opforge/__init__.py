@@ -128,6 +128,7 @@ class Dataset:
     has ``__len__`` and ``__getitem__``); opforge does not import torch."""
 
     def __init__(self, dir, split: Optional[str] = None, *, validation_sources: int = 1, seed: int = 0):
+        self._args = (str(dir), split, validation_sources, seed)
         self._files = _opforge.DatasetFiles(dir)
         if split is None:
             self._rows = list(range(len(self._files)))
@@ -135,6 +136,14 @@ class Dataset:
             self._rows = self._files.split(validation_sources, seed, split == "validation")
         else:
             raise ValueError(f"split '{split}' is invalid; valid: None, 'train', 'validation'")
+
+    # Pickled as its arguments, so DataLoader workers started by "spawn" read it again.
+    def __getstate__(self):
+        return self._args
+
+    def __setstate__(self, args):
+        dir, split, validation_sources, seed = args
+        self.__init__(dir, split, validation_sources=validation_sources, seed=seed)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -161,7 +170,17 @@ class Sampler:
     replaces the recipe's sources."""
 
     def __init__(self, recipe, sources: Optional[str] = None):
+        self._args = (str(recipe), sources)
         self._maker = _opforge.PairMaker(recipe, sources)
+
+    # Pickled as its recipe and sources, so DataLoader workers started by
+    # "spawn" (or "forkserver") make their own.
+    def __getstate__(self):
+        return self._args
+
+    def __setstate__(self, args):
+        self._args = args
+        self._maker = _opforge.PairMaker(*args)
 
     def __len__(self) -> int:
         return len(self._maker)

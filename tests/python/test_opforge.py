@@ -208,6 +208,13 @@ class Datasets(unittest.TestCase):
         with self.assertRaises(IndexError):
             ds[len(ds)]
 
+    def test_dataset_and_sampler_pickle_for_spawned_workers(self):
+        import pickle
+        ds = pickle.loads(pickle.dumps(opforge.Dataset(self.dir, "validation")))
+        self.assertEqual(ds[0]["key"], opforge.Dataset(self.dir, "validation")[0]["key"])
+        sampler = pickle.loads(pickle.dumps(opforge.Sampler(self.recipe)))
+        np.testing.assert_array_equal(sampler[5][1], opforge.Sampler(self.recipe)[5][1])
+
     def test_sampler_reproduces_the_written_rows(self):
         sampler = opforge.Sampler(self.recipe)
         rows = {r["key"]: r for r in self.rows()}
