@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs opforge from BUILD into a temporary prefix, configures and builds
 # tests/package (a project of its own that finds the package) against it,
-# and runs it. Exit status: the consumer's (0 when the operator ran right).
+# and runs it; with PYTHON set, also imports the installed Python package with
+# that interpreter and runs an operator. Exit status: 0 when all ran right.
 #
-#   bash tests/package/check.sh BUILD [CXX_COMPILER [SANITIZERS]]
+#   [PYTHON=/usr/bin/python3] bash tests/package/check.sh BUILD [CXX_COMPILER [SANITIZERS]]
 # (the build's compiler, and its -fsanitize= list when it has one: the
 # consumer must be compiled as the static libraries were).
 set -euo pipefail
@@ -21,3 +22,12 @@ cmake -S "$here" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_
   -DCMAKE_CXX_COMPILER="$compiler" "${flags[@]}" > /dev/null
 cmake --build "$work/consumer" > /dev/null
 "$work/consumer/consumer"
+if [ -n "${PYTHON:-}" ]; then
+  site=$(echo "$work"/prefix/lib/python3*/dist-packages)
+  (cd "$work" && PYTHONPATH="$site" "$PYTHON" -c '
+import numpy, opforge
+assert opforge.__file__.startswith("'"$site"'"), opforge.__file__
+out = opforge.l0_smooth(numpy.full((9, 11, 3), 0.25, numpy.float32))
+assert out.shape == (9, 11, 3) and abs(float(out.mean()) - 0.25) < 1e-6, out.mean()
+print("installed Python package: l0_smooth ran")')
+fi
