@@ -190,28 +190,12 @@ class PySampler {
       const std::shared_ptr<const Image> source = preprocessed(s);
       made = datagen::make_pair(recipe_, sources_[s], s, sources_.size(), p, *source);
     }
-    py::dict params;
-    for (const auto& [name, value] : made.plan.values.all()) {
-      if (const auto* d = std::get_if<double>(&value)) {
-        const auto& specs = made.plan.op->entry->params;
-        const auto spec = std::find_if(specs.begin(), specs.end(), [&](const ParamSpec& x) { return x.name == name; });
-        if (spec != specs.end() && spec->type == ParamType::integer) {
-          params[py::str(name)] = static_cast<std::int64_t>(*d);
-        } else {
-          params[py::str(name)] = *d;
-        }
-      } else if (const auto* b = std::get_if<bool>(&value)) {
-        params[py::str(name)] = *b;
-      } else {
-        params[py::str(name)] = std::get<std::string>(value);
-      }
-    }
     py::dict info;
     info["key"] = made.plan.key;
     info["operator"] = made.plan.op->entry->name;
     info["seed"] = made.plan.seed;
     info["source"] = sources_[s].name;
-    info["params"] = params;
+    info["params_json"] = datagen::params_json(*made.plan.op->entry, made.plan.values).dump();
     return py::make_tuple(to_array(made.input), to_array(made.output), info);
   }
 

@@ -29,23 +29,6 @@ using nlohmann::json;
 
 namespace {
 
-json param_json(const OperatorEntry& entry, const ParamValues& values) {
-  json out = json::object();
-  for (const auto& spec : entry.params) {
-    if (!values.contains(spec.name)) continue;
-    if (spec.type == ParamType::integer) {
-      out[spec.name] = values.integer(spec.name);
-    } else if (spec.type == ParamType::real) {
-      out[spec.name] = values.number(spec.name);
-    } else if (spec.type == ParamType::boolean) {
-      out[spec.name] = values.flag(spec.name);
-    } else {
-      out[spec.name] = values.choice(spec.name);
-    }
-  }
-  return out;
-}
-
 std::vector<std::uint8_t> encode(const Image& img, OutputFormat format) {
   switch (format) {
     case OutputFormat::png8: return encode_png(img, 8);
@@ -182,7 +165,7 @@ Outcome process(const Recipe& recipe, const std::vector<SourceImage>& sources, c
     row.op = op.name;
     row.op_version = op.version;
     row.kind = to_string(op.kind);
-    row.params = param_json(op, pair.plan.values);
+    row.params = params_json(op, pair.plan.values);
     row.seed = pair.plan.seed;
     row.source = source.name;
     row.source_sha256 = task.slot->sha256;

@@ -213,6 +213,24 @@ PairPlan plan_pair(const Recipe& recipe, const SourceImage& source, std::size_t 
   return plan;
 }
 
+nlohmann::json params_json(const OperatorEntry& entry, const ParamValues& values) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& spec : entry.params) {
+    if (!values.contains(spec.name)) continue;
+    if (spec.type == ParamType::integer) {
+      out[spec.name] = values.integer(spec.name);
+    } else if (spec.type == ParamType::real) {
+      out[spec.name] = values.number(spec.name);
+    } else if (spec.type == ParamType::boolean) {
+      out[spec.name] = values.flag(spec.name);
+    } else {
+      out[spec.name] = values.choice(spec.name);
+    }
+  }
+  return out;
+}
+
+
 std::optional<CropWindow> crop_window(const Recipe& recipe, std::uint64_t seed, int rows, int cols) {
   if (!recipe.crop_width) return std::nullopt;
   const int w = *recipe.crop_width, h = *recipe.crop_height;

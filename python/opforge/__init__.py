@@ -188,11 +188,13 @@ class Sampler:
     def __getitem__(self, k: int):
         if k < 0:
             k += len(self._maker)
-        return self._maker.pair(k)
+        made, output, info = self._maker.pair(k)
+        info["params"] = json.loads(info.pop("params_json"))  # as the metadata row records them
+        return made, output, info
 
     def __iter__(self):
         for k in range(len(self._maker)):
-            yield self._maker.pair(k)
+            yield self[k]
 
     def key(self, k: int) -> str:
         return self._maker.key(k)

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,6 +47,10 @@ struct PairPlan {
 /// Throws Error when the drawn values fail the operator's validation.
 PairPlan plan_pair(const Recipe& recipe, const SourceImage& source, std::size_t source_index, std::size_t source_count,
                    int pair_index);
+
+/// A pair's parameters as its metadata row records them: every parameter by
+/// name, integers as integers, booleans as booleans, choices and text as strings.
+nlohmann::json params_json(const OperatorEntry& entry, const ParamValues& values);
 
 /// The pair's seed: derive_seed(recipe seed, source id, pair index), top 53 bits.
 std::uint64_t pair_seed(std::uint64_t recipe_seed, std::uint64_t source_id, int pair_index);
