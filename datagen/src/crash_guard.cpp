@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -71,7 +72,9 @@ void on_fatal_signal(int sig) {
 
 }  // namespace
 
-CrashGuard::CrashGuard(const std::filesystem::path& journal) {
+CrashGuard::CrashGuard(const std::filesystem::path& journal)
+    : run_(std::to_string(::getpid()) + "-" +
+           std::to_string(std::chrono::steady_clock::now().time_since_epoch().count())) {
   fd_ = ::open(journal.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw WriteError("cannot create '" + journal.string() + "': " + std::strerror(errno), errno);
   std::lock_guard lock(install_mutex);
@@ -94,8 +97,9 @@ CrashGuard::~CrashGuard() {
 
 void crash_context(const CrashGuard& guard, const std::string& key, std::size_t source_index, const std::string& stage,
                    const std::string& op) {
-  const std::string prefix = nlohmann::json{{"key", key}, {"source_index", source_index}, {"stage", stage}, {"operator", op}}
-                                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  const std::string prefix =
+      nlohmann::json{{"key", key}, {"source_index", source_index}, {"stage", stage}, {"operator", op}, {"run", guard.run_}}
+          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   // {"key":…,"stage":…} → {"key":…,"stage":…,"signal":"   (the handler ends it)
   std::string head = prefix.substr(0, prefix.size() - 1) + ",\"signal\":\"";
   const std::size_t n = std::min(head.size(), line_prefix.size());
@@ -114,14 +118,21 @@ CrashHistory read_crash_history(const std::filesystem::path& journal) {
   CrashHistory history;
   std::error_code ec;
   if (!std::filesystem::exists(journal, ec)) return history;
-  for_each_line(journal, [&](const std::string& line, std::uint64_t) {
+  // The runs that died on each pair and on each (source, what).
+  std::map<std::string, std::set<std::string>> key_runs;
+  std::map<std::pair<std::size_t, std::string>, std::set<std::string>> source_runs;
+  for_each_line(journal, [&](const std::string& line, std::uint64_t offset) {
     try {
       const nlohmann::json j = nlohmann::json::parse(line);
       const std::string key = j.at("key").get<std::string>();
       const std::size_t source = j.at("source_index").get<std::size_t>();
       const std::string what = j.at("stage").get<std::string>() == "source" ? "" : j.at("operator").get<std::string>();
-      ++history.by_key[key];
-      ++history.by_source[{source, what}];
+      // A line without a run (an older journal) is a run of its own.
+      const std::string run = j.contains("run") ? j.at("run").get<std::string>() : "@" + std::to_string(offset);
+      key_runs[key].insert(run);
+      source_runs[{source, what}].insert(run);
+      history.by_key[key] = static_cast<int>(key_runs[key].size());
+      history.by_source[{source, what}] = static_cast<int>(source_runs[{source, what}].size());
       history.keys[{source, what}].insert(key);
       history.signal[{source, what}] = j.value("signal", "a signal");
     } catch (const nlohmann::json::exception&) {

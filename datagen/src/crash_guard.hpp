@@ -31,6 +31,7 @@ class CrashGuard {
  private:
   friend void crash_context(const CrashGuard&, const std::string&, std::size_t, const std::string&, const std::string&);
   int fd_ = -1;
+  std::string run_;  ///< this run's id in its crash lines: process id and start time
 };
 
 /// What the calling thread is doing for `guard`'s run, for the crash line:
@@ -40,8 +41,9 @@ void crash_context(const CrashGuard& guard, const std::string& key, std::size_t 
                    const std::string& op);
 void clear_crash_context();
 
-/// The crash journal read back: crashes per pair key and per (source, what),
-/// where `what` is an operator's name or "" for a crash while decoding.
+/// The crash journal read back: crashes (process deaths, however many
+/// threads wrote a line) per pair key and per (source, what), where `what`
+/// is an operator's name or "" for a crash while decoding.
 struct CrashHistory {
   std::map<std::string, int> by_key;
   std::map<std::pair<std::size_t, std::string>, int> by_source;

@@ -119,7 +119,11 @@ TEST(DatagenProcess, KilledAtRandomPointsThenResumedEqualsUninterrupted) {
     if (!exited) {
       std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 20000)(random)));
       ::kill(c.pid, SIGKILL);
-      killed += wait_for(c) == -SIGKILL;
+      // The run may have finished during the delay: then the kill found it
+      // gone, it exited 0, and its metadata.jsonl is the complete dataset's.
+      const int code = wait_for(c);
+      killed += code == -SIGKILL;
+      exited = code != -SIGKILL;
     }
     EXPECT_FALSE(fs::exists(fs::path(out) / "metadata.jsonl") && !exited) << "a killed run left metadata.jsonl";
   }
