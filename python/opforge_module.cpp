@@ -175,15 +175,11 @@ class PySampler {
   }
   std::size_t size() const { return sources_.size() * static_cast<std::size_t>(recipe_.pairs_per_source); }
   std::string key(std::size_t k) const {
-    check(k);
-    const std::size_t s = k / static_cast<std::size_t>(recipe_.pairs_per_source);
-    return datagen::pair_key(s, sources_.size(), static_cast<int>(k % static_cast<std::size_t>(recipe_.pairs_per_source)),
-                             recipe_.pairs_per_source);
+    const auto [s, p] = place(k);
+    return datagen::pair_key(s, sources_.size(), p, recipe_.pairs_per_source);
   }
   py::tuple pair(std::size_t k) const {
-    check(k);
-    const std::size_t s = k / static_cast<std::size_t>(recipe_.pairs_per_source);
-    const int p = static_cast<int>(k % static_cast<std::size_t>(recipe_.pairs_per_source));
+    const auto [s, p] = place(k);
     datagen::PairImages made;
     {
       py::gil_scoped_release release;
@@ -200,8 +196,11 @@ class PySampler {
   }
 
  private:
-  void check(std::size_t k) const {
+  // Pair k: its source's index and its index among that source's pairs.
+  std::pair<std::size_t, int> place(std::size_t k) const {
     if (k >= size()) throw py::index_error("pair " + std::to_string(k) + " of " + std::to_string(size()));
+    const auto per_source = static_cast<std::size_t>(recipe_.pairs_per_source);
+    return {k / per_source, static_cast<int>(k % per_source)};
   }
   // The last source read and preprocessed, kept for its other pairs.
   std::shared_ptr<const Image> preprocessed(std::size_t s) const {

@@ -140,13 +140,6 @@ ParamSpec text_param(std::string name, std::string default_value, std::string fo
   return s;
 }
 
-ParamSpec required_text_param(std::string name, std::string format, std::string doc,
-                              std::function<std::string(const std::string&)> problem) {
-  ParamSpec s = text_param(std::move(name), "", std::move(format), std::move(doc), std::move(problem));
-  s.required = true;
-  return s;
-}
-
 std::string file_problem(const std::string& path) {
   if (path.empty()) return "the file name is empty";
   std::error_code ec;

@@ -131,14 +131,14 @@ CrashHistory read_crash_history(const std::filesystem::path& journal) {
       const std::string run = j.contains("run") ? j.at("run").get<std::string>() : "@" + std::to_string(offset);
       key_runs[key].insert(run);
       source_runs[{source, what}].insert(run);
-      history.by_key[key] = static_cast<int>(key_runs[key].size());
-      history.by_source[{source, what}] = static_cast<int>(source_runs[{source, what}].size());
       history.keys[{source, what}].insert(key);
       history.signal[{source, what}] = j.value("signal", "a signal");
     } catch (const nlohmann::json::exception&) {
       // a line torn by the death itself: nothing to count
     }
   });
+  for (const auto& [key, runs] : key_runs) history.by_key[key] = static_cast<int>(runs.size());
+  for (const auto& [where, runs] : source_runs) history.by_source[where] = static_cast<int>(runs.size());
   return history;
 }
 

@@ -57,6 +57,8 @@ ParamValues OperatorEntry::checked(ParamValues valid) const {
 }
 
 Image OperatorEntry::apply(const Image& input, const ParamValues& values, const RunContext& context) const {
+  // The values before the estimate: some estimates read them (the bilateral
+  // grid's depth follows the value range).
   require_image(input, name);
   return run_valid(input, nullptr, validate(values), context);
 }

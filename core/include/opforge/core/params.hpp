@@ -102,9 +102,6 @@ ParamSpec choice_param(std::string name, std::string default_value, std::vector<
 /// Never sampled.
 ParamSpec text_param(std::string name, std::string default_value, std::string format, std::string doc,
                      std::function<std::string(const std::string&)> problem = nullptr);
-/// A text parameter without a default that every call must give (a file name).
-ParamSpec required_text_param(std::string name, std::string format, std::string doc,
-                              std::function<std::string(const std::string&)> problem);
 
 /// A text_problem for parameters naming a file: "" when `path` is a regular
 /// file, otherwise what it is instead ("no such file", "a directory", …).
