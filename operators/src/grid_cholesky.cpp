@@ -24,13 +24,19 @@
 #include <sys/mman.h>
 #include <tbb/parallel_for.h>
 #include <tbb/parallel_invoke.h>
+#include <tbb/task_arena.h>
+#include <xmmintrin.h>
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <stdexcept>
+#include <type_traits>
 
 #include "blas.hpp"
 #include "opforge/operators/grid_solver.hpp"
@@ -72,38 +78,42 @@ class FactorStorage {
   double* data_ = nullptr;
 };
 
+struct NotPositiveDefinite : std::runtime_error {
+  NotPositiveDefinite() : std::runtime_error("grid system is not positive definite") {}
+};
+
 // Factors the separator columns of the front [P | U]: P is the f×s panel
 // (column-major, leading dimension f) holding the separator columns, U the
 // b×b lower triangle of the boundary block (f = s + b). On return P holds
 // [L_SS; L_BS] and U the Schur complement U − L_BS·L_BSᵀ.
-void factor_front(double* panel, int f, int s, double* update, int b) {
+template <class T>
+void factor_front(T* panel, int f, int s, T* update, int b) {
   if (f >= kBlasFront) {
     int info = 0;
-    dpotrf_("L", &s, panel, &f, &info, 1);
-    if (info != 0) throw std::runtime_error("grid system is not positive definite");
+    blas::potrf("L", s, panel, f, info);
+    if (info != 0) throw NotPositiveDefinite();
     if (b > 0) {
-      const double one = 1.0, minus_one = -1.0;
-      dtrsm_("R", "L", "T", "N", &b, &s, &one, panel, &f, panel + s, &f, 1, 1, 1, 1);
-      dsyrk_("L", "N", &b, &s, &minus_one, panel + s, &f, &one, update, &b, 1, 1);
+      blas::trsm("R", "L", "T", "N", b, s, T(1), panel, f, panel + s, f);
+      blas::syrk("L", "N", b, s, T(-1), panel + s, f, T(1), update, b);
     }
     return;
   }
   // Small fronts: right-looking, column by column.
   for (int k = 0; k < s; ++k) {
-    double* ck = panel + static_cast<std::size_t>(k) * f;
-    if (!(ck[k] > 0.0)) throw std::runtime_error("grid system is not positive definite");
-    const double d = std::sqrt(ck[k]);
+    T* ck = panel + static_cast<std::size_t>(k) * f;
+    if (!(ck[k] > T(0))) throw NotPositiveDefinite();
+    const T d = std::sqrt(ck[k]);
     ck[k] = d;
-    const double inv = 1.0 / d;
+    const T inv = T(1) / d;
     for (int i = k + 1; i < f; ++i) ck[i] *= inv;
     for (int j = k + 1; j < s; ++j) {
-      double* cj = panel + static_cast<std::size_t>(j) * f;
-      const double l = ck[j];
+      T* cj = panel + static_cast<std::size_t>(j) * f;
+      const T l = ck[j];
       for (int i = j; i < f; ++i) cj[i] -= ck[i] * l;
     }
     for (int j = 0; j < b; ++j) {
-      double* uj = update + static_cast<std::size_t>(j) * b;
-      const double l = ck[s + j];
+      T* uj = update + static_cast<std::size_t>(j) * b;
+      const T l = ck[s + j];
       for (int i = j; i < b; ++i) uj[i] -= ck[s + i] * l;
     }
   }
@@ -111,36 +121,34 @@ void factor_front(double* panel, int f, int s, double* update, int b) {
 
 // The forward step of the front z = [z_S; z_B] (f = s + b values):
 // z_S ← L_SS⁻¹ z_S, z_B ← z_B − L_BS z_S.
-void forward_front(const double* panel, int f, int s, double* z) {
+template <class T>
+void forward_front(const T* panel, int f, int s, T* z) {
   const int b = f - s;
   if (f >= kBlasFront) {
-    const int one = 1;
-    const double minus_one = -1.0, plus_one = 1.0;
-    dtrsv_("L", "N", "N", &s, panel, &f, z, &one, 1, 1, 1);
-    if (b > 0) dgemv_("N", &b, &s, &minus_one, panel + s, &f, z, &one, &plus_one, z + s, &one, 1);
+    blas::trsv("L", "N", s, panel, f, z);
+    if (b > 0) blas::gemv("N", b, s, T(-1), panel + s, f, z, T(1), z + s);
     return;
   }
   for (int k = 0; k < s; ++k) {
-    const double* ck = panel + static_cast<std::size_t>(k) * f;
-    const double zk = z[k] / ck[k];
+    const T* ck = panel + static_cast<std::size_t>(k) * f;
+    const T zk = z[k] / ck[k];
     z[k] = zk;
     for (int i = k + 1; i < f; ++i) z[i] -= ck[i] * zk;
   }
 }
 
 // The backward step, z_B already solved: z_S ← L_SS⁻ᵀ (z_S − L_BSᵀ z_B).
-void backward_front(const double* panel, int f, int s, double* z) {
+template <class T>
+void backward_front(const T* panel, int f, int s, T* z) {
   const int b = f - s;
   if (f >= kBlasFront) {
-    const int one = 1;
-    const double minus_one = -1.0, plus_one = 1.0;
-    if (b > 0) dgemv_("T", &b, &s, &minus_one, panel + s, &f, z + s, &one, &plus_one, z, &one, 1);
-    dtrsv_("L", "T", "N", &s, panel, &f, z, &one, 1, 1, 1);
+    if (b > 0) blas::gemv("T", b, s, T(-1), panel + s, f, z + s, T(1), z);
+    blas::trsv("L", "T", s, panel, f, z);
     return;
   }
   for (int k = s - 1; k >= 0; --k) {
-    const double* ck = panel + static_cast<std::size_t>(k) * f;
-    double sum = z[k];
+    const T* ck = panel + static_cast<std::size_t>(k) * f;
+    T sum = z[k];
     for (int i = k + 1; i < f; ++i) sum -= ck[i] * z[i];
     z[k] = sum / ck[k];
   }
@@ -165,6 +173,76 @@ struct GridCholesky::Node {
   std::size_t pixels = 0;       // pixels of the node's region
 };
 
+// A node's update matrix: b×b, column-major. Only its lower triangle is ever
+// written or read (the extend-add, the small-front kernel and dsyrk 'L'), so
+// only that is zeroed.
+struct GridCholesky::UpdateMatrix {
+  std::unique_ptr<double[]> values;  // float updates use the same buffers
+  std::size_t capacity = 0;          // in doubles
+  template <class T>
+  T* data() const {
+    return reinterpret_cast<T*>(values.get());
+  }
+};
+
+namespace {
+
+// Small update matrices (most nodes: a 500x375 grid has ~15k fronts under 64
+// pixels) come from a per-thread free list by power-of-two size class
+// instead of malloc, which cost ~4 % of a VOC-size WLS pair. A buffer may
+// be freed on another thread than the one that took it (the halves of a
+// region run in parallel); it then joins that thread's list.
+class SmallUpdatePool {
+ public:
+  static constexpr std::size_t kMaxCount = std::size_t{1} << 13;  // doubles (64 KiB)
+
+  // A buffer of at least `count` doubles; `capacity` receives its size.
+  std::unique_ptr<double[]> take(std::size_t count, std::size_t& capacity) {
+    const int c = size_class(count);
+    auto& list = free_[c];
+    capacity = std::size_t{1} << c;
+    if (list.empty()) return std::make_unique_for_overwrite<double[]>(capacity);
+    std::unique_ptr<double[]> buffer = std::move(list.back());
+    list.pop_back();
+    return buffer;
+  }
+  void give(std::unique_ptr<double[]>&& buffer, std::size_t capacity) {
+    auto& list = free_[size_class(capacity)];
+    if (list.size() < kKeepPerClass) list.push_back(std::move(buffer));
+  }
+
+ private:
+  static constexpr std::size_t kKeepPerClass = 32;
+  static int size_class(std::size_t count) { return static_cast<int>(std::bit_width(count - 1)); }
+  std::array<std::vector<std::unique_ptr<double[]>>, 14> free_;
+};
+
+thread_local SmallUpdatePool small_updates;
+
+// Flush-to-zero and denormals-are-zero while factorising in float: the Schur
+// complements' far entries decay into float's subnormal range, where every
+// operation on them takes a microcode assist.
+class FloatMode {
+ public:
+  explicit FloatMode(bool on) : on_(on) {
+    if (on_) {
+      saved_ = _mm_getcsr();
+      _mm_setcsr(saved_ | 0x8040);
+    }
+  }
+  ~FloatMode() {
+    if (on_) _mm_setcsr(saved_);
+  }
+  FloatMode(const FloatMode&) = delete;
+  FloatMode& operator=(const FloatMode&) = delete;
+
+ private:
+  bool on_;
+  unsigned saved_ = 0;
+};
+
+}  // namespace
+
 struct GridCholesky::Numeric {
   explicit Numeric(std::size_t count) : storage(count) {}
   FactorStorage storage;
@@ -175,31 +253,46 @@ struct GridCholesky::Numeric {
   // needs its own, so a few buffers serve the whole tree.
   static constexpr std::size_t kRecycled = std::size_t{1} << 16;  // doubles (512 KiB) and up
   std::mutex spare_mutex;
-  std::vector<std::vector<double>> spare;
+  std::vector<UpdateMatrix> spare;
 
-  std::vector<double> zeroed(std::size_t count) {
-    std::vector<double> v;
-    if (count >= kRecycled) {
+  // A b×b update matrix of T with its lower triangle zeroed.
+  template <class T>
+  UpdateMatrix take_update(int b) {
+    const std::size_t count = (static_cast<std::size_t>(b) * b * sizeof(T) + sizeof(double) - 1) / sizeof(double);
+    UpdateMatrix m;
+    if (count == 0) return m;
+    if (count <= SmallUpdatePool::kMaxCount) {
+      m.values = small_updates.take(count, m.capacity);
+    } else if (count >= kRecycled) {
       std::lock_guard lock(spare_mutex);
       auto best = spare.end();
       for (auto it = spare.begin(); it != spare.end(); ++it) {
-        if (it->capacity() >= count && (best == spare.end() || it->capacity() < best->capacity())) best = it;
+        if (it->capacity >= count && (best == spare.end() || it->capacity < best->capacity)) best = it;
       }
       if (best != spare.end()) {
-        v = std::move(*best);
+        m = std::move(*best);
         spare.erase(best);
       }
     }
-    v.assign(count, 0.0);
-    return v;
+    if (!m.values) m = {std::make_unique_for_overwrite<double[]>(count), count};
+    for (int j = 0; j < b; ++j) {
+      T* column = m.data<T>() + static_cast<std::size_t>(j) * b;
+      std::fill(column + j, column + b, T(0));
+    }
+    return m;
   }
-  void recycle(std::vector<double>&& v) {
-    if (v.capacity() < kRecycled) return;
+  void give_back(UpdateMatrix&& m) {
+    if (!m.values) return;
+    if (m.capacity <= SmallUpdatePool::kMaxCount) {
+      small_updates.give(std::move(m.values), m.capacity);
+      return;
+    }
+    if (m.capacity < kRecycled) return;
     std::lock_guard lock(spare_mutex);
-    spare.push_back(std::move(v));
+    spare.push_back(std::move(m));
     if (spare.size() > 16) {  // keep the largest
       spare.erase(std::min_element(spare.begin(), spare.end(),
-                                   [](const auto& x, const auto& y) { return x.capacity() < y.capacity(); }));
+                                   [](const auto& x, const auto& y) { return x.capacity < y.capacity; }));
     }
   }
 };
@@ -350,55 +443,69 @@ void GridCholesky::release(std::unique_ptr<Numeric> numeric) const {
   if (idle_.size() < kKeepNumeric) idle_.push_back(std::move(numeric));
 }
 
-std::vector<double> GridCholesky::factor_node(int id, const Coefficients& a, Numeric& numeric) const {
+template <class T>
+GridCholesky::UpdateMatrix GridCholesky::factor_node(int id, const Coefficients& a, Numeric& numeric) const {
   const Node& node = nodes_[id];
-  std::vector<double> child_update[2];
+  UpdateMatrix child_update[2];
   if (node.child[0] >= 0 && node.child[1] >= 0 && node.pixels >= kParallelPixels) {
-    tbb::parallel_invoke([&] { child_update[0] = factor_node(node.child[0], a, numeric); },
-                         [&] { child_update[1] = factor_node(node.child[1], a, numeric); });
+    tbb::parallel_invoke(
+        [&] {
+          const FloatMode mode(std::is_same_v<T, float>);
+          child_update[0] = factor_node<T>(node.child[0], a, numeric);
+        },
+        [&] {
+          const FloatMode mode(std::is_same_v<T, float>);
+          child_update[1] = factor_node<T>(node.child[1], a, numeric);
+        });
   } else {
     for (int c = 0; c < 2; ++c) {
-      if (node.child[c] >= 0) child_update[c] = factor_node(node.child[c], a, numeric);
+      if (node.child[c] >= 0) child_update[c] = factor_node<T>(node.child[c], a, numeric);
     }
   }
   const int f = static_cast<int>(node.front.size()), s = node.separator, b = f - s;
-  double* panel = numeric.storage.data() + node.panel;
-  std::fill(panel, panel + static_cast<std::size_t>(f) * s, 0.0);
-  std::vector<double> update = numeric.zeroed(static_cast<std::size_t>(b) * b);
+  T* panel = reinterpret_cast<T*>(numeric.storage.data()) + node.panel;
+  // Only the lower triangle of the separator block is used (here, by
+  // LAPACK's 'L' routines and by the solve).
+  for (int k = 0; k < s; ++k) {
+    T* column = panel + static_cast<std::size_t>(k) * f;
+    std::fill(column + k, column + f, T(0));
+  }
+  UpdateMatrix update = numeric.take_update<T>(b);
   for (const Entry& e : node.entries) {
     const double v = e.kind == Entry::diagonal     ? a.diagonal[e.pixel]
                      : e.kind == Entry::horizontal ? -a.horizontal[e.pixel]
                                                    : -a.vertical[e.pixel];
-    panel[e.row + static_cast<std::size_t>(e.col) * f] += v;
+    panel[e.row + static_cast<std::size_t>(e.col) * f] += static_cast<T>(v);
   }
   for (int c = 0; c < 2; ++c) {
     if (node.child[c] < 0) continue;
     // Extend-add: column j of the child's update lands in the column of
     // its pixel here, its rows in runs of consecutive positions.
     const Node& child = nodes_[node.child[c]];
-    const std::vector<double>& u = child_update[c];
+    const T* u = child_update[c].data<T>();
     const int cb = static_cast<int>(child.to_parent.size());
     for (int j = 0; j < cb; ++j) {
       const int mj = child.to_parent[j];
-      const double* uj = u.data() + static_cast<std::size_t>(j) * cb;
-      double* col = mj < s ? panel + static_cast<std::size_t>(mj) * f
-                           : update.data() + static_cast<std::size_t>(mj - s) * b - s;
+      const T* uj = u + static_cast<std::size_t>(j) * cb;
+      T* col = mj < s ? panel + static_cast<std::size_t>(mj) * f
+                      : update.data<T>() + static_cast<std::size_t>(mj - s) * b - s;
       for (const Run& run : child.runs) {
         const int first = std::max(run.first, j), last = run.first + run.length;
         if (first >= last) continue;
-        const double* src = uj + first;
-        double* dst = col + run.target + (first - run.first);
+        const T* src = uj + first;
+        T* dst = col + run.target + (first - run.first);
         for (int i = 0; i < last - first; ++i) dst[i] += src[i];
       }
     }
   }
-  for (auto& u : child_update) numeric.recycle(std::move(u));
-  factor_front(panel, f, s, update.data(), b);
+  for (auto& u : child_update) numeric.give_back(std::move(u));
+  factor_front(panel, f, s, update.data<T>(), b);
   return update;
 }
 
-void GridCholesky::solve_in_place(const double* storage, double* y) const {
-  std::vector<double> z;
+template <class T>
+void GridCholesky::solve_in_place(const T* storage, T* y) const {
+  std::vector<T> z;
   const auto gather = [&](const Node& node) {
     z.resize(node.front.size());
     for (std::size_t i = 0; i < node.front.size(); ++i) z[i] = y[node.front[i]];
@@ -418,26 +525,167 @@ void GridCholesky::solve_in_place(const double* storage, double* y) const {
   }
 }
 
-void GridCholesky::solve(const GridWeights& weights, std::span<const double> data, std::span<const double* const> rhs,
-                         std::span<double* const> out) const {
+namespace {
+
+// r = b − A x for A = D + L_a (its diagonal given); returns Σ r², summed in
+// a fixed order of row blocks so that it does not depend on the schedule.
+double residual(const GridWeights& w, const double* diagonal, const double* b, const double* x, double* r) {
+  const int rows = w.rows, cols = w.cols;
+  constexpr int kBlockRows = 16;
+  const int blocks = (rows + kBlockRows - 1) / kBlockRows;
+  std::vector<double> block_sums(static_cast<std::size_t>(blocks), 0.0);
+  tbb::parallel_for(0, blocks, [&](int block) {
+    double sum = 0;
+    for (int y = block * kBlockRows; y < std::min(rows, (block + 1) * kBlockRows); ++y) {
+      const std::size_t row = static_cast<std::size_t>(y) * cols;
+      const double *xr = x + row, *hr = w.horizontal.data() + row, *dr = diagonal + row;
+      double* rr = r + row;
+      for (int i = 0; i < cols; ++i) rr[i] = dr[i] * xr[i];
+      for (int i = 0; i + 1 < cols; ++i) {
+        rr[i] -= hr[i] * xr[i + 1];
+        rr[i + 1] -= hr[i] * xr[i];
+      }
+      if (y + 1 < rows) {
+        const double* vr = w.vertical.data() + row;
+        for (int i = 0; i < cols; ++i) rr[i] -= vr[i] * xr[i + cols];
+      }
+      if (y > 0) {
+        const double* vr = w.vertical.data() + row - cols;
+        for (int i = 0; i < cols; ++i) rr[i] -= vr[i] * xr[i - cols];
+      }
+      const double* br = b + row;
+      for (int i = 0; i < cols; ++i) {
+        rr[i] = br[i] - rr[i];
+        sum += rr[i] * rr[i];
+      }
+    }
+    block_sums[static_cast<std::size_t>(block)] = sum;
+  });
+  double total = 0;
+  for (double s : block_sums) total += s;
+  return total;
+}
+
+std::vector<double> diagonal_of(const GridWeights& weights, std::span<const double> data) {
+  std::vector<double> diagonal(weights.horizontal.size());
+  for (int y = 0; y < weights.rows; ++y) {
+    for (int x = 0; x < weights.cols; ++x) {
+      diagonal[static_cast<std::size_t>(y) * weights.cols + x] = grid_diagonal(weights, data, y, x);
+    }
+  }
+  return diagonal;
+}
+
+}  // namespace
+
+void GridCholesky::check_system(const GridWeights& weights, std::span<const double> data, std::size_t rhs_count,
+                                std::size_t out_count) const {
   check_grid_weights(weights, data);
-  if (weights.rows != rows_ || weights.cols != cols_ || rhs.size() != out.size()) {
+  if (weights.rows != rows_ || weights.cols != cols_ || rhs_count != out_count) {
     throw std::invalid_argument("GridCholesky::solve: size mismatch");
   }
-  const std::size_t n = static_cast<std::size_t>(rows_) * cols_;
-  std::vector<double> diagonal(n);
-  for (int y = 0; y < rows_; ++y) {
-    for (int x = 0; x < cols_; ++x) diagonal[static_cast<std::size_t>(y) * cols_ + x] = grid_diagonal(weights, data, y, x);
-  }
+}
+
+void GridCholesky::solve(const GridWeights& weights, std::span<const double> data, std::span<const double* const> rhs,
+                         std::span<double* const> out) const {
+  check_system(weights, data, rhs.size(), out.size());
+  const std::vector<double> diagonal = diagonal_of(weights, data);
+  solve_in_double(weights, diagonal, rhs, out);
+}
+
+void GridCholesky::solve_in_double(const GridWeights& weights, const std::vector<double>& diagonal,
+                                   std::span<const double* const> rhs, std::span<double* const> out) const {
+  const std::size_t n = diagonal.size();
   const Coefficients a{diagonal.data(), weights.horizontal.data(), weights.vertical.data()};
   std::unique_ptr<Numeric> numeric = acquire();
-  numeric->recycle(factor_node(static_cast<int>(nodes_.size()) - 1, a, *numeric));
+  numeric->give_back(factor_node<double>(static_cast<int>(nodes_.size()) - 1, a, *numeric));
   // The right-hand sides are independent: solve them side by side.
   tbb::parallel_for(std::size_t{0}, rhs.size(), [&](std::size_t j) {
     if (out[j] != rhs[j]) std::memcpy(out[j], rhs[j], n * sizeof(double));
     solve_in_place(numeric->storage.data(), out[j]);
   });
   release(std::move(numeric));
+}
+
+RefinedSolveReport GridCholesky::solve_refined(const GridWeights& weights, std::span<const double> data,
+                                               std::span<const double* const> rhs, std::span<double* const> out,
+                                               const RefinementGoal& goal) const {
+  check_system(weights, data, rhs.size(), out.size());
+  if (!(goal.residual_rms > 0) || goal.max_refinements < 0) {
+    throw std::invalid_argument("GridCholesky::solve_refined: residual_rms must be > 0 and max_refinements >= 0");
+  }
+  const std::vector<double> diagonal = diagonal_of(weights, data);
+  const std::size_t n = diagonal.size();
+  const Coefficients a{diagonal.data(), weights.horizontal.data(), weights.vertical.data()};
+  std::unique_ptr<Numeric> numeric = acquire();
+  // Isolated, so that no other work (another pair's double-precision
+  // operator, in datagen) is picked up by a thread while it flushes
+  // subnormals to zero.
+  bool float_factor_failed = false;
+  tbb::this_task_arena::isolate([&] {
+    const FloatMode mode(true);
+    try {
+      numeric->give_back(factor_node<float>(static_cast<int>(nodes_.size()) - 1, a, *numeric));
+    } catch (const NotPositiveDefinite&) {
+      // In float, a pivot of a system whose affinities exceed ~1e7 times its
+      // data term can round to ≤ 0; whether A itself is positive definite,
+      // the double factorisation decides.
+      float_factor_failed = true;
+    }
+  });
+  if (float_factor_failed) {
+    release(std::move(numeric));
+    solve_in_double(weights, diagonal, rhs, out);
+    return {.refinements = 0, .refactored_in_double = true, .residual_rms = 0};
+  }
+  const float* factor = reinterpret_cast<const float*>(numeric->storage.data());
+  const double max_square_sum = goal.residual_rms * goal.residual_rms * static_cast<double>(n);
+  std::vector<int> refinements(rhs.size(), 0);
+  std::vector<double> square_sums(rhs.size(), 0.0);
+  // The refinement reads b after x is written: a right-hand side solved in
+  // place is copied first.
+  std::vector<std::vector<double>> copies(rhs.size());
+  std::vector<const double*> b(rhs.begin(), rhs.end());
+  tbb::parallel_for(std::size_t{0}, rhs.size(), [&](std::size_t j) {
+    if (out[j] == rhs[j]) {
+      copies[j].assign(rhs[j], rhs[j] + n);
+      b[j] = copies[j].data();
+    }
+    std::vector<double> r(b[j], b[j] + n);
+    double* x = out[j];
+    std::vector<float> d(n);
+    for (int step = 0;; ++step) {
+      for (std::size_t i = 0; i < n; ++i) d[i] = static_cast<float>(r[i]);
+      solve_in_place(factor, d.data());
+      if (step == 0) {
+        for (std::size_t i = 0; i < n; ++i) x[i] = d[i];
+      } else {
+        for (std::size_t i = 0; i < n; ++i) x[i] += d[i];
+      }
+      square_sums[j] = residual(weights, diagonal.data(), b[j], x, r.data());
+      refinements[j] = step;
+      if (square_sums[j] <= max_square_sum || step == goal.max_refinements) break;
+    }
+  });
+  release(std::move(numeric));
+  RefinedSolveReport report;
+  std::vector<const double*> again_rhs;
+  std::vector<double*> again_out;
+  for (std::size_t j = 0; j < rhs.size(); ++j) {
+    report.refinements = std::max(report.refinements, refinements[j]);
+    if (square_sums[j] <= max_square_sum) {
+      report.residual_rms = std::max(report.residual_rms, std::sqrt(square_sums[j] / static_cast<double>(n)));
+    } else {
+      again_rhs.push_back(b[j]);
+      again_out.push_back(out[j]);
+    }
+  }
+  if (!again_rhs.empty()) {
+    // Not there in max_refinements steps: the float factor is too far from A.
+    solve_in_double(weights, diagonal, again_rhs, again_out);
+    report.refactored_in_double = true;
+  }
+  return report;
 }
 
 }  // namespace opforge

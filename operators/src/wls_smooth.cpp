@@ -68,12 +68,15 @@ Image smooth_valid(const Image& input, const WlsSmoothParams& params) {
   // One channel after another, each factorisation parallel inside: as fast
   // as channels side by side (3.5-3.9 vs 4.0-4.1 s at 1 MP, 2 threads) with
   // one numeric factor in memory instead of one per channel in flight.
+  // The factor is float, each solution refined in double until its RMS
+  // residual, and so (the data term is I) its RMS error against the exact
+  // solve, is at most 1e-6.
   for (Plane& g : planes) {
     const GridWeights w = wls_weights(g, rows, cols, params);
     const double* rhs = g.data();
     Plane u(g.size());
     double* out = u.data();
-    cholesky->solve(w, {}, {&rhs, 1}, {&out, 1});
+    cholesky->solve_refined(w, {}, {&rhs, 1}, {&out, 1});
     g = std::move(u);
   }
   return from_double_planes(planes, rows, cols);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <tbb/task_arena.h>
+#include <xmmintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -208,6 +209,83 @@ TEST(GridSolver, CholeskySolvesSeveralRightHandSidesInPlaceAndConcurrently) {
   }
   for (auto& t : threads) t.join();
   for (const auto& r : results) EXPECT_LT(r.at(0), 1e-10);
+}
+
+double rms_difference(const std::vector<double>& a, const std::vector<double>& b) {
+  double sum = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) sum += (a[i] - b[i]) * (a[i] - b[i]);
+  return std::sqrt(sum / static_cast<double>(a.size()));
+}
+
+TEST(GridSolver, RefinedFloatSolveMeetsItsGoalAgainstTheDoubleSolve) {
+  // Affinities over eight decades (up to 1e5, WLS at λ 10), and the same
+  // times 100 (λ 1000, beyond WLS's range), where float pivots lose the
+  // identity term and the solve must still get there (refined or in double).
+  for (const double scale : {1.0, 100.0}) {
+    for (const auto& [rows, cols] : {std::pair{375, 500}, std::pair{130, 257}, std::pair{2, 3000}}) {
+      GridWeights w = contrasted_weights(rows, cols, 27);
+      for (auto& v : w.horizontal) v *= scale;
+      for (auto& v : w.vertical) v *= scale;
+      const auto b = random_vector(static_cast<std::size_t>(rows) * cols, 28);
+      std::vector<double> exact(b.size()), refined(b.size());
+      const double* bp = b.data();
+      double* ep = exact.data();
+      double* rp = refined.data();
+      const GridCholesky cholesky(rows, cols);
+      cholesky.solve(w, {}, {&bp, 1}, {&ep, 1});
+      const RefinementGoal goal;  // RMS residual ≤ 1e-6
+      const RefinedSolveReport report = cholesky.solve_refined(w, {}, {&bp, 1}, {&rp, 1}, goal);
+      EXPECT_LE(report.residual_rms, goal.residual_rms) << rows << "x" << cols << " x" << scale;
+      // D = I: the error is at most the residual.
+      EXPECT_LE(rms_difference(refined, exact), goal.residual_rms) << rows << "x" << cols << " x" << scale;
+      if (scale == 1.0) {
+        EXPECT_FALSE(report.refactored_in_double) << rows << "x" << cols;
+        EXPECT_LE(report.refinements, 2) << rows << "x" << cols;
+      }
+    }
+  }
+}
+
+TEST(GridSolver, RefinedSolveFallsBackToADoubleFactorWhenItsGoalIsOutOfReach) {
+  const int rows = 60, cols = 70;
+  const GridWeights w = contrasted_weights(rows, cols, 29);
+  const auto b = random_vector(static_cast<std::size_t>(rows) * cols, 30);
+  std::vector<double> exact(b.size()), refined(b.size());
+  const double* bp = b.data();
+  double* ep = exact.data();
+  double* rp = refined.data();
+  const GridCholesky cholesky(rows, cols);
+  cholesky.solve(w, {}, {&bp, 1}, {&ep, 1});
+  const auto report = cholesky.solve_refined(w, {}, {&bp, 1}, {&rp, 1}, {.residual_rms = 1e-30, .max_refinements = 1});
+  EXPECT_TRUE(report.refactored_in_double);
+  EXPECT_EQ(refined, exact);
+  EXPECT_THROW(cholesky.solve_refined(w, {}, {&bp, 1}, {&rp, 1}, {.residual_rms = 0.0}), std::invalid_argument);
+}
+
+TEST(GridSolver, RefinedSolveIsIndependentOfTheThreadCountAndSolvesInPlace) {
+  const int rows = 300, cols = 300;
+  const GridWeights w = contrasted_weights(rows, cols, 31);
+  const auto b = random_vector(static_cast<std::size_t>(rows) * cols, 32);
+  const GridCholesky cholesky(rows, cols);
+  // MXCSR's control bits (its low six are sticky exception flags).
+  const auto mode = [] { return _mm_getcsr() & ~0x3Fu; };
+  const unsigned mode_before = mode();
+  const auto solve_with = [&](int threads) {
+    std::vector<double> x(b.size());
+    const double* bp = b.data();
+    double* xp = x.data();
+    tbb::task_arena(threads).execute([&] { cholesky.solve_refined(w, {}, {&bp, 1}, {&xp, 1}); });
+    return x;
+  };
+  const auto one = solve_with(1);
+  EXPECT_EQ(one, solve_with(2));
+  // Flush-to-zero is on only while the float factor is made.
+  EXPECT_EQ(mode(), mode_before);
+  std::vector<double> in_place = b;
+  const double* ip = in_place.data();
+  double* op = in_place.data();
+  tbb::task_arena(1).execute([&] { cholesky.solve_refined(w, {}, {&ip, 1}, {&op, 1}); });
+  EXPECT_EQ(in_place, one);
 }
 
 TEST(GridSolver, CholeskyRefusesASystemThatIsNotPositiveDefinite) {
