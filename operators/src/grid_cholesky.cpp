@@ -47,6 +47,7 @@ namespace {
 constexpr int kLeafPixels = 16;           // regions this small are not split
 constexpr int kBlasFront = 64;            // fronts at least this large go to BLAS; smaller ones run inline
 constexpr std::size_t kParallelPixels = 1 << 14;  // subtrees at least this large run their halves in parallel
+constexpr int kScatterBoundary = 64;  // children with boundaries this small extend-add entry by entry, not by runs
 
 // One coefficient of D + L_a assembled into a node's front: front position
 // (row ≥ col, col always in the separator) and where its value comes from.
@@ -82,6 +83,51 @@ struct NotPositiveDefinite : std::runtime_error {
   NotPositiveDefinite() : std::runtime_error("grid system is not positive definite") {}
 };
 
+// x[i] −= (l0[i]·a0 + l1[i]·a1) + (l2[i]·a2 + l3[i]·a3) for i in [0, n):
+// four columns' contributions at a time, so x is loaded and stored once
+// per four.
+template <class T>
+inline void subtract_four(T* x, const T* l0, const T* l1, const T* l2, const T* l3, T a0, T a1, T a2, T a3, int n) {
+  for (int i = 0; i < n; ++i) x[i] -= (l0[i] * a0 + l1[i] * a1) + (l2[i] * a2 + l3[i] * a3);
+}
+
+// x[i] −= Σ_k c_k[i]·c_k[row] over the columns c_k = columns + k·stride,
+// k in [0, count): the contributions of `count` factored columns to the
+// entries [row, row + n) of another.
+template <class T>
+inline void subtract_columns(T* x, const T* columns, std::size_t stride, int count, int row, int n) {
+  int k = 0;
+  for (; k + 4 <= count; k += 4) {
+    const T* c = columns + k * stride;
+    subtract_four(x, c + row, c + stride + row, c + 2 * stride + row, c + 3 * stride + row, c[row], c[stride + row],
+                  c[2 * stride + row], c[3 * stride + row], n);
+  }
+  for (; k < count; ++k) {
+    const T* c = columns + k * stride;
+    const T a = c[row];
+    for (int i = 0; i < n; ++i) x[i] -= c[row + i] * a;
+  }
+}
+
+// The small fronts' factorisation, inline: left-looking over the f×s panel
+// (each column takes the contributions of the ones before it, four at a
+// time, then is scaled by its pivot), then U −= L_BS·L_BSᵀ column by column.
+template <class T>
+void small_front(T* panel, int f, int s, T* update, int b) {
+  for (int j = 0; j < s; ++j) {
+    T* cj = panel + static_cast<std::size_t>(j) * f;
+    subtract_columns(cj + j, panel, static_cast<std::size_t>(f), j, j, f - j);
+    if (!(cj[j] > T(0))) throw NotPositiveDefinite();
+    const T d = std::sqrt(cj[j]);
+    cj[j] = d;
+    const T inv = T(1) / d;
+    for (int i = j + 1; i < f; ++i) cj[i] *= inv;
+  }
+  for (int j = 0; j < b; ++j) {
+    subtract_columns(update + static_cast<std::size_t>(j) * b + j, panel + s, static_cast<std::size_t>(f), s, j, b - j);
+  }
+}
+
 // Factors the separator columns of the front [P | U]: P is the f×s panel
 // (column-major, leading dimension f) holding the separator columns, U the
 // b×b lower triangle of the boundary block (f = s + b). On return P holds
@@ -98,25 +144,7 @@ void factor_front(T* panel, int f, int s, T* update, int b) {
     }
     return;
   }
-  // Small fronts: right-looking, column by column.
-  for (int k = 0; k < s; ++k) {
-    T* ck = panel + static_cast<std::size_t>(k) * f;
-    if (!(ck[k] > T(0))) throw NotPositiveDefinite();
-    const T d = std::sqrt(ck[k]);
-    ck[k] = d;
-    const T inv = T(1) / d;
-    for (int i = k + 1; i < f; ++i) ck[i] *= inv;
-    for (int j = k + 1; j < s; ++j) {
-      T* cj = panel + static_cast<std::size_t>(j) * f;
-      const T l = ck[j];
-      for (int i = j; i < f; ++i) cj[i] -= ck[i] * l;
-    }
-    for (int j = 0; j < b; ++j) {
-      T* uj = update + static_cast<std::size_t>(j) * b;
-      const T l = ck[s + j];
-      for (int i = j; i < b; ++i) uj[i] -= ck[s + i] * l;
-    }
-  }
+  small_front(panel, f, s, update, b);
 }
 
 // The forward step of the front z = [z_S; z_B] (f = s + b values):
@@ -137,6 +165,20 @@ void forward_front(const T* panel, int f, int s, T* z) {
   }
 }
 
+// Σ a[i]·b[i] in eight interleaved partial sums: the backward steps of the
+// small fronts are chains of these dot products, and one running sum made
+// each a chain of dependent additions.
+template <class T>
+T dot(const T* a, const T* b, int n) {
+  T partial[8] = {};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) partial[j] += a[i + j] * b[i + j];
+  }
+  for (; i < n; ++i) partial[0] += a[i] * b[i];
+  return ((partial[0] + partial[1]) + (partial[2] + partial[3])) + ((partial[4] + partial[5]) + (partial[6] + partial[7]));
+}
+
 // The backward step, z_B already solved: z_S ← L_SS⁻ᵀ (z_S − L_BSᵀ z_B).
 template <class T>
 void backward_front(const T* panel, int f, int s, T* z) {
@@ -148,9 +190,7 @@ void backward_front(const T* panel, int f, int s, T* z) {
   }
   for (int k = s - 1; k >= 0; --k) {
     const T* ck = panel + static_cast<std::size_t>(k) * f;
-    T sum = z[k];
-    for (int i = k + 1; i < f; ++i) sum -= ck[i] * z[i];
-    z[k] = sum / ck[k];
+    z[k] = (z[k] - dot(ck + k + 1, z + k + 1, f - k - 1)) / ck[k];
   }
 }
 
@@ -255,10 +295,12 @@ struct GridCholesky::Numeric {
   std::mutex spare_mutex;
   std::vector<UpdateMatrix> spare;
 
-  // A b×b update matrix of T with its lower triangle zeroed.
+  // A b×b update matrix of T with its lower triangle zeroed, followed by
+  // `extra` zeroed values of T.
   template <class T>
-  UpdateMatrix take_update(int b) {
-    const std::size_t count = (static_cast<std::size_t>(b) * b * sizeof(T) + sizeof(double) - 1) / sizeof(double);
+  UpdateMatrix take_update(int b, std::size_t extra) {
+    const std::size_t values = static_cast<std::size_t>(b) * b + extra;
+    const std::size_t count = (values * sizeof(T) + sizeof(double) - 1) / sizeof(double);
     UpdateMatrix m;
     if (count == 0) return m;
     if (count <= SmallUpdatePool::kMaxCount) {
@@ -279,6 +321,7 @@ struct GridCholesky::Numeric {
       T* column = m.data<T>() + static_cast<std::size_t>(j) * b;
       std::fill(column + j, column + b, T(0));
     }
+    std::fill_n(m.data<T>() + static_cast<std::size_t>(b) * b, extra, T(0));
     return m;
   }
   void give_back(UpdateMatrix&& m) {
@@ -444,22 +487,23 @@ void GridCholesky::release(std::unique_ptr<Numeric> numeric) const {
 }
 
 template <class T>
-GridCholesky::UpdateMatrix GridCholesky::factor_node(int id, const Coefficients& a, Numeric& numeric) const {
+GridCholesky::UpdateMatrix GridCholesky::factor_node(int id, const Coefficients& a, Numeric& numeric,
+                                                     std::span<T* const> forward) const {
   const Node& node = nodes_[id];
   UpdateMatrix child_update[2];
   if (node.child[0] >= 0 && node.child[1] >= 0 && node.pixels >= kParallelPixels) {
     tbb::parallel_invoke(
         [&] {
           const FloatMode mode(std::is_same_v<T, float>);
-          child_update[0] = factor_node<T>(node.child[0], a, numeric);
+          child_update[0] = factor_node<T>(node.child[0], a, numeric, forward);
         },
         [&] {
           const FloatMode mode(std::is_same_v<T, float>);
-          child_update[1] = factor_node<T>(node.child[1], a, numeric);
+          child_update[1] = factor_node<T>(node.child[1], a, numeric, forward);
         });
   } else {
     for (int c = 0; c < 2; ++c) {
-      if (node.child[c] >= 0) child_update[c] = factor_node<T>(node.child[c], a, numeric);
+      if (node.child[c] >= 0) child_update[c] = factor_node<T>(node.child[c], a, numeric, forward);
     }
   }
   const int f = static_cast<int>(node.front.size()), s = node.separator, b = f - s;
@@ -470,7 +514,14 @@ GridCholesky::UpdateMatrix GridCholesky::factor_node(int id, const Coefficients&
     T* column = panel + static_cast<std::size_t>(k) * f;
     std::fill(column + k, column + f, T(0));
   }
-  UpdateMatrix update = numeric.take_update<T>(b);
+  // After the matrix, the front of each vector being forward-solved: its
+  // separator values, then (passed up) what this subtree subtracts from its
+  // boundary values.
+  UpdateMatrix update = numeric.take_update<T>(b, static_cast<std::size_t>(f) * forward.size());
+  T* const fronts = update.data<T>() + static_cast<std::size_t>(b) * b;
+  for (std::size_t r = 0; r < forward.size(); ++r) {
+    for (int i = 0; i < s; ++i) fronts[r * f + i] = forward[r][node.front[i]];
+  }
   for (const Entry& e : node.entries) {
     const double v = e.kind == Entry::diagonal     ? a.diagonal[e.pixel]
                      : e.kind == Entry::horizontal ? -a.horizontal[e.pixel]
@@ -484,42 +535,66 @@ GridCholesky::UpdateMatrix GridCholesky::factor_node(int id, const Coefficients&
     const Node& child = nodes_[node.child[c]];
     const T* u = child_update[c].data<T>();
     const int cb = static_cast<int>(child.to_parent.size());
+    const int* to_parent = child.to_parent.data();
+    std::size_t first_run = 0;  // the runs before it end above row j
     for (int j = 0; j < cb; ++j) {
-      const int mj = child.to_parent[j];
+      const int mj = to_parent[j];
       const T* uj = u + static_cast<std::size_t>(j) * cb;
       T* col = mj < s ? panel + static_cast<std::size_t>(mj) * f
                       : update.data<T>() + static_cast<std::size_t>(mj - s) * b - s;
-      for (const Run& run : child.runs) {
+      if (cb <= kScatterBoundary) {
+        for (int i = j; i < cb; ++i) col[to_parent[i]] += uj[i];
+        continue;
+      }
+      while (child.runs[first_run].first + child.runs[first_run].length <= j) ++first_run;
+      for (std::size_t r = first_run; r < child.runs.size(); ++r) {
+        const Run& run = child.runs[r];
         const int first = std::max(run.first, j), last = run.first + run.length;
-        if (first >= last) continue;
         const T* src = uj + first;
         T* dst = col + run.target + (first - run.first);
         for (int i = 0; i < last - first; ++i) dst[i] += src[i];
       }
     }
   }
+  for (int c = 0; c < 2 && !forward.empty(); ++c) {
+    if (node.child[c] < 0) continue;
+    const Node& child = nodes_[node.child[c]];
+    const std::size_t cf = child.front.size(), cb = child.to_parent.size();
+    for (std::size_t r = 0; r < forward.size(); ++r) {
+      const T* from = child_update[c].data<T>() + cb * cb + r * cf + child.separator;
+      for (std::size_t j = 0; j < cb; ++j) fronts[r * f + child.to_parent[j]] += from[j];
+    }
+  }
   for (auto& u : child_update) numeric.give_back(std::move(u));
   factor_front(panel, f, s, update.data<T>(), b);
+  for (std::size_t r = 0; r < forward.size(); ++r) {
+    forward_front(panel, f, s, fronts + r * f);
+    for (int i = 0; i < s; ++i) forward[r][node.front[i]] = fronts[r * f + i];
+  }
   return update;
 }
 
 template <class T>
 void GridCholesky::solve_in_place(const T* storage, T* y) const {
-  std::vector<T> z;
-  const auto gather = [&](const Node& node) {
-    z.resize(node.front.size());
-    for (std::size_t i = 0; i < node.front.size(); ++i) z[i] = y[node.front[i]];
-  };
   // Forward: L y' = y, children before parents; the boundary values carry
   // each node's contribution up.
+  std::vector<T> z;
   for (const Node& node : nodes_) {
-    gather(node);
+    z.resize(node.front.size());
+    for (std::size_t i = 0; i < node.front.size(); ++i) z[i] = y[node.front[i]];
     forward_front(storage + node.panel, static_cast<int>(node.front.size()), node.separator, z.data());
     for (std::size_t i = 0; i < node.front.size(); ++i) y[node.front[i]] = z[i];
   }
-  // Backward: Lᵀ x = y', parents before children.
+  backward_in_place(storage, y);
+}
+
+template <class T>
+void GridCholesky::backward_in_place(const T* storage, T* y) const {
+  // Lᵀ x = y', parents before children.
+  std::vector<T> z;
   for (auto node = nodes_.rbegin(); node != nodes_.rend(); ++node) {
-    gather(*node);
+    z.resize(node->front.size());
+    for (std::size_t i = 0; i < node->front.size(); ++i) z[i] = y[node->front[i]];
     backward_front(storage + node->panel, static_cast<int>(node->front.size()), node->separator, z.data());
     for (int i = 0; i < node->separator; ++i) y[node->front[i]] = z[i];
   }
@@ -598,7 +673,7 @@ void GridCholesky::solve_in_double(const GridWeights& weights, const std::vector
   const std::size_t n = diagonal.size();
   const Coefficients a{diagonal.data(), weights.horizontal.data(), weights.vertical.data()};
   std::unique_ptr<Numeric> numeric = acquire();
-  numeric->give_back(factor_node<double>(static_cast<int>(nodes_.size()) - 1, a, *numeric));
+  numeric->give_back(factor_node<double>(static_cast<int>(nodes_.size()) - 1, a, *numeric, {}));
   // The right-hand sides are independent: solve them side by side.
   tbb::parallel_for(std::size_t{0}, rhs.size(), [&](std::size_t j) {
     if (out[j] != rhs[j]) std::memcpy(out[j], rhs[j], n * sizeof(double));
@@ -622,10 +697,18 @@ RefinedSolveReport GridCholesky::solve_refined(const GridWeights& weights, std::
   // operator, in datagen) is picked up by a thread while it flushes
   // subnormals to zero.
   bool float_factor_failed = false;
+  // The first solve's forward step runs inside the factorisation, on each
+  // front while it is in cache: one pass over the factor fewer.
+  std::vector<std::vector<float>> first(rhs.size());
+  std::vector<float*> first_data(rhs.size());
+  for (std::size_t j = 0; j < rhs.size(); ++j) {
+    first[j].assign(rhs[j], rhs[j] + n);
+    first_data[j] = first[j].data();
+  }
   tbb::this_task_arena::isolate([&] {
     const FloatMode mode(true);
     try {
-      numeric->give_back(factor_node<float>(static_cast<int>(nodes_.size()) - 1, a, *numeric));
+      numeric->give_back(factor_node<float>(static_cast<int>(nodes_.size()) - 1, a, *numeric, first_data));
     } catch (const NotPositiveDefinite&) {
       // In float, a pivot of a system whose affinities exceed ~1e7 times its
       // data term can round to ≤ 0; whether A itself is positive definite,
@@ -651,20 +734,18 @@ RefinedSolveReport GridCholesky::solve_refined(const GridWeights& weights, std::
       copies[j].assign(rhs[j], rhs[j] + n);
       b[j] = copies[j].data();
     }
-    std::vector<double> r(b[j], b[j] + n);
+    std::vector<double> r(n);
     double* x = out[j];
-    std::vector<float> d(n);
+    std::vector<float>& d = first[j];
+    backward_in_place(factor, d.data());
+    for (std::size_t i = 0; i < n; ++i) x[i] = d[i];
     for (int step = 0;; ++step) {
-      for (std::size_t i = 0; i < n; ++i) d[i] = static_cast<float>(r[i]);
-      solve_in_place(factor, d.data());
-      if (step == 0) {
-        for (std::size_t i = 0; i < n; ++i) x[i] = d[i];
-      } else {
-        for (std::size_t i = 0; i < n; ++i) x[i] += d[i];
-      }
       square_sums[j] = residual(weights, diagonal.data(), b[j], x, r.data());
       refinements[j] = step;
       if (square_sums[j] <= max_square_sum || step == goal.max_refinements) break;
+      for (std::size_t i = 0; i < n; ++i) d[i] = static_cast<float>(r[i]);
+      solve_in_place(factor, d.data());
+      for (std::size_t i = 0; i < n; ++i) x[i] += d[i];
     }
   });
   release(std::move(numeric));

@@ -119,10 +119,14 @@ class GridCholesky {
   };
   static constexpr std::size_t kKeepNumeric = 4;  // idle numeric factors kept for reuse
 
+  // Factorises the subtree of node `id`; forward-solves each vector in
+  // `forward` along the way (L y' = y on the subtree's separator pixels).
   template <class T>
-  UpdateMatrix factor_node(int id, const Coefficients& a, Numeric& numeric) const;
+  UpdateMatrix factor_node(int id, const Coefficients& a, Numeric& numeric, std::span<T* const> forward) const;
   template <class T>
   void solve_in_place(const T* storage, T* y) const;
+  template <class T>
+  void backward_in_place(const T* storage, T* y) const;
   void check_system(const GridWeights& weights, std::span<const double> data, std::size_t rhs_count,
                     std::size_t out_count) const;
   void solve_in_double(const GridWeights& weights, const std::vector<double>& diagonal,
