@@ -47,9 +47,12 @@ const Table& params_table() {
 // Groups of one channel's sorted values (the authors' quantisation to nI
 // levels): value → group index, and each group's lower-median member.
 struct Quantised {
-  std::vector<int> index;       // per pixel
-  std::vector<double> value;    // per group
+  std::vector<std::uint16_t> index;  // per pixel (levels_input ≤ 4096)
+  std::vector<double> value;         // per group
 };
+
+// A filtered channel as the group index of each pixel's median.
+using Levels = std::vector<std::uint16_t>;
 
 // Groups depend only on the distinct values: count them on those.
 int count_groups(const std::vector<double>& distinct, double e) {
@@ -88,16 +91,31 @@ std::optional<std::vector<std::uint8_t>> exact_codes(const Plane& v) {
   return codes;
 }
 
-Quantised quantise(const Plane& v, int levels) {
+// A channel to quantise: its 8-bit codes (every value exactly k/255), or its
+// values.
+using CodeHistogram = std::array<std::size_t, 256>;
+
+struct ChannelValues {
+  const std::vector<std::uint8_t>* codes = nullptr;
+  const CodeHistogram* histogram = nullptr;  // of the codes, when known
+  const Plane* values = nullptr;
+  std::size_t size() const { return codes ? codes->size() : values->size(); }
+};
+
+Quantised quantise(const ChannelValues& channel, int levels) {
   // The distinct values in ascending order and where each starts in the
   // sorted sequence of all values (8-bit images have ≤ 256).
   std::vector<double> distinct;
   std::vector<std::size_t> first_index;
-  const std::optional<std::vector<std::uint8_t>> codes = exact_codes(v);
+  const std::vector<std::uint8_t>* codes = channel.codes;
   std::vector<int> distinct_of_code(256, -1);
   if (codes) {
-    std::vector<std::size_t> count(256, 0);
-    for (std::uint8_t k : *codes) ++count[k];
+    CodeHistogram count{};
+    if (channel.histogram) {
+      count = *channel.histogram;
+    } else {
+      for (std::uint8_t k : *codes) ++count[k];
+    }
     std::size_t at = 0;
     for (int k = 0; k < 256; ++k) {
       if (count[k] == 0) continue;
@@ -107,7 +125,7 @@ Quantised quantise(const Plane& v, int levels) {
       at += count[k];
     }
   } else {
-    std::vector<double> sorted(v);
+    std::vector<double> sorted(*channel.values);
     tbb::parallel_sort(sorted.begin(), sorted.end());
     for (std::size_t i = 0; i < sorted.size(); ++i) {
       if (i == 0 || sorted[i] != sorted[i - 1]) {
@@ -116,7 +134,7 @@ Quantised quantise(const Plane& v, int levels) {
       }
     }
   }
-  first_index.push_back(v.size());
+  first_index.push_back(channel.size());
   // The value at position p of the sorted sequence.
   const auto sorted_at = [&](std::size_t p) {
     return distinct[static_cast<std::size_t>(std::upper_bound(first_index.begin(), first_index.end(), p) -
@@ -144,18 +162,25 @@ Quantised quantise(const Plane& v, int levels) {
   }
   Quantised q;
   q.value = reps;
-  q.index.resize(v.size());
+  q.index.resize(channel.size());
   std::vector<int> group_of_code(256, 0);
   for (int k = 0; k < 256; ++k) {
     if (distinct_of_code[k] >= 0) group_of_code[k] = group_of_distinct[static_cast<std::size_t>(distinct_of_code[k])];
   }
-  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, v.size(), 4096), [&](const tbb::blocked_range<std::size_t>& block) {
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, channel.size(), 4096), [&](const tbb::blocked_range<std::size_t>& block) {
     for (std::size_t i = block.begin(); i < block.end(); ++i) {
-      q.index[i] = codes ? group_of_code[(*codes)[i]]
-                         : static_cast<int>(std::upper_bound(starts.begin(), starts.end(), v[i]) - starts.begin()) - 1;
+      q.index[i] = static_cast<std::uint16_t>(
+          codes ? group_of_code[(*codes)[i]]
+                : std::upper_bound(starts.begin(), starts.end(), (*channel.values)[i]) - starts.begin() - 1);
     }
   });
   return q;
+}
+
+// The plane's 8-bit codes when it has them (exact_codes), else its values.
+Quantised quantise(const Plane& v, int levels) {
+  const std::optional<std::vector<std::uint8_t>> codes = exact_codes(v);
+  return codes ? quantise({.codes = &*codes}, levels) : quantise({.values = &v}, levels);
 }
 
 struct FeatureMap {
@@ -175,14 +200,96 @@ struct GuideScale {
   double sigma = 0;  ///< σ as the weights use it
 };
 
-GuideScale guide_scale(const std::vector<Plane>& image, const WeightedMedianParams& p) {
+// The image as the filter reads it: when it lies on the 8-bit lattice (every
+// value float32(k/255), so that to_double_planes would make it exactly k/255),
+// each channel's codes k, one byte a value; otherwise float64 planes.
+struct Channels {
+  std::vector<std::vector<std::uint8_t>> codes;  // on the lattice
+  std::vector<CodeHistogram> histograms;         // of the codes
+  std::vector<Plane> planes;                     // otherwise
+  bool on_lattice() const { return !codes.empty(); }
+  std::size_t count() const { return on_lattice() ? codes.size() : planes.size(); }
+  ChannelValues channel(std::size_t c) const {
+    return on_lattice() ? ChannelValues{.codes = &codes[c], .histogram = &histograms[c]} : ChannelValues{.values = &planes[c]};
+  }
+};
+
+// One pass over the image: the codes when it is on the lattice, and only
+// otherwise the planes (24 MB of fresh float64 pages at 1 MP RGB, 20 ms on
+// the machines measured).
+Channels read_channels(const Image& img) {
+  const int channels = img.channels();
+  const std::size_t n = static_cast<std::size_t>(img.rows) * img.cols;
+  Channels out;
+  out.codes.assign(static_cast<std::size_t>(channels), std::vector<std::uint8_t>(n));
+  std::atomic<bool> on_lattice{true};
+  // Histograms of the codes by blocks of rows, summed in block order.
+  constexpr int kBlockRows = 64;
+  const int blocks = (img.rows + kBlockRows - 1) / kBlockRows;
+  std::vector<std::vector<CodeHistogram>> block_histograms(static_cast<std::size_t>(blocks),
+                                                           std::vector<CodeHistogram>(static_cast<std::size_t>(channels)));
+  tbb::parallel_for(0, blocks, [&](int block) {
+    unsigned off = 0;
+    std::vector<CodeHistogram>& histogram = block_histograms[static_cast<std::size_t>(block)];
+    for (int y = block * kBlockRows; y < std::min(img.rows, (block + 1) * kBlockRows); ++y) {
+      const float* src = img.ptr<float>(y);
+      const std::size_t row = static_cast<std::size_t>(y) * img.cols;
+      for (int k = 0; k < channels; ++k) {
+        std::uint8_t* dst = out.codes[static_cast<std::size_t>(k)].data() + row;
+        for (int x = 0; x < img.cols; ++x) {
+          // promote()'s rounding, and its test of the lattice.
+          const float v = src[x * channels + k];
+          const float c = v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f;
+          const int code = static_cast<int>(c * 255.0f + 0.5f);
+          off |= static_cast<float>(static_cast<double>(code) / 255.0) != v ? 1u : 0u;
+          dst[x] = static_cast<std::uint8_t>(code);
+        }
+        for (int x = 0; x < img.cols; ++x) ++histogram[static_cast<std::size_t>(k)][dst[x]];
+      }
+    }
+    if (off) on_lattice.store(false, std::memory_order_relaxed);
+  });
+  if (on_lattice) {
+    out.histograms.assign(static_cast<std::size_t>(channels), CodeHistogram{});
+    for (const auto& block : block_histograms) {
+      for (int k = 0; k < channels; ++k) {
+        for (int code = 0; code < 256; ++code) {
+          out.histograms[static_cast<std::size_t>(k)][static_cast<std::size_t>(code)] +=
+              block[static_cast<std::size_t>(k)][static_cast<std::size_t>(code)];
+        }
+      }
+    }
+  } else {
+    out.codes.clear();
+    out.planes = to_double_planes(img);
+  }
+  return out;
+}
+
+// k/255 in float64, the value of code k.
+double code_value(int k) { return static_cast<double>(k) / 255.0; }
+
+GuideScale guide_scale(const Channels& image, const WeightedMedianParams& p) {
   GuideScale g{0, 0, p.sigma};
   if (p.guide != WmfGuide::self_double) return g;
-  g.lo = g.hi = image[0][0];
-  for (const auto& c : image) {
-    const auto [a, b] = std::minmax_element(c.begin(), c.end());
-    g.lo = std::min(g.lo, *a);
-    g.hi = std::max(g.hi, *b);
+  if (image.on_lattice()) {
+    int lo = 255, hi = 0;
+    for (const CodeHistogram& h : image.histograms) {
+      for (int k = 0; k < 256; ++k) {
+        if (h[static_cast<std::size_t>(k)] == 0) continue;
+        lo = std::min(lo, k);
+        hi = std::max(hi, k);
+      }
+    }
+    g.lo = code_value(lo);
+    g.hi = code_value(hi);
+  } else {
+    g.lo = g.hi = image.planes[0][0];
+    for (const auto& c : image.planes) {
+      const auto [a, b] = std::minmax_element(c.begin(), c.end());
+      g.lo = std::min(g.lo, *a);
+      g.hi = std::max(g.hi, *b);
+    }
   }
   if (g.hi > g.lo) g.sigma = p.sigma * 255.0 / (g.hi - g.lo);
   return g;
@@ -199,23 +306,28 @@ float weight_floor(int channels, const GuideScale& g) {
   return std::exp(-static_cast<float>(3 * 63 * 63 * (1 + 1e-5)) / (2.0f * s * s));
 }
 
-FeatureMap feature_map(const std::vector<Plane>& image, const WeightedMedianParams& p, const GuideScale& scale) {
-  const std::size_t n = image[0].size();
-  const int channels = static_cast<int>(image.size());
+FeatureMap feature_map(const Channels& image, const WeightedMedianParams& p, const GuideScale& scale) {
+  const int channels = static_cast<int>(image.count());
+  const std::size_t n = image.channel(0).size();
+  // The 8-bit feature of a value.
+  const double lo = scale.lo, range = scale.hi - scale.lo;
+  const auto feature = [&](double v) {
+    if (p.guide == WmfGuide::self_double) return static_cast<std::uint8_t>(range > 0 ? to_u8((v - lo) * 255.0 / range) : 0);
+    return static_cast<std::uint8_t>(to_u8(v * 255.0));
+  };
   std::vector<std::vector<std::uint8_t>> f(channels, std::vector<std::uint8_t>(n));
-  const double sigma = scale.sigma;
-  if (p.guide == WmfGuide::self_double) {
-    const double lo = scale.lo, range = scale.hi - scale.lo;
+  if (image.on_lattice()) {
+    std::array<std::uint8_t, 256> of_code{};
+    for (int k = 0; k < 256; ++k) of_code[static_cast<std::size_t>(k)] = feature(code_value(k));
     for (int c = 0; c < channels; ++c) {
-      tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) {
-        f[c][i] = static_cast<std::uint8_t>(range > 0 ? to_u8((image[c][i] - lo) * 255.0 / range) : 0);
-      });
+      tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) { f[c][i] = of_code[image.codes[c][i]]; });
     }
   } else {
     for (int c = 0; c < channels; ++c) {
-      tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) { f[c][i] = static_cast<std::uint8_t>(to_u8(image[c][i] * 255.0)); });
+      tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) { f[c][i] = feature(image.planes[c][i]); });
     }
   }
+  const double sigma = scale.sigma;
   FeatureMap m;
   m.label.resize(n);
   if (channels == 1) {
@@ -283,8 +395,8 @@ FeatureMap feature_map(const std::vector<Plane>& image, const WeightedMedianPara
 // The weighted median of the window around (y, x), evaluated directly:
 // `hist` (one entry per level, all zero on entry and on return) collects
 // each level's weight in the window's row-major order.
-double direct_median_at(const Quantised& q, const FeatureMap& features, int rows, int cols, int r, int y, int x,
-                        std::vector<double>& hist) {
+int direct_median_at(const Quantised& q, const FeatureMap& features, int rows, int cols, int r, int y, int x,
+                     std::vector<double>& hist) {
   const int groups = static_cast<int>(q.value.size());
   const float* w = features.weight.data() +
                    static_cast<std::size_t>(features.label[static_cast<std::size_t>(y) * cols + x]) * features.count;
@@ -310,16 +422,17 @@ double direct_median_at(const Quantised& q, const FeatureMap& features, int rows
       hist[q.index[static_cast<std::size_t>(yy) * cols + xx]] = 0;
     }
   }
-  return q.value[std::min(g, groups - 1)];
+  return std::min(g, groups - 1);
 }
 
 // One channel by direct evaluation of every window: the plain reference.
-Plane median_direct(const Quantised& q, const FeatureMap& features, int rows, int cols, int r) {
-  Plane out(q.index.size());
+Levels median_direct(const Quantised& q, const FeatureMap& features, int rows, int cols, int r) {
+  Levels out(q.index.size());
   tbb::parallel_for(0, rows, [&](int y) {
     std::vector<double> hist(q.value.size(), 0.0);
     for (int x = 0; x < cols; ++x) {
-      out[static_cast<std::size_t>(y) * cols + x] = direct_median_at(q, features, rows, cols, r, y, x, hist);
+      out[static_cast<std::size_t>(y) * cols + x] =
+          static_cast<std::uint16_t>(direct_median_at(q, features, rows, cols, r, y, x, hist));
     }
   });
   return out;
@@ -370,7 +483,7 @@ constexpr int kCountingBand = 8;  // rows a task slides side by side
 
 template <class Bounds, class Undecided>
 void median_counting(const Quantised& q, int rows, int cols, int r, Bounds&& bounds, Undecided&& undecided,
-                     Plane& out) {
+                     Levels& out) {
   const int groups = static_cast<int>(q.value.size());
   out.resize(q.index.size());
   // A task slides the windows of a band of rows side by side, so that the
@@ -387,7 +500,7 @@ void median_counting(const Quantised& q, int rows, int cols, int r, Bounds&& bou
       std::vector<int> counts;
       int hist(int g) const { return counts[2 * g] + counts[2 * g + 1]; }
       // The window's column x: levels[(y0 + k)·cols + x] for k < height.
-      void add_column(const int* column, std::size_t stride, int sign) {
+      void add_column(const std::uint16_t* column, std::size_t stride, int sign) {
         int at_or_below = 0;
         int* c = counts.data();
         const int m = median, h = height;  // locals: the stores to c cannot change them
@@ -430,7 +543,7 @@ void median_counting(const Quantised& q, int rows, int cols, int r, Bounds&& bou
         const int below = w.below, below_prev = w.below - w.hist(w.median), n = w.n;
         const double margin = 1e-9 * hi * n;
         if (lo * below - hi * (n - below) > margin && hi * below_prev - lo * (n - below_prev) < -margin) {
-          out[p] = q.value[w.median];
+          out[p] = static_cast<std::uint16_t>(w.median);
         } else {
           undecided(p, band);
         }
@@ -446,21 +559,21 @@ Undecided undecided_bands(int rows) { return Undecided(static_cast<std::size_t>(
 
 // Evaluates the undecided windows directly into out.
 void evaluate_undecided(const Quantised& q, const FeatureMap& features, int rows, int cols, int r,
-                        const Undecided& undecided, Plane& out) {
+                        const Undecided& undecided, Levels& out) {
   tbb::parallel_for(std::size_t{0}, undecided.size(), [&](std::size_t band) {
     std::vector<double> scratch(q.value.size(), 0.0);
     for (const std::size_t p : undecided[band]) {
       const int y = static_cast<int>(p / static_cast<std::size_t>(cols)), x = static_cast<int>(p % cols);
-      out[p] = direct_median_at(q, features, rows, cols, r, y, x, scratch);
+      out[p] = static_cast<std::uint16_t>(direct_median_at(q, features, rows, cols, r, y, x, scratch));
     }
   });
 }
 
 // median_counting with the feature map at hand: each pixel's bounds are its
 // label's.
-Plane median_counting(const Quantised& q, const FeatureMap& features, const WeightBounds& bounds, int rows, int cols,
-                      int r) {
-  Plane out;
+Levels median_counting(const Quantised& q, const FeatureMap& features, const WeightBounds& bounds, int rows, int cols,
+                       int r) {
+  Levels out;
   Undecided undecided = undecided_bands(rows);
   median_counting(
       q, rows, cols, r,
@@ -480,10 +593,10 @@ Plane median_counting(const Quantised& q, const FeatureMap& features, const Weig
 // and the median moves a level at a time from the previous pixel's. Counts
 // are integers, so nothing drifts; only the order of the weighted sums
 // differs from the direct evaluation, which can flip exact ties.
-Plane median_tracking(const Quantised& q, const FeatureMap& features, int rows, int cols, int r) {
+Levels median_tracking(const Quantised& q, const FeatureMap& features, int rows, int cols, int r) {
   const int groups = static_cast<int>(q.value.size());
   const int labels = features.count;
-  Plane out(q.index.size());
+  Levels out(q.index.size());
   // (label << 16 | level) per pixel: one load per window update.
   std::vector<std::uint32_t> packed(q.index.size());
   tbb::parallel_for(std::size_t{0}, packed.size(), [&](std::size_t i) {
@@ -558,7 +671,7 @@ Plane median_tracking(const Quantised& q, const FeatureMap& features, int rows, 
             }
           }
         }
-        out[static_cast<std::size_t>(y) * cols + x] = q.value[median];
+        out[static_cast<std::size_t>(y) * cols + x] = static_cast<std::uint16_t>(median);
       }
       // Empty the window for the next row (only the labels present).
       for (int f : active) {
@@ -575,22 +688,26 @@ Plane median_tracking(const Quantised& q, const FeatureMap& features, int rows, 
 
 // The filter's choice: counts with a proof per pixel where the weights are
 // nearly uniform, the joint histogram otherwise.
-Plane median_fastest(const Quantised& q, const FeatureMap& features, int rows, int cols, int r) {
+Levels median_fastest(const Quantised& q, const FeatureMap& features, int rows, int cols, int r) {
   const WeightBounds bounds = weight_bounds(features);
   return counts_decide(bounds, r) ? median_counting(q, features, bounds, rows, cols, r)
                                   : median_tracking(q, features, rows, cols, r);
 }
 
 Image weighted_median_with(const Image& input, const WeightedMedianParams& params,
-                           Plane (*median)(const Quantised&, const FeatureMap&, int, int, int)) {
+                           Levels (*median)(const Quantised&, const FeatureMap&, int, int, int)) {
   const int rows = input.rows, cols = input.cols, r = static_cast<int>(params.radius + 0.5);
-  std::vector<Plane> image = to_double_planes(input);
-  const std::size_t channels = image.size();
+  Channels image = read_channels(input);
+  const std::size_t channels = image.count();
   std::vector<Quantised> levels(channels);
   const auto quantise_all = [&] {
-    tbb::parallel_for(std::size_t{0}, channels, [&](std::size_t c) { levels[c] = quantise(image[c], params.levels_input); });
+    tbb::parallel_for(std::size_t{0}, channels, [&](std::size_t c) {
+      levels[c] = image.on_lattice() ? quantise(image.channel(c), params.levels_input)
+                                     : quantise(image.planes[c], params.levels_input);
+    });
   };
   FeatureMap features;
+  std::vector<Levels> out(channels);
   int done = 0;  // iterations finished
   const GuideScale scale = guide_scale(image, params);
   const float floor = weight_floor(static_cast<int>(channels), scale);
@@ -600,7 +717,6 @@ Image weighted_median_with(const Image& input, const WeightedMedianParams& param
     // first pass, and only the windows the bounds leave undecided wait for
     // the labels.
     std::vector<Undecided> undecided(channels, undecided_bands(rows));
-    std::vector<Plane> out(channels);
     tbb::parallel_invoke([&] { features = feature_map(image, params, scale); },
                          [&] {
                            quantise_all();
@@ -612,22 +728,50 @@ Image weighted_median_with(const Image& input, const WeightedMedianParams& param
                            }
                          });
     for (std::size_t c = 0; c < channels; ++c) evaluate_undecided(levels[c], features, rows, cols, r, undecided[c], out[c]);
-    image = std::move(out);
     done = 1;
   } else {
     // The feature map and the first quantisation are independent.
     tbb::parallel_invoke([&] { features = feature_map(image, params, scale); }, quantise_all);
   }
   for (int it = done; it < params.iterations; ++it) {
-    if (it > 0) quantise_all();
-    for (std::size_t c = 0; c < channels; ++c) image[c] = median(levels[c], features, rows, cols, r);
+    if (it > 0) {
+      // The last result is the next input: on the lattice its values (group
+      // representatives, each some k/255) are codes again.
+      tbb::parallel_for(std::size_t{0}, channels, [&](std::size_t c) {
+        const Quantised& q = levels[c];
+        if (image.on_lattice()) {
+          std::vector<std::uint8_t> code_of_group(q.value.size());
+          for (std::size_t g = 0; g < q.value.size(); ++g) {
+            code_of_group[g] = static_cast<std::uint8_t>(std::lround(q.value[g] * 255.0));
+          }
+          for (std::size_t i = 0; i < out[c].size(); ++i) image.codes[c][i] = code_of_group[out[c][i]];
+        } else {
+          for (std::size_t i = 0; i < out[c].size(); ++i) image.planes[c][i] = q.value[out[c][i]];
+        }
+      });
+      quantise_all();
+    }
+    for (std::size_t c = 0; c < channels; ++c) out[c] = median(levels[c], features, rows, cols, r);
   }
-  return from_double_planes(image, rows, cols);
+  // Each pixel's value: its median group's representative.
+  Image result(rows, cols, CV_MAKETYPE(CV_32F, static_cast<int>(channels)));
+  tbb::parallel_for(tbb::blocked_range<int>(0, rows, 64), [&](const tbb::blocked_range<int>& range) {
+    for (int y = range.begin(); y < range.end(); ++y) {
+      float* d = result.ptr<float>(y);
+      const std::size_t row = static_cast<std::size_t>(y) * cols;
+      for (std::size_t k = 0; k < channels; ++k) {
+        const Levels& o = out[k];
+        const std::vector<double>& value = levels[k].value;
+        for (int x = 0; x < cols; ++x) d[static_cast<std::size_t>(x) * channels + k] = static_cast<float>(value[o[row + static_cast<std::size_t>(x)]]);
+      }
+    }
+  });
+  return result;
 }
 
 // The typed API's checks, then the filter with `median`.
 Image checked_weighted_median(const Image& input, const WeightedMedianParams& params,
-                              Plane (*median)(const Quantised&, const FeatureMap&, int, int, int)) {
+                              Levels (*median)(const Quantised&, const FeatureMap&, int, int, int)) {
   require_image(input, "weighted_median");
   params_table().validate(params);
   return weighted_median_with(input, params, median);
