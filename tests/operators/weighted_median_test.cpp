@@ -82,6 +82,34 @@ TEST(WeightedMedian, GreyInputAndThreadCountIndependence) {
   test::expect_bit_identical_on_1_and_2_threads([&] { return weighted_median(img, {.radius = 4}); });
 }
 
+// An image on the 8-bit lattice is read as codes, any other as float64
+// planes. The same image with one value moved off the lattice (by less than
+// its 6-bit feature and its quantisation group can tell, with few enough
+// distinct values that each is its own group) takes the planes path; every
+// window that does not hold that value must come out the same.
+TEST(WeightedMedian, TheLatticeAndPlanesPathsAgree) {
+  const int rows = 40, cols = 52, r = 2, y0 = 17, x0 = 23;
+  Image img(rows, cols, CV_32FC3);
+  for (int y = 0; y < rows; ++y) {
+    for (int x = 0; x < cols; ++x) {
+      for (int c = 0; c < 3; ++c) img.at<cv::Vec3f>(y, x)[c] = static_cast<float>(((y * 7 + x * 13 + c * 29) % 60 + 20) / 255.0);
+    }
+  }
+  Image off = img.clone();
+  off.at<cv::Vec3f>(y0, x0)[1] += 1e-4f;
+  ASSERT_TRUE(is_on_8bit_lattice(img));
+  ASSERT_FALSE(is_on_8bit_lattice(off));
+  for (const WeightedMedianParams& p : {WeightedMedianParams{.radius = r}, WeightedMedianParams{.radius = r, .guide = WmfGuide::self_u8}}) {
+    const Image a = weighted_median(img, p), b = weighted_median(off, p);
+    for (int y = 0; y < rows; ++y) {
+      for (int x = 0; x < cols; ++x) {
+        if (std::abs(y - y0) <= r && std::abs(x - x0) <= r) continue;
+        ASSERT_EQ(a.at<cv::Vec3f>(y, x), b.at<cv::Vec3f>(y, x)) << y << "," << x;
+      }
+    }
+  }
+}
+
 TEST(WeightedMedian, RejectsOutOfRangeParameters) {
   const Image img = test::synthetic_image(8, 8, 3);
   EXPECT_THROW(weighted_median(img, {.radius = 101}), Error);
