@@ -494,23 +494,58 @@ void median_counting(const Quantised& q, int rows, int cols, int r, Bounds&& bou
     struct Window {
       int y0 = 0, height = 0;
       int median = 0, below = 0, n = 0;  // below: pixels at or below the median level
-      // Two counts per level, for even and odd window rows: a run of one
-      // level down a column (smooth regions) updates two counters in turn
-      // instead of waiting on one.
+      // Two counts per level, for even and odd window rows (the halves of
+      // `counts`): a run of one level down a column (smooth regions)
+      // updates two counters in turn instead of waiting on one.
       std::vector<int> counts;
-      int hist(int g) const { return counts[2 * g] + counts[2 * g + 1]; }
+      int groups = 0;
+      int hist(int g) const { return counts[static_cast<std::size_t>(g)] + counts[static_cast<std::size_t>(groups + g)]; }
       // The window's column x: levels[(y0 + k)·cols + x] for k < height.
       void add_column(const std::uint16_t* column, std::size_t stride, int sign) {
         int at_or_below = 0;
-        int* c = counts.data();
-        const int m = median, h = height;  // locals: the stores to c cannot change them
-        for (int k = 0; k < h; ++k) {
-          const int level = column[static_cast<std::size_t>(k) * stride];
-          c[2 * level + (k & 1)] += sign;
-          at_or_below += level <= m ? 1 : 0;
+        int* even = counts.data();
+        int* odd = even + groups;
+        const int m = median, h = height;  // locals: the stores to the counts cannot change them
+        int k = 0;
+        for (; k + 1 < h; k += 2) {
+          const int l0 = column[static_cast<std::size_t>(k) * stride], l1 = column[static_cast<std::size_t>(k + 1) * stride];
+          even[l0] += sign;
+          odd[l1] += sign;
+          at_or_below += (l0 <= m ? 1 : 0) + (l1 <= m ? 1 : 0);
+        }
+        if (k < h) {
+          const int l0 = column[static_cast<std::size_t>(k) * stride];
+          even[l0] += sign;
+          at_or_below += l0 <= m ? 1 : 0;
         }
         below += sign * at_or_below;
         n += sign * height;
+      }
+      // One step along the row: column `leaving` out, column `entering` in,
+      // in one pass over the window's rows.
+      void slide(const std::uint16_t* leaving, const std::uint16_t* entering, std::size_t stride) {
+        int* even = counts.data();
+        int* odd = even + groups;
+        const int m = median, h = height;
+        int change = 0;
+        int k = 0;
+        for (; k + 1 < h; k += 2) {
+          const std::size_t a = static_cast<std::size_t>(k) * stride, b = a + stride;
+          const int out0 = leaving[a], out1 = leaving[b], in0 = entering[a], in1 = entering[b];
+          --even[out0];
+          --odd[out1];
+          ++even[in0];
+          ++odd[in1];
+          change += (in0 <= m ? 1 : 0) + (in1 <= m ? 1 : 0) - (out0 <= m ? 1 : 0) - (out1 <= m ? 1 : 0);
+        }
+        if (k < h) {
+          const std::size_t a = static_cast<std::size_t>(k) * stride;
+          const int out0 = leaving[a], in0 = entering[a];
+          --even[out0];
+          ++even[in0];
+          change += (in0 <= m ? 1 : 0) - (out0 <= m ? 1 : 0);
+        }
+        below += change;
       }
     };
     const int first = band * kCountingBand, last = std::min(rows, first + kCountingBand);
@@ -520,6 +555,7 @@ void median_counting(const Quantised& q, int rows, int cols, int r, Bounds&& bou
       w.y0 = std::max(0, y - r);
       w.height = std::min(rows - 1, y + r) - w.y0 + 1;
       w.counts.assign(2 * static_cast<std::size_t>(groups), 0);
+      w.groups = groups;
     }
     const std::size_t stride = static_cast<std::size_t>(cols);
     const auto column = [&](int x, const Window& w) { return q.index.data() + static_cast<std::size_t>(w.y0) * stride + x; };
@@ -528,6 +564,8 @@ void median_counting(const Quantised& q, int rows, int cols, int r, Bounds&& bou
         Window& w = windows[y - first];
         if (x == 0) {
           for (int xx = 0; xx <= std::min(cols - 1, r); ++xx) w.add_column(column(xx, w), stride, +1);
+        } else if (x - r - 1 >= 0 && x + r < cols) {
+          w.slide(column(x - r - 1, w), column(x + r, w), stride);
         } else {
           if (x - r - 1 >= 0) w.add_column(column(x - r - 1, w), stride, -1);
           if (x + r < cols) w.add_column(column(x + r, w), stride, +1);
