@@ -31,6 +31,7 @@
 #include <array>
 #include <bit>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -217,8 +218,10 @@ struct GridCholesky::Node {
 // written or read (the extend-add, the small-front kernel and dsyrk 'L'), so
 // only that is zeroed.
 struct GridCholesky::UpdateMatrix {
-  std::unique_ptr<double[]> values;  // float updates use the same buffers
-  std::size_t capacity = 0;          // in doubles
+  // Raw storage (bytes implicitly create the float or double objects it
+  // holds), `capacity` doubles' worth.
+  std::unique_ptr<std::byte[]> values;
+  std::size_t capacity = 0;
   template <class T>
   T* data() const {
     return reinterpret_cast<T*>(values.get());
@@ -237,16 +240,16 @@ class SmallUpdatePool {
   static constexpr std::size_t kMaxCount = std::size_t{1} << 13;  // doubles (64 KiB)
 
   // A buffer of at least `count` doubles; `capacity` receives its size.
-  std::unique_ptr<double[]> take(std::size_t count, std::size_t& capacity) {
+  std::unique_ptr<std::byte[]> take(std::size_t count, std::size_t& capacity) {
     const int c = size_class(count);
     auto& list = free_[c];
     capacity = std::size_t{1} << c;
-    if (list.empty()) return std::make_unique_for_overwrite<double[]>(capacity);
-    std::unique_ptr<double[]> buffer = std::move(list.back());
+    if (list.empty()) return std::make_unique_for_overwrite<std::byte[]>(capacity * sizeof(double));
+    std::unique_ptr<std::byte[]> buffer = std::move(list.back());
     list.pop_back();
     return buffer;
   }
-  void give(std::unique_ptr<double[]>&& buffer, std::size_t capacity) {
+  void give(std::unique_ptr<std::byte[]>&& buffer, std::size_t capacity) {
     auto& list = free_[size_class(capacity)];
     if (list.size() < kKeepPerClass) list.push_back(std::move(buffer));
   }
@@ -254,7 +257,7 @@ class SmallUpdatePool {
  private:
   static constexpr std::size_t kKeepPerClass = 32;
   static int size_class(std::size_t count) { return static_cast<int>(std::bit_width(count - 1)); }
-  std::array<std::vector<std::unique_ptr<double[]>>, 14> free_;
+  std::array<std::vector<std::unique_ptr<std::byte[]>>, 14> free_;
 };
 
 thread_local SmallUpdatePool small_updates;
@@ -316,7 +319,7 @@ struct GridCholesky::Numeric {
         spare.erase(best);
       }
     }
-    if (!m.values) m = {std::make_unique_for_overwrite<double[]>(count), count};
+    if (!m.values) m = {std::make_unique_for_overwrite<std::byte[]>(count * sizeof(double)), count};
     for (int j = 0; j < b; ++j) {
       T* column = m.data<T>() + static_cast<std::size_t>(j) * b;
       std::fill(column + j, column + b, T(0));
