@@ -171,6 +171,14 @@ TEST(GridSolver, CholeskyMatchesTheCholmodPeerOnAHighContrastSystem) {
   }
 }
 
+// x = A⁻¹b by `solve(b, x)`, run in an arena of `threads` threads.
+template <class Solve>
+std::vector<double> solved_on(int threads, const std::vector<double>& b, Solve&& solve) {
+  std::vector<double> x(b.size());
+  tbb::task_arena(threads).execute([&] { solve(b.data(), x.data()); });
+  return x;
+}
+
 TEST(GridSolver, CholeskyIsIndependentOfTheThreadCount) {
   // 300x300 is large enough for the two halves of the top regions to be
   // factorised in parallel.
@@ -178,15 +186,8 @@ TEST(GridSolver, CholeskyIsIndependentOfTheThreadCount) {
   const GridWeights w = contrasted_weights(rows, cols, 23);
   const auto b = random_vector(static_cast<std::size_t>(rows) * cols, 24);
   const GridCholesky cholesky(rows, cols);
-  const auto solve_with = [&](int threads) {
-    std::vector<double> x(b.size());
-    const double* bp = b.data();
-    double* xp = x.data();
-    tbb::task_arena(threads).execute([&] { cholesky.solve(w, {}, {&bp, 1}, {&xp, 1}); });
-    return x;
-  };
-  const auto one = solve_with(1);
-  EXPECT_EQ(one, solve_with(2));
+  const auto solve = [&](const double* bp, double* xp) { cholesky.solve(w, {}, {&bp, 1}, {&xp, 1}); };
+  EXPECT_EQ(solved_on(1, b, solve), solved_on(2, b, solve));
 }
 
 TEST(GridSolver, CholeskySolvesSeveralRightHandSidesInPlaceAndConcurrently) {
@@ -217,6 +218,23 @@ double rms_difference(const std::vector<double>& a, const std::vector<double>& b
   return std::sqrt(sum / static_cast<double>(a.size()));
 }
 
+std::vector<double> double_solve(const GridCholesky& cholesky, const GridWeights& w, const std::vector<double>& b) {
+  std::vector<double> x(b.size());
+  const double* bp = b.data();
+  double* xp = x.data();
+  cholesky.solve(w, {}, {&bp, 1}, {&xp, 1});
+  return x;
+}
+
+std::vector<double> refined_solve(const GridCholesky& cholesky, const GridWeights& w, const std::vector<double>& b,
+                                  const RefinementGoal& goal, RefinedSolveReport& report) {
+  std::vector<double> x(b.size());
+  const double* bp = b.data();
+  double* xp = x.data();
+  report = cholesky.solve_refined(w, {}, {&bp, 1}, {&xp, 1}, goal);
+  return x;
+}
+
 TEST(GridSolver, RefinedFloatSolveMeetsItsGoalAgainstTheDoubleSolve) {
   // Affinities over eight decades (up to 1e5, WLS at λ 10), and the same
   // times 100 (λ 1000, beyond WLS's range), where float pivots lose the
@@ -227,14 +245,11 @@ TEST(GridSolver, RefinedFloatSolveMeetsItsGoalAgainstTheDoubleSolve) {
       for (auto& v : w.horizontal) v *= scale;
       for (auto& v : w.vertical) v *= scale;
       const auto b = random_vector(static_cast<std::size_t>(rows) * cols, 28);
-      std::vector<double> exact(b.size()), refined(b.size());
-      const double* bp = b.data();
-      double* ep = exact.data();
-      double* rp = refined.data();
       const GridCholesky cholesky(rows, cols);
-      cholesky.solve(w, {}, {&bp, 1}, {&ep, 1});
+      const std::vector<double> exact = double_solve(cholesky, w, b);
       const RefinementGoal goal;  // RMS residual ≤ 1e-6
-      const RefinedSolveReport report = cholesky.solve_refined(w, {}, {&bp, 1}, {&rp, 1}, goal);
+      RefinedSolveReport report;
+      const std::vector<double> refined = refined_solve(cholesky, w, b, goal, report);
       EXPECT_LE(report.residual_rms, goal.residual_rms) << rows << "x" << cols << " x" << scale;
       // D = I: the error is at most the residual.
       EXPECT_LE(rms_difference(refined, exact), goal.residual_rms) << rows << "x" << cols << " x" << scale;
@@ -250,16 +265,13 @@ TEST(GridSolver, RefinedSolveFallsBackToADoubleFactorWhenItsGoalIsOutOfReach) {
   const int rows = 60, cols = 70;
   const GridWeights w = contrasted_weights(rows, cols, 29);
   const auto b = random_vector(static_cast<std::size_t>(rows) * cols, 30);
-  std::vector<double> exact(b.size()), refined(b.size());
-  const double* bp = b.data();
-  double* ep = exact.data();
-  double* rp = refined.data();
   const GridCholesky cholesky(rows, cols);
-  cholesky.solve(w, {}, {&bp, 1}, {&ep, 1});
-  const auto report = cholesky.solve_refined(w, {}, {&bp, 1}, {&rp, 1}, {.residual_rms = 1e-30, .max_refinements = 1});
+  RefinedSolveReport report;
+  const std::vector<double> refined =
+      refined_solve(cholesky, w, b, {.residual_rms = 1e-30, .max_refinements = 1}, report);
   EXPECT_TRUE(report.refactored_in_double);
-  EXPECT_EQ(refined, exact);
-  EXPECT_THROW(cholesky.solve_refined(w, {}, {&bp, 1}, {&rp, 1}, {.residual_rms = 0.0}), std::invalid_argument);
+  EXPECT_EQ(refined, double_solve(cholesky, w, b));
+  EXPECT_THROW(refined_solve(cholesky, w, b, {.residual_rms = 0.0}, report), std::invalid_argument);
 }
 
 TEST(GridSolver, RefinedSolveIsIndependentOfTheThreadCountAndSolvesInPlace) {
@@ -270,15 +282,9 @@ TEST(GridSolver, RefinedSolveIsIndependentOfTheThreadCountAndSolvesInPlace) {
   // MXCSR's control bits (its low six are sticky exception flags).
   const auto mode = [] { return _mm_getcsr() & ~0x3Fu; };
   const unsigned mode_before = mode();
-  const auto solve_with = [&](int threads) {
-    std::vector<double> x(b.size());
-    const double* bp = b.data();
-    double* xp = x.data();
-    tbb::task_arena(threads).execute([&] { cholesky.solve_refined(w, {}, {&bp, 1}, {&xp, 1}); });
-    return x;
-  };
-  const auto one = solve_with(1);
-  EXPECT_EQ(one, solve_with(2));
+  const auto solve = [&](const double* bp, double* xp) { cholesky.solve_refined(w, {}, {&bp, 1}, {&xp, 1}); };
+  const auto one = solved_on(1, b, solve);
+  EXPECT_EQ(one, solved_on(2, b, solve));
   // Flush-to-zero is on only while the float factor is made.
   EXPECT_EQ(mode(), mode_before);
   std::vector<double> in_place = b;
