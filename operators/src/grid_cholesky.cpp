@@ -58,7 +58,7 @@ struct Entry {
   enum Kind : int { diagonal, horizontal, vertical } kind;
 };
 
-// The factor's storage: one block of doubles, given to the kernel's
+// The factor's storage: one block of count doubles, given to the kernel's
 // transparent huge pages where it allows them. A fresh factor at 1 MP is
 // ~530 MB; faulting it in 4 KiB pages cost more than half a second on the
 // virtual machines measured, in 2 MiB pages a fifth of that.
@@ -68,16 +68,21 @@ class FactorStorage {
     void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
     madvise(p, bytes_, MADV_HUGEPAGE);  // advice only: ignored where THP is off
-    data_ = static_cast<double*>(p);
+    data_ = p;
   }
   ~FactorStorage() { munmap(data_, bytes_); }
   FactorStorage(const FactorStorage&) = delete;
   FactorStorage& operator=(const FactorStorage&) = delete;
-  double* data() const { return data_; }
+  // The factor's entries: double, or float for solve_refined's factor (the
+  // first half of the block then).
+  template <class T>
+  T* data() const {
+    return static_cast<T*>(data_);
+  }
 
  private:
   std::size_t bytes_;
-  double* data_ = nullptr;
+  void* data_ = nullptr;
 };
 
 struct NotPositiveDefinite : std::runtime_error {
@@ -510,7 +515,7 @@ GridCholesky::UpdateMatrix GridCholesky::factor_node(int id, const Coefficients&
     }
   }
   const int f = static_cast<int>(node.front.size()), s = node.separator, b = f - s;
-  T* panel = reinterpret_cast<T*>(numeric.storage.data()) + node.panel;
+  T* panel = numeric.storage.data<T>() + node.panel;
   // Only the lower triangle of the separator block is used (here, by
   // LAPACK's 'L' routines and by the solve).
   for (int k = 0; k < s; ++k) {
@@ -680,7 +685,7 @@ void GridCholesky::solve_in_double(const GridWeights& weights, const std::vector
   // The right-hand sides are independent: solve them side by side.
   tbb::parallel_for(std::size_t{0}, rhs.size(), [&](std::size_t j) {
     if (out[j] != rhs[j]) std::memcpy(out[j], rhs[j], n * sizeof(double));
-    solve_in_place(numeric->storage.data(), out[j]);
+    solve_in_place(numeric->storage.data<double>(), out[j]);
   });
   release(std::move(numeric));
 }
@@ -724,7 +729,7 @@ RefinedSolveReport GridCholesky::solve_refined(const GridWeights& weights, std::
     solve_in_double(weights, diagonal, rhs, out);
     return {.refinements = 0, .refactored_in_double = true, .residual_rms = 0};
   }
-  const float* factor = reinterpret_cast<const float*>(numeric->storage.data());
+  const float* factor = numeric->storage.data<float>();
   const double max_square_sum = goal.residual_rms * goal.residual_rms * static_cast<double>(n);
   std::vector<int> refinements(rhs.size(), 0);
   std::vector<double> square_sums(rhs.size(), 0.0);
