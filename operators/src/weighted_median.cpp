@@ -91,10 +91,11 @@ std::optional<std::vector<std::uint8_t>> exact_codes(const Plane& v) {
   return codes;
 }
 
-// A channel to quantise: its 8-bit codes (every value exactly k/255), or its
-// values.
+// How many values of a channel have each 8-bit code.
 using CodeHistogram = std::array<std::size_t, 256>;
 
+// A channel to quantise: its 8-bit codes (every value exactly k/255), or its
+// values.
 struct ChannelValues {
   const std::vector<std::uint8_t>* codes = nullptr;
   const CodeHistogram* histogram = nullptr;  // of the codes, when known
