@@ -610,39 +610,20 @@ void GridCholesky::backward_in_place(const T* storage, T* y) const {
 
 namespace {
 
-// r = b − A x for A = D + L_a (its diagonal given); returns Σ r², summed in
-// a fixed order of row blocks so that it does not depend on the schedule.
-double residual(const GridWeights& w, const double* diagonal, const double* b, const double* x, double* r) {
-  const int rows = w.rows, cols = w.cols;
-  constexpr int kBlockRows = 16;
-  const int blocks = (rows + kBlockRows - 1) / kBlockRows;
-  std::vector<double> block_sums(static_cast<std::size_t>(blocks), 0.0);
-  tbb::parallel_for(0, blocks, [&](int block) {
+// r = b − A x for A = D + L_a; returns Σ r², summed in a fixed order of row
+// blocks so that it does not depend on the schedule.
+double residual(const GridWeights& w, std::span<const double> data, const double* b, const double* x, double* r) {
+  grid_multiply(w, data, x, r);
+  const std::size_t n = static_cast<std::size_t>(w.rows) * w.cols;
+  constexpr std::size_t kBlock = std::size_t{1} << 14;
+  std::vector<double> block_sums((n + kBlock - 1) / kBlock, 0.0);
+  tbb::parallel_for(std::size_t{0}, block_sums.size(), [&](std::size_t block) {
     double sum = 0;
-    for (int y = block * kBlockRows; y < std::min(rows, (block + 1) * kBlockRows); ++y) {
-      const std::size_t row = static_cast<std::size_t>(y) * cols;
-      const double *xr = x + row, *hr = w.horizontal.data() + row, *dr = diagonal + row;
-      double* rr = r + row;
-      for (int i = 0; i < cols; ++i) rr[i] = dr[i] * xr[i];
-      for (int i = 0; i + 1 < cols; ++i) {
-        rr[i] -= hr[i] * xr[i + 1];
-        rr[i + 1] -= hr[i] * xr[i];
-      }
-      if (y + 1 < rows) {
-        const double* vr = w.vertical.data() + row;
-        for (int i = 0; i < cols; ++i) rr[i] -= vr[i] * xr[i + cols];
-      }
-      if (y > 0) {
-        const double* vr = w.vertical.data() + row - cols;
-        for (int i = 0; i < cols; ++i) rr[i] -= vr[i] * xr[i - cols];
-      }
-      const double* br = b + row;
-      for (int i = 0; i < cols; ++i) {
-        rr[i] = br[i] - rr[i];
-        sum += rr[i] * rr[i];
-      }
+    for (std::size_t i = block * kBlock; i < std::min(n, (block + 1) * kBlock); ++i) {
+      r[i] = b[i] - r[i];
+      sum += r[i] * r[i];
     }
-    block_sums[static_cast<std::size_t>(block)] = sum;
+    block_sums[block] = sum;
   });
   double total = 0;
   for (double s : block_sums) total += s;
@@ -701,10 +682,6 @@ RefinedSolveReport GridCholesky::solve_refined(const GridWeights& weights, std::
   const std::size_t n = diagonal.size();
   const Coefficients a{diagonal.data(), weights.horizontal.data(), weights.vertical.data()};
   std::unique_ptr<Numeric> numeric = acquire();
-  // Isolated, so that no other work (another pair's double-precision
-  // operator, in datagen) is picked up by a thread while it flushes
-  // subnormals to zero.
-  bool float_factor_failed = false;
   // The first solve's forward step runs inside the factorisation, on each
   // front while it is in cache: one pass over the factor fewer.
   std::vector<std::vector<float>> first(rhs.size());
@@ -713,6 +690,10 @@ RefinedSolveReport GridCholesky::solve_refined(const GridWeights& weights, std::
     first[j].assign(rhs[j], rhs[j] + n);
     first_data[j] = first[j].data();
   }
+  // Isolated, so that no other work (another pair's double-precision
+  // operator, in datagen) is picked up by a thread while it flushes
+  // subnormals to zero.
+  bool float_factor_failed = false;
   tbb::this_task_arena::isolate([&] {
     const FloatMode mode(true);
     try {
@@ -748,7 +729,7 @@ RefinedSolveReport GridCholesky::solve_refined(const GridWeights& weights, std::
     backward_in_place(factor, d.data());
     for (std::size_t i = 0; i < n; ++i) x[i] = d[i];
     for (int step = 0;; ++step) {
-      square_sums[j] = residual(weights, diagonal.data(), b[j], x, r.data());
+      square_sums[j] = residual(weights, data, b[j], x, r.data());
       refinements[j] = step;
       if (square_sums[j] <= max_square_sum || step == goal.max_refinements) break;
       for (std::size_t i = 0; i < n; ++i) d[i] = static_cast<float>(r[i]);

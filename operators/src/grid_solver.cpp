@@ -257,19 +257,21 @@ std::shared_ptr<const GridCholesky> cached_grid_cholesky(int rows, int cols) {
 
 namespace {
 
-// Row r of y = A·x, from x's rows r−1, r and r+1 (north and south unused
-// on the first and last rows).
-void multiply_row(const GridWeights& w, const double* north, const double* x, const double* south, double* y, int r) {
+// Row r of y = (D + L_a)·x, from x's rows r−1, r and r+1 (north and south
+// unused on the first and last rows); data empty: D = I.
+void multiply_row(const GridWeights& w, std::span<const double> data, const double* north, const double* x,
+                  const double* south, double* y, int r) {
   const int rows = w.rows, cols = w.cols;
   const std::size_t row = static_cast<std::size_t>(r) * cols;
   const double* h = w.horizontal.data() + row;
   const double* v = w.vertical.data() + row;
   const double* v_north = r > 0 ? v - cols : nullptr;
+  const double* d = data.empty() ? nullptr : data.data() + row;
   // One pixel with every neighbour test; away from the first and last rows and
   // columns every pixel has all four neighbours, so the interior loop has no
   // branches (and the same expression).
   const auto pixel = [&](int c) {
-    double s = grid_diagonal(w, {}, r, c) * x[c];
+    double s = grid_diagonal(w, data, r, c) * x[c];
     if (c + 1 < cols) s -= h[c] * x[c + 1];
     if (c > 0) s -= h[c - 1] * x[c - 1];
     if (r + 1 < rows) s -= v[c] * south[c];
@@ -282,7 +284,7 @@ void multiply_row(const GridWeights& w, const double* north, const double* x, co
   }
   pixel(0);
   for (int c = 1; c + 1 < cols; ++c) {
-    const double diagonal = 1.0 + (((h[c] + h[c - 1]) + v[c]) + v_north[c]);
+    const double diagonal = (d ? d[c] : 1.0) + (((h[c] + h[c - 1]) + v[c]) + v_north[c]);
     double s = diagonal * x[c];
     s -= h[c] * x[c + 1];
     s -= h[c - 1] * x[c - 1];
@@ -295,13 +297,16 @@ void multiply_row(const GridWeights& w, const double* north, const double* x, co
 
 }  // namespace
 
-void grid_multiply(const GridWeights& w, const double* x, double* y) {
+void grid_multiply(const GridWeights& w, std::span<const double> data, const double* x, double* y) {
+  check_grid_weights(w, data);
   const std::size_t cols = static_cast<std::size_t>(w.cols);
-  for (int r = 0; r < w.rows; ++r) {
+  tbb::parallel_for(0, w.rows, [&](int r) {
     const double* row = x + r * cols;
-    multiply_row(w, r > 0 ? row - cols : nullptr, row, r + 1 < w.rows ? row + cols : nullptr, y + r * cols, r);
-  }
+    multiply_row(w, data, r > 0 ? row - cols : nullptr, row, r + 1 < w.rows ? row + cols : nullptr, y + r * cols, r);
+  });
 }
+
+void grid_multiply(const GridWeights& w, const double* x, double* y) { grid_multiply(w, {}, x, y); }
 
 namespace {
 
@@ -606,7 +611,7 @@ PcgResult mic0_pcg_solve(const GridWeights& w, const Mic0Preconditioner& m, cons
       };
       double s[4] = {0, 0, 0, 0};
       for (std::size_t row = first; row < end; ++row) {
-        multiply_row(w, row > 0 ? p_row(row - 1) : nullptr, p_row(row),
+        multiply_row(w, {}, row > 0 ? p_row(row - 1) : nullptr, p_row(row),
                      row + 1 < static_cast<std::size_t>(w.rows) ? p_row(row + 1) : nullptr, q.get() + row * cols,
                      static_cast<int>(row));
         accumulate_dot(p.get(), q.get(), row * cols, (row + 1) * cols, s);

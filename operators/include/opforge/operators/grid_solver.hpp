@@ -192,6 +192,8 @@ class Mic0Preconditioner {
   std::vector<float> east_, south_;  // L(p+1,p), L(p+cols,p)
 };
 
+/// y = (D + L_a) x, D = diag(data) (empty: the identity); rows in parallel.
+void grid_multiply(const GridWeights& weights, std::span<const double> data, const double* x, double* y);
 /// y = (I + L_a) x.
 void grid_multiply(const GridWeights& weights, const double* x, double* y);
 
