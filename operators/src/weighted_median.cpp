@@ -72,7 +72,7 @@ int count_groups(const std::vector<double>& distinct, double e) {
 std::optional<std::vector<std::uint8_t>> exact_codes(const Plane& v) {
   static const auto value_of = [] {
     std::array<double, 256> t{};
-    for (int k = 0; k < 256; ++k) t[k] = static_cast<double>(k) / 255.0;
+    for (int k = 0; k < 256; ++k) t[k] = lattice_value(k);
     return t;
   }();
   std::vector<std::uint8_t> codes(v.size());
@@ -121,7 +121,7 @@ Quantised quantise(const ChannelValues& channel, int levels) {
     for (int k = 0; k < 256; ++k) {
       if (count[k] == 0) continue;
       distinct_of_code[k] = static_cast<int>(distinct.size());
-      distinct.push_back(static_cast<double>(k) / 255.0);
+      distinct.push_back(lattice_value(k));
       first_index.push_back(at);
       at += count[k];
     }
@@ -210,9 +210,7 @@ struct Channels {
   std::vector<Plane> planes;                     // otherwise
   bool on_lattice() const { return !codes.empty(); }
   std::size_t count() const { return on_lattice() ? codes.size() : planes.size(); }
-  ChannelValues channel(std::size_t c) const {
-    return on_lattice() ? ChannelValues{.codes = &codes[c], .histogram = &histograms[c]} : ChannelValues{.values = &planes[c]};
-  }
+  std::size_t pixels() const { return on_lattice() ? codes[0].size() : planes[0].size(); }
 };
 
 // One pass over the image: the codes when it is on the lattice, and only
@@ -240,9 +238,8 @@ Channels read_channels(const Image& img) {
         for (int x = 0; x < img.cols; ++x) {
           // promote()'s rounding, and its test of the lattice.
           const float v = src[x * channels + k];
-          const float c = v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f;
-          const int code = static_cast<int>(c * 255.0f + 0.5f);
-          off |= static_cast<float>(static_cast<double>(code) / 255.0) != v ? 1u : 0u;
+          const int code = lattice_code(v);
+          off |= static_cast<float>(lattice_value(code)) != v ? 1u : 0u;
           dst[x] = static_cast<std::uint8_t>(code);
         }
         for (int x = 0; x < img.cols; ++x) ++histogram[static_cast<std::size_t>(k)][dst[x]];
@@ -267,9 +264,6 @@ Channels read_channels(const Image& img) {
   return out;
 }
 
-// k/255 in float64, the value of code k.
-double code_value(int k) { return static_cast<double>(k) / 255.0; }
-
 GuideScale guide_scale(const Channels& image, const WeightedMedianParams& p) {
   GuideScale g{0, 0, p.sigma};
   if (p.guide != WmfGuide::self_double) return g;
@@ -282,8 +276,8 @@ GuideScale guide_scale(const Channels& image, const WeightedMedianParams& p) {
         hi = std::max(hi, k);
       }
     }
-    g.lo = code_value(lo);
-    g.hi = code_value(hi);
+    g.lo = lattice_value(lo);
+    g.hi = lattice_value(hi);
   } else {
     g.lo = g.hi = image.planes[0][0];
     for (const auto& c : image.planes) {
@@ -309,7 +303,7 @@ float weight_floor(int channels, const GuideScale& g) {
 
 FeatureMap feature_map(const Channels& image, const WeightedMedianParams& p, const GuideScale& scale) {
   const int channels = static_cast<int>(image.count());
-  const std::size_t n = image.channel(0).size();
+  const std::size_t n = image.pixels();
   // The 8-bit feature of a value.
   const double lo = scale.lo, range = scale.hi - scale.lo;
   const auto feature = [&](double v) {
@@ -319,7 +313,7 @@ FeatureMap feature_map(const Channels& image, const WeightedMedianParams& p, con
   std::vector<std::vector<std::uint8_t>> f(channels, std::vector<std::uint8_t>(n));
   if (image.on_lattice()) {
     std::array<std::uint8_t, 256> of_code{};
-    for (int k = 0; k < 256; ++k) of_code[static_cast<std::size_t>(k)] = feature(code_value(k));
+    for (int k = 0; k < 256; ++k) of_code[static_cast<std::size_t>(k)] = feature(lattice_value(k));
     for (int c = 0; c < channels; ++c) {
       tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) { f[c][i] = of_code[image.codes[c][i]]; });
     }
@@ -741,8 +735,9 @@ Image weighted_median_with(const Image& input, const WeightedMedianParams& param
   std::vector<Quantised> levels(channels);
   const auto quantise_all = [&] {
     tbb::parallel_for(std::size_t{0}, channels, [&](std::size_t c) {
-      levels[c] = image.on_lattice() ? quantise(image.channel(c), params.levels_input)
-                                     : quantise(image.planes[c], params.levels_input);
+      levels[c] = image.on_lattice()
+                      ? quantise({.codes = &image.codes[c], .histogram = &image.histograms[c]}, params.levels_input)
+                      : quantise(image.planes[c], params.levels_input);
     });
   };
   FeatureMap features;

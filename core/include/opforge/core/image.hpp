@@ -77,13 +77,20 @@ Image from_double_planes(const std::vector<Plane>& planes, int rows, int cols);
 /// True when every value of `img` is float32(k/255) for an integer k in 0..255.
 bool is_on_8bit_lattice(const Image& img);
 
+/// The 8-bit code k of a value (rounded, clamped to 0..255; NaN gives 0).
+inline int lattice_code(float v) {
+  const float c = v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f;  // branch-free, so that loops vectorise
+  return static_cast<int>(c * 255.0f + 0.5f);
+}
+
+/// The float64 value of 8-bit code k: exactly k/255.
+inline double lattice_value(int k) { return static_cast<double>(k) / 255.0; }
+
 /// The float64 promotion of one value of an image (to_double_planes' rule):
 /// exactly k/255 when the image is on the 8-bit lattice, else the value
 /// itself. For operators that promote pixel by pixel instead of planes.
 inline double promote(float v, bool on_lattice) {
-  if (!on_lattice) return static_cast<double>(v);
-  const float c = v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f;  // branch-free, so that loops vectorise
-  return static_cast<double>(static_cast<int>(c * 255.0f + 0.5f)) / 255.0;
+  return on_lattice ? lattice_value(lattice_code(v)) : static_cast<double>(v);
 }
 
 /// MATLAB/Octave rgb2gray of one pixel (float64): the weights of gray_plane.
