@@ -97,7 +97,7 @@ OperatorEntry::Pair OperatorEntry::pair(const Image& source, const ParamValues& 
   require_image(source, name);
   const ParamValues valid = validate(values);
   if (kind == OperatorKind::filter) return {.input = source, .output = run_valid(source, &source, valid, context)};
-  Image reference = prepare ? prepare(source, valid) : source;
+  Image reference = target(source, valid);
   Image input = run_valid(source, &reference, valid, context);
   return {.input = std::move(input), .output = std::move(reference)};
 }
