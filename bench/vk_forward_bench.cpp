@@ -4,9 +4,15 @@
 // 8-bit levels). FRACTION < 1 forces the device budget to that fraction of
 // what one pass needs (and then the pass must run in parts); --fp16 stores
 // activations as float16 (then the 8-bit outputs may differ by a level).
+// --repeat N times N more Vulkan runs after the first (which includes
+// creating the pipelines and uploading the weights) and reports the fastest
+// and the median: the per-frame time of a video or a directory.
+// --pixels N sets the conv shader's pixels per invocation (1..4; the
+// device's choice when absent), --device-index N the device.
 //
-//   vk_forward_bench MODEL IMAGE [FRACTION=1] [--fp16] [PLANE...]
+//   vk_forward_bench MODEL IMAGE [FRACTION=1] [--fp16] [--repeat N] [--pixels N] [--device-index N] [PLANE...]
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -29,7 +35,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: vk_forward_bench MODEL IMAGE [FRACTION=1] [--fp16] [PLANE...]\n");
+    std::fprintf(stderr, "usage: vk_forward_bench MODEL IMAGE [FRACTION=1] [--fp16] [--repeat N] [--pixels N] [--device-index N] [PLANE...]\n");
     return 2;
   }
   try {
@@ -37,21 +43,27 @@ int main(int argc, char** argv) {
     const Image image = read_image(argv[2]);
     const double fraction = argc > 3 ? std::atof(argv[3]) : 1.0;
     bool fp16 = false;
+    int repeat = 0;
     std::vector<float> planes;
+    vk::VulkanOptions options;
     for (int i = 4; i < argc; ++i) {
-      if (std::string(argv[i]) == "--fp16") fp16 = true;
+      const std::string arg = argv[i];
+      const bool has_value = i + 1 < argc;
+      if (arg == "--fp16") fp16 = true;
+      else if (arg == "--repeat" && has_value) repeat = std::atoi(argv[++i]);
+      else if (arg == "--pixels" && has_value) options.conv_pixels = std::atoi(argv[++i]);
+      else if (arg == "--device-index" && has_value) options.device_index = std::atoi(argv[++i]);
       else planes.push_back(static_cast<float>(std::atof(argv[i])));
     }
 
-    vk::VulkanOptions options;
     options.cache_directory = "none";
     options.fp16_storage = fp16;
     const double one_pass = vk::VulkanExecutor(options).resident_bytes(m.spec(), image.rows, image.cols);
     if (fraction < 1) options.budget_bytes = one_pass * fraction;
     vk::VulkanExecutor vulkan(options);
-    std::printf("%dx%d, %s on %s%s: one pass needs %.0f MiB of device memory; budget %.0f MiB\n", image.cols, image.rows,
-                m.spec().architecture.c_str(), vulkan.device().name.c_str(), fp16 ? " (fp16 storage)" : "", one_pass / (1 << 20),
-                vulkan.budget_bytes() / (1 << 20));
+    std::printf("%dx%d, %s on %s%s, %d pixel(s) per conv invocation: one pass needs %.0f MiB of device memory; budget %.0f MiB\n",
+                image.cols, image.rows, m.spec().architecture.c_str(), vulkan.device().name.c_str(), fp16 ? " (fp16 storage)" : "",
+                vulkan.device().conv_pixels, one_pass / (1 << 20), vulkan.budget_bytes() / (1 << 20));
     const double gflop = 2.0 * m.spec().macs_per_pixel() * image.rows * image.cols / 1e9;
 
     auto start = std::chrono::steady_clock::now();
@@ -64,6 +76,23 @@ int main(int argc, char** argv) {
     std::printf("cpu forward %.2f s (%.1f GFLOP/s); vulkan %.2f s (%.1f GFLOP/s), %s, %d-row bands, %d refused allocation(s)\n",
                 cpu_seconds, gflop / cpu_seconds, gpu_seconds, gflop / gpu_seconds, report.parts ? "in parts" : "whole",
                 report.band_rows, report.retries);
+    if (repeat > 0) {
+      std::vector<double> times;
+      for (int r = 0; r < repeat; ++r) {
+        start = std::chrono::steady_clock::now();
+        const Image again = vulkan.run(m, image, planes);
+        times.push_back(seconds_since(start));
+        if (cv::norm(again, gpu, cv::NORM_INF) != 0) {
+          std::printf("FAIL: run %d differs from the first\n", r + 2);
+          return 1;
+        }
+      }
+      std::sort(times.begin(), times.end());
+      const double median = times[times.size() / 2];
+      std::printf("vulkan per frame over %d more runs: fastest %.2f ms (%.1f GFLOP/s), median %.2f ms (%.1f GFLOP/s); "
+                  "every run equal to the first\n",
+                  repeat, 1e3 * times.front(), gflop / times.front(), 1e3 * median, gflop / median);
+    }
 
     const double max_abs = cv::norm(cpu, gpu, cv::NORM_INF);
     const Image a = model::quantise(m, cpu), b = model::quantise(m, gpu);

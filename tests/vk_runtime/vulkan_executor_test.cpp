@@ -164,6 +164,29 @@ TEST(VulkanExecutor, RunsStridesTransposedLayersInstanceNormsAndResidualsAsTheCp
       {{1, 1}, {2, 3}, {5, 7}, {16, 16}, {37, 29}, {3, 70}}, 100);
 }
 
+// The conv shader's pixels per invocation (the default, 4, runs in every
+// other test): each count, with images whose widths leave partial
+// workgroups and invocations whose last pixels lie past the row.
+TEST(VulkanExecutor, EveryPixelsPerInvocationMatchesTheCpuForward) {
+  for (int pixels : {1, 2, 3}) {
+    SCOPED_TRACE(std::to_string(pixels) + " pixel(s) per invocation");
+    VulkanOptions o = validated();
+    o.conv_pixels = pixels;
+    VulkanExecutor executor(o);
+    EXPECT_EQ(executor.device().conv_pixels, pixels);
+    const std::vector<std::pair<int, int>> sizes{{1, 1}, {3, 517}, {37, 29}, {5, 70}};
+    expect_matches_cpu_at_sizes(executor, {3, 24}, [](int width) { return test::mixed_model(width, 700 + width); }, sizes, 10);
+    expect_matches_cpu_at_sizes(executor, {8}, [](int width) { return test::fan_shaped_model(width, 800 + width); }, sizes, 20);
+  }
+  for (int pixels : {0, 5}) {
+    VulkanOptions o = validated();
+    o.conv_pixels = pixels;
+    const std::string message = test::error_of([&] { VulkanExecutor executor(o); });
+    EXPECT_NE(message.find("conv pixels per invocation " + std::to_string(pixels) + " is out of range: valid 1..4"), std::string::npos)
+        << message;
+  }
+}
+
 TEST(VulkanExecutor, EveryPublishedModelMatchesTheCpuForward) {
   // A 96x128 crop of a test photo: every layer's dilation reaches past it.
   const Image photo = read_image(test::data_path("can24/000001_input.png"));

@@ -350,6 +350,19 @@ void Context::choose_device(const VulkanOptions& options) {
   // 8 on lavapipe with AVX2), within what the device allows.
   conv_columns_ = std::clamp(static_cast<int>(subgroup.subgroupSize), 8, 64);
   while (conv_columns_ * 4 > static_cast<int>(p.properties.limits.maxComputeWorkGroupInvocations) && conv_columns_ > 1) conv_columns_ /= 2;
+  // Pixels per conv invocation: four, so that each weight loaded feeds four
+  // pixels' multiply-adds. On lavapipe, CAN24 on a 400x300 crop: 2.18 s at
+  // one pixel, 1.84 s at two, 1.82 s at four.
+  if (options.conv_pixels) {
+    if (*options.conv_pixels < 1 || *options.conv_pixels > kMaxConvPixels) {
+      throw Error("Vulkan: conv pixels per invocation " + std::to_string(*options.conv_pixels) + " is out of range: valid 1.." +
+                  std::to_string(kMaxConvPixels));
+    }
+    conv_pixels_ = *options.conv_pixels;
+  } else {
+    conv_pixels_ = kMaxConvPixels;
+  }
+  info_.conv_pixels = conv_pixels_;
   limits_ = p.properties.limits;
   max_allocation_ = double(maintenance.maxMemoryAllocationSize);
   api_.vkGetPhysicalDeviceMemoryProperties(physical_, &memory_);
@@ -504,9 +517,9 @@ void Context::create_pipeline(Pipeline which, const std::uint32_t* code, std::si
   create.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
   create.stage.module = module;
   create.stage.pName = "main";
-  const int constants[2] = {groups, conv_columns_};
-  const VkSpecializationMapEntry entries[2] = {{0, 0, sizeof(int)}, {1, sizeof(int), sizeof(int)}};
-  const VkSpecializationInfo specialisation{2, entries, sizeof constants, constants};
+  const int constants[3] = {groups, conv_columns_, conv_pixels_};
+  const VkSpecializationMapEntry entries[3] = {{0, 0, sizeof(int)}, {1, sizeof(int), sizeof(int)}, {2, 2 * sizeof(int), sizeof(int)}};
+  const VkSpecializationInfo specialisation{3, entries, sizeof constants, constants};
   if (groups > 0) create.stage.pSpecializationInfo = &specialisation;
   create.layout = p.layout;
   const VkResult made = api_.vkCreateComputePipelines(device_, cache, 1, &create, nullptr, &p.pipeline);

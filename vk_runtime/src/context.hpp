@@ -62,6 +62,7 @@ struct Window {
 /// The conv pipeline computing `groups` × 4 output channels per
 /// invocation (1..kMaxConvGroups), the statistics pass, the epilogue.
 inline constexpr int kMaxConvGroups = 8;
+inline constexpr int kMaxConvPixels = 4;
 struct Pipeline {
   int index;
   static Pipeline conv(int groups) { return {groups - 1}; }
@@ -85,8 +86,10 @@ class Context {
   double allocated_bytes() const { return allocated_; }
   /// Bytes per stored activation: 2 with fp16 storage, else 4.
   int element_bytes() const { return fp16_ ? 2 : 4; }
-  /// Output columns per conv workgroup: the subgroup size, 8..64.
+  /// Invocations per conv workgroup row: the subgroup size, 8..64.
   int conv_columns() const { return conv_columns_; }
+  /// Output pixels per conv invocation, 1..kMaxConvPixels.
+  int conv_pixels() const { return conv_pixels_; }
 
   /// Allocates memory of a type with `properties` (host-visible ones
   /// coherent); device-local allocations count against the testing limit.
@@ -148,6 +151,7 @@ class Context {
   double max_allocation_ = 0;
   bool fp16_ = false;
   int conv_columns_ = 16;
+  int conv_pixels_ = 1;
   mutable std::mutex messages_mutex_;
   std::vector<std::string> messages_;
 };

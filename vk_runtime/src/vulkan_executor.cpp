@@ -257,9 +257,10 @@ struct VulkanExecutor::Impl {
     ConvPush p{in.rows, in.cols, in.channels, int(src.first_element), out.cols, out.channels, a, int(dst.first_element), b - a,
                l.kernel_h, l.kernel_w, l.dilation, l.stride, l.transposed ? 1 : 0, weight_groups(l)};
     const int per = conv_groups(l);
+    const int columns = context.conv_columns() * context.conv_pixels();
     context.dispatch(cmd, Pipeline::conv(per),
                      {src, dst, whole(layer_buffers[i].weights), whole(layer_buffers[i].bias)}, &p, sizeof p,
-                     static_cast<std::uint32_t>((out.cols + context.conv_columns() - 1) / context.conv_columns()), static_cast<std::uint32_t>((b - a + 3) / 4),
+                     static_cast<std::uint32_t>((out.cols + columns - 1) / columns), static_cast<std::uint32_t>((b - a + 3) / 4),
                      static_cast<std::uint32_t>(weight_groups(l) / per));
     if (l.normalizer != Normalizer::none) {
       context.barrier(cmd);

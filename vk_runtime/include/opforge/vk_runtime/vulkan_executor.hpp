@@ -39,6 +39,7 @@ struct DeviceInfo {
   bool memory_budget = false;  ///< VK_EXT_memory_budget is supported
   bool fp16_storage = false;   ///< 16-bit storage buffers (VulkanOptions::fp16_storage)
   int subgroup_size = 0;       ///< the width of a conv workgroup's rows (8..64)
+  int conv_pixels = 0;         ///< output pixels per conv invocation (set when a device is opened)
 };
 
 /// Vulkan devices in the order they are preferred: discrete, integrated,
@@ -66,6 +67,9 @@ struct VulkanOptions {
   /// memory and bandwidth, values rounded to half precision between layers.
   /// Error if the device lacks 16-bit storage buffers.
   bool fp16_storage = false;
+  /// Output pixels each conv invocation computes, 1..4 (4 when unset):
+  /// benchmarks and tests set it.
+  std::optional<int> conv_pixels;
   /// The pipeline cache file's folder; empty: $XDG_CACHE_HOME/opforge (or
   /// ~/.cache/opforge); "none": no cache on disk.
   std::filesystem::path cache_directory;
