@@ -187,6 +187,33 @@ TEST(VulkanExecutor, EveryPixelsPerInvocationMatchesTheCpuForward) {
   }
 }
 
+// A second frame of the same size uploads nothing and allocates nothing;
+// other weights of the same shape, another size and a smaller image after a
+// larger one still give the CPU's result.
+TEST(VulkanExecutor, KeepsWeightsAndBuffersForTheNextPassOnlyWhileTheyStillFit) {
+  VulkanExecutor executor(validated());
+  const Model a = test::mixed_model(24, 901), b = test::mixed_model(24, 902);
+  const auto expect_cpu = [&](const Model& m, int rows, int cols) {
+    SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(cols));
+    const cv::Mat input = test::random_input(rows, cols, m.spec().input_channels(), rows + cols);
+    EXPECT_LE(max_abs(executor.forward(m, input), CpuExecutor().forward(m, input)), 1e-4);
+  };
+  expect_cpu(a, 40, 30);
+  EXPECT_TRUE(executor.last_run().weights_uploaded);
+  EXPECT_GT(executor.last_run().allocations, 0);
+  expect_cpu(a, 40, 30);
+  EXPECT_FALSE(executor.last_run().weights_uploaded);
+  EXPECT_EQ(executor.last_run().allocations, 0);
+  expect_cpu(b, 40, 30);
+  EXPECT_TRUE(executor.last_run().weights_uploaded) << "same shapes, other weights";
+  EXPECT_EQ(executor.last_run().allocations, 0);
+  expect_cpu(b, 90, 61);
+  EXPECT_GT(executor.last_run().allocations, 0);
+  expect_cpu(a, 7, 5);
+  expect_cpu(a, 40, 30);
+  expect_no_validation_messages(executor);
+}
+
 TEST(VulkanExecutor, EveryPublishedModelMatchesTheCpuForward) {
   // A 96x128 crop of a test photo: every layer's dilation reaches past it.
   const Image photo = read_image(test::data_path("can24/000001_input.png"));

@@ -2,10 +2,12 @@
 #extension GL_GOOGLE_include_directive : require
 #include "activation_type.glsl"
 // Per-row sums of y and y² for each channel of a band of rows of an HWC
-// window: one workgroup per (row, channel), a tree over the row's pixels, so
-// a 4K row's sum is as accurate as a pairwise float sum. The host adds the
-// rows in float64, in order.
-layout(local_size_x = 64) in;
+// window: one workgroup per row, reading it front to back (neighbouring
+// invocations read neighbouring values: invocation t takes channel
+// t mod C of every (256 div C)-th pixel), each invocation summing its
+// values in order, then each channel's partial sums in order. The host adds
+// the rows in float64, in order.
+layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer Values { ACTIVATION data[]; } values;
 layout(std430, binding = 1) writeonly buffer Sums { vec2 data[]; } sums;  // [row][channel]
@@ -16,23 +18,31 @@ layout(push_constant) uniform Geometry {
   int first_row;    // the band's first row in the tensor
 } g;
 
-shared vec2 partial[64];
+shared vec2 partial[256];
 
 void main() {
-  const int row = int(gl_WorkGroupID.y);
-  const int c = int(gl_WorkGroupID.x);
+  const int row = g.first_row + int(gl_WorkGroupID.x);
   const int t = int(gl_LocalInvocationID.x);
-  vec2 s = vec2(0.0);
-  const int base = (g.first_row + row) * g.cols * g.channels + c - g.offset;
-  for (int x = t; x < g.cols; x += 64) {
-    const float v = float(values.data[base + x * g.channels]);
-    s += vec2(v, v * v);
-  }
-  partial[t] = s;
-  barrier();
-  for (int step = 32; step > 0; step >>= 1) {
-    if (t < step) partial[t] += partial[t + step];
+  const int base = row * g.cols * g.channels - g.offset;
+  // Channels [c0, c0 + span) at a time: all of them unless there are more than 256.
+  for (int c0 = 0; c0 < g.channels; c0 += 256) {
+    const int span = min(256, g.channels - c0);
+    const int lanes = 256 / span;
+    const int lane = t / span, c = c0 + t % span;
+    vec2 s = vec2(0.0);
+    if (lane < lanes) {
+      for (int x = lane; x < g.cols; x += lanes) {
+        const float v = float(values.data[base + x * g.channels + c]);
+        s += vec2(v, v * v);
+      }
+    }
+    partial[t] = s;
+    barrier();
+    if (t < span) {
+      vec2 total = vec2(0.0);
+      for (int l = 0; l < lanes; ++l) total += partial[l * span + t];
+      sums.data[row * g.channels + c0 + t] = total;
+    }
     barrier();
   }
-  if (t == 0) sums.data[(g.first_row + row) * g.channels + c] = partial[0];
 }

@@ -565,13 +565,21 @@ void Context::release(VkDeviceMemory memory, VkDeviceSize bytes, bool device_loc
 }
 
 void Context::submit(const std::function<void(VkCommandBuffer)>& record) {
+  record(begin());
+  submit_and_wait();
+}
+
+VkCommandBuffer Context::begin() {
   check(api_.vkResetCommandPool(device_, command_pool_, 0), "resetting the command pool");
   check(api_.vkResetDescriptorPool(device_, descriptor_pool_, 0), "resetting the descriptor pool");
   sets_left_ = kSetsPerSubmit;
   VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
   check(api_.vkBeginCommandBuffer(command_buffer_, &begin), "beginning a command buffer");
-  record(command_buffer_);
+  return command_buffer_;
+}
+
+void Context::submit_and_wait() {
   barrier(command_buffer_);
   check(api_.vkEndCommandBuffer(command_buffer_), "ending a command buffer");
   VkSubmitInfo submit{VK_STRUCTURE_TYPE_SUBMIT_INFO};

@@ -36,6 +36,7 @@ class Buffer {
   Buffer& operator=(const Buffer&) = delete;
 
   VkBuffer handle() const { return buffer_; }
+  bool host_visible() const { return mapped_ != nullptr; }
   VkDeviceSize size() const { return size_; }
   /// The mapped memory of a host-visible buffer (coherent).
   void* mapped() const { return mapped_; }
@@ -100,6 +101,13 @@ class Context {
   /// Descriptor sets come from `bind` within the recording and are freed
   /// after the wait.
   void submit(const std::function<void(VkCommandBuffer)>& record);
+  /// The same in two steps, for a recording that spans several callers:
+  /// begin() starts the command buffer, submit_and_wait() ends, submits it
+  /// and waits.
+  VkCommandBuffer begin();
+  void submit_and_wait();
+  /// Dispatches the current recording may still make.
+  int dispatches_left() const { return sets_left_; }
   /// Within a recording: binds the pipeline, a descriptor set of the windows
   /// (in binding order) and the push constants, and dispatches.
   void dispatch(VkCommandBuffer cmd, Pipeline pipeline, const std::vector<Window>& windows, const void* push,

@@ -25,7 +25,6 @@ using model::NetworkSpec;
 using model::Normalizer;
 
 constexpr int kMaxBandRows = 4096;       // rows per dispatch; also the stats pass's workgroup rows
-constexpr int kDispatchesPerSubmit = 256;  // within the context's descriptor pool
 
 struct Shape {
   int rows = 0, cols = 0, channels = 0;
@@ -190,33 +189,127 @@ struct VulkanExecutor::Impl {
     std::vector<std::uint8_t> host;  // passes in parts: the stored values' bytes
   };
 
-  struct LayerBuffers {
-    Buffer weights, bias;
-  };
-
   const model::Model* model = nullptr;
   Plan plan;
-  std::vector<LayerBuffers> layer_buffers;
   Buffer stats, affine;
+  VkDeviceSize affine_stride = 0;  // bytes per layer's slice of `affine`
+
+  // --- weights, kept while the next pass runs the same ones ----------------
+
+  // Every layer's packed kernel and bias in one device buffer, each at an
+  // aligned offset; `packed` is what the buffer holds, so the next pass of
+  // the same model (a video's frames, a directory) uploads nothing.
+  struct LayerRanges {
+    VkDeviceSize kernel = 0, kernel_bytes = 0, bias = 0, bias_bytes = 0;
+  };
+  std::vector<float> packed;
+  std::vector<LayerRanges> ranges;
+  Buffer weights;
 
   void upload_weights() {
     const auto& layers = model->spec().layers;
-    layer_buffers.clear();
-    std::vector<float> kernel, bias;
+    const std::size_t align = alignment() / sizeof(float);
+    std::vector<float> next, kernel, bias;
+    std::vector<LayerRanges> next_ranges;
+    const auto append = [&](const std::vector<float>& values, VkDeviceSize& offset, VkDeviceSize& bytes) {
+      next.resize((next.size() + align - 1) / align * align, 0.0f);
+      offset = next.size() * sizeof(float);
+      bytes = values.size() * sizeof(float);
+      next.insert(next.end(), values.begin(), values.end());
+    };
     for (std::size_t i = 0; i < layers.size(); ++i) {
       pack_layer(layers[i], model->weights()[i], kernel, bias);
-      LayerBuffers b;
-      b.weights = Buffer(context, kernel.size() * sizeof(float), false);
-      b.bias = Buffer(context, bias.size() * sizeof(float), false);
-      Buffer k_stage(context, kernel.size() * sizeof(float), true), b_stage(context, bias.size() * sizeof(float), true);
-      std::memcpy(k_stage.mapped(), kernel.data(), kernel.size() * sizeof(float));
-      std::memcpy(b_stage.mapped(), bias.data(), bias.size() * sizeof(float));
-      context.submit([&](VkCommandBuffer cmd) {
-        context.copy(cmd, k_stage, 0, b.weights, 0, k_stage.size());
-        context.copy(cmd, b_stage, 0, b.bias, 0, b_stage.size());
-      });
-      layer_buffers.push_back(std::move(b));
+      LayerRanges r;
+      append(kernel, r.kernel, r.kernel_bytes);
+      append(bias, r.bias, r.bias_bytes);
+      next_ranges.push_back(r);
     }
+    if (weights.handle() != VK_NULL_HANDLE && next == packed) return;
+    report.weights_uploaded = true;
+    packed.clear();
+    weights = Buffer();
+    Buffer device(context, next.size() * sizeof(float), false);
+    Buffer stage(context, next.size() * sizeof(float), true);
+    std::memcpy(stage.mapped(), next.data(), next.size() * sizeof(float));
+    context.submit([&](VkCommandBuffer c) { context.copy(c, stage, 0, device, 0, stage.size()); });
+    weights = std::move(device);
+    packed = std::move(next);
+    ranges = std::move(next_ranges);
+  }
+
+  Window layer_kernel(std::size_t i) const { return {weights.handle(), ranges[i].kernel, ranges[i].kernel_bytes, 0}; }
+  Window layer_bias(std::size_t i) const { return {weights.handle(), ranges[i].bias, ranges[i].bias_bytes, 0}; }
+  Window layer_affine(std::size_t i) const { return {affine.handle(), i * affine_stride, affine_stride, 0}; }
+
+  // --- buffers kept between passes -------------------------------------------
+
+  // A GPU driver's allocation of the hundreds of MiB a 1080p activation
+  // takes is not free, so a pass's buffers are kept for the next pass and
+  // handed out again by exact size. Device memory held, pooled buffers
+  // included, stays within the budget: pooled buffers of other sizes give
+  // way, largest first, and all of them when the driver refuses memory.
+  std::vector<Buffer> pool;
+
+  Buffer take(VkDeviceSize bytes, bool host_visible) {
+    for (auto it = pool.begin(); it != pool.end(); ++it) {
+      if (it->size() == bytes && it->host_visible() == host_visible) {
+        Buffer b = std::move(*it);
+        pool.erase(it);
+        return b;
+      }
+    }
+    // No match: the pooled buffers of this kind have another pass's sizes.
+    const auto of_kind = [host_visible](const Buffer& b) { return b.host_visible() == host_visible; };
+    if (host_visible) {
+      evict(of_kind);
+    } else {
+      while (context.allocated_bytes() + double(bytes) > context.budget_bytes() && std::any_of(pool.begin(), pool.end(), of_kind)) {
+        VkBuffer largest = VK_NULL_HANDLE;
+        VkDeviceSize size = 0;
+        for (const Buffer& b : pool) {
+          if (of_kind(b) && (largest == VK_NULL_HANDLE || b.size() > size)) largest = b.handle(), size = b.size();
+        }
+        evict([largest](const Buffer& b) { return b.handle() == largest; });
+      }
+    }
+    ++report.allocations;
+    try {
+      return Buffer(context, bytes, host_visible);
+    } catch (const DeviceMemoryExhausted&) {
+      if (pool.empty()) throw;
+      evict([](const Buffer&) { return true; });
+      return Buffer(context, bytes, host_visible);
+    }
+  }
+  void give(Buffer&& b) {
+    if (b.handle() != VK_NULL_HANDLE) pool.push_back(std::move(b));
+  }
+  // Frees the pooled buffers `which` selects, once the recorded commands
+  // that may still use them have run.
+  template <typename Which>
+  void evict(const Which& which) {
+    if (std::none_of(pool.begin(), pool.end(), which)) return;
+    flush();
+    pool.erase(std::remove_if(pool.begin(), pool.end(), which), pool.end());
+  }
+
+  // --- one submission for all the host need not see in between ------------
+
+  bool recording = false;
+  VkCommandBuffer cmd = VK_NULL_HANDLE;
+  // The open command buffer, with room for `dispatches` more dispatches.
+  VkCommandBuffer record(int dispatches) {
+    if (recording && context.dispatches_left() < dispatches) flush();
+    if (!recording) {
+      cmd = context.begin();
+      recording = true;
+    }
+    return cmd;
+  }
+  void flush() {
+    if (!recording) return;
+    recording = false;
+    context.submit_and_wait();
   }
 
   // A window of a device tensor's rows [a, b): the binding starts at an
@@ -231,10 +324,14 @@ struct VulkanExecutor::Impl {
   }
   static Window whole(const Buffer& b) { return {b.handle(), 0, VK_WHOLE_SIZE, 0}; }
 
-  // z = scale·y + shift per channel from the layer's statistics (rows added
-  // in float64, in order, then folded as the CPU forward folds them).
-  void fold_statistics(const LayerSpec& l, const model::LayerWeights& w, int rows, int cols) {
-    auto* values = affine.floats();
+  // z = scale·y + shift per channel from layer i's statistics (rows added
+  // in float64, in order, then folded as the CPU forward folds them), into
+  // the layer's own slice of `affine`: an earlier layer's epilogue may not
+  // have run yet.
+  void fold_statistics(std::size_t i, int rows, int cols) {
+    const LayerSpec& l = model->spec().layers[i];
+    const model::LayerWeights& w = model->weights()[i];
+    float* values = affine.floats() + i * affine_stride / sizeof(float);
     if (l.normalizer == Normalizer::none) {
       for (int c = 0; c < l.cout; ++c) values[2 * c] = 1.0f, values[2 * c + 1] = 0.0f;
       return;
@@ -259,19 +356,19 @@ struct VulkanExecutor::Impl {
     const int per = conv_groups(l);
     const int columns = context.conv_columns() * context.conv_pixels();
     context.dispatch(cmd, Pipeline::conv(per),
-                     {src, dst, whole(layer_buffers[i].weights), whole(layer_buffers[i].bias)}, &p, sizeof p,
+                     {src, dst, layer_kernel(i), layer_bias(i)}, &p, sizeof p,
                      static_cast<std::uint32_t>((out.cols + columns - 1) / columns), static_cast<std::uint32_t>((b - a + 3) / 4),
                      static_cast<std::uint32_t>(weight_groups(l) / per));
     if (l.normalizer != Normalizer::none) {
       context.barrier(cmd);
       StatsPush s{out.cols, out.channels, int(dst.first_element), a};
-      context.dispatch(cmd, detail::kStatsPipeline, {dst, whole(stats)}, &s, sizeof s, static_cast<std::uint32_t>(out.channels),
-                       static_cast<std::uint32_t>(b - a), 1);
+      context.dispatch(cmd, detail::kStatsPipeline, {dst, whole(stats)}, &s, sizeof s, static_cast<std::uint32_t>(b - a), 1, 1);
     }
   }
 
-  void record_finish(VkCommandBuffer cmd, const LayerSpec& l, const Shape& out, int a, int b, const Window& values,
+  void record_finish(VkCommandBuffer cmd, std::size_t i, const Shape& out, int a, int b, const Window& values,
                      const std::optional<Window>& residual) {
+    const LayerSpec& l = model->spec().layers[i];
     const long long first = static_cast<long long>(a) * out.row_values();
     const long long count = static_cast<long long>(b - a) * out.row_values();
     FinishPush p{int(count), out.channels, int(values.first_element), int(first),
@@ -279,7 +376,7 @@ struct VulkanExecutor::Impl {
     const long long groups = (count + 255) / 256;
     const std::uint32_t x = static_cast<std::uint32_t>(std::min<long long>(groups, 65535));
     const std::uint32_t y = static_cast<std::uint32_t>((groups + 65534) / 65535);
-    context.dispatch(cmd, detail::kFinishPipeline, {values, whole(affine), residual ? *residual : whole(affine)}, &p, sizeof p, x, y, 1);
+    context.dispatch(cmd, detail::kFinishPipeline, {values, layer_affine(i), residual ? *residual : layer_affine(i)}, &p, sizeof p, x, y, 1);
   }
 
   // Bands of a layer's output rows: each dispatch's windows within the
@@ -316,62 +413,59 @@ struct VulkanExecutor::Impl {
 
   // --- resident: every live tensor on the device --------------------------
 
-  // Layers [first, last) on `input`, tensor `first` of the plan.
+  // Layers [first, last) on `input`, tensor `first` of the plan. Everything
+  // between two normalised layers' statistics is one submission: the host
+  // waits only where it folds statistics, and at the end.
   cv::Mat run_resident(const cv::Mat& input, std::size_t first, std::size_t last) {
     const auto& layers = model->spec().layers;
     std::vector<Tensor> tensors(plan.shapes.size());
     for (std::size_t t = 0; t < tensors.size(); ++t) tensors[t].shape = plan.shapes[t];
-    tensors[first].device = Buffer(context, VkDeviceSize(plan.shapes[first].elements()) * es(), false);
+    const auto tensor_bytes = [&](std::size_t t) { return VkDeviceSize(plan.shapes[t].elements()) * es(); };
+    tensors[first].device = take(tensor_bytes(first), false);
+    Buffer upload = take(tensor_bytes(first), true);
     {
-      Buffer upload(context, tensors[first].device.size(), true);
       const cv::Mat values = stored(input, es());
-      std::memcpy(upload.mapped(), values.data, tensors[first].device.size());
-      context.submit([&](VkCommandBuffer cmd) { context.copy(cmd, upload, 0, tensors[first].device, 0, upload.size()); });
+      std::memcpy(upload.mapped(), values.data, upload.size());
     }
+    context.copy(record(0), upload, 0, tensors[first].device, 0, upload.size());
+    context.barrier(cmd);
     for (std::size_t i = first; i < last; ++i) {
       const LayerSpec& l = layers[i];
       const Shape& in = plan.shapes[i];
       const Shape& out = plan.shapes[i + 1];
-      tensors[i + 1].device = Buffer(context, VkDeviceSize(out.elements()) * es(), false);
+      tensors[i + 1].device = take(tensor_bytes(i + 1), false);
       const int band = band_rows(i, false, 0);
       if (band == 0) throw Error("Vulkan: one row of layer '" + l.name + "' exceeds the device's storage-buffer range");
       report.band_rows = std::max(report.band_rows, band);
-      for_each_submission(out.rows, band, [&](VkCommandBuffer cmd, int a, int b) {
+      for (int a = 0; a < out.rows; a += band) {
+        const int b = std::min(out.rows, a + band);
         const auto [ia, ib] = input_rows(l, a, b, in.rows);
-        record_conv(cmd, i, in, out, a, b, window(tensors[i], ia, ib), window(tensors[i + 1], a, b));
-      });
+        record_conv(record(2), i, in, out, a, b, window(tensors[i], ia, ib), window(tensors[i + 1], a, b));
+      }
+      context.barrier(cmd);
       if (has_epilogue(l)) {
-        fold_statistics(l, model->weights()[i], out.rows, out.cols);
-        for_each_submission(out.rows, band, [&](VkCommandBuffer cmd, int a, int b) {
+        if (l.normalizer != Normalizer::none) flush();  // the host reads the statistics
+        fold_statistics(i, out.rows, out.cols);
+        for (int a = 0; a < out.rows; a += band) {
+          const int b = std::min(out.rows, a + band);
           std::optional<Window> residual;
           if (plan.residual[i] >= 0) residual = window(tensors[plan.residual[i]], a, b);
-          record_finish(cmd, l, out, a, b, window(tensors[i + 1], a, b), residual);
-        });
-      }
-
-      for (std::size_t t = 0; t <= i; ++t) {
-        if (plan.last_use[t] <= static_cast<int>(i)) tensors[t].device = Buffer();
-      }
-    }
-    const Shape& out = plan.shapes[last];
-    Buffer download(context, VkDeviceSize(out.elements()) * es(), true);
-    context.submit([&](VkCommandBuffer cmd) { context.copy(cmd, tensors[last].device, 0, download, 0, download.size()); });
-    return from_stored(download.mapped(), out);
-  }
-
-  // Bands [a, b) of `rows`, recorded into as few submissions as the
-  // descriptor pool allows.
-  template <typename Record>
-  void for_each_submission(int rows, int band, const Record& record) {
-    for (int a0 = 0; a0 < rows;) {
-      context.submit([&](VkCommandBuffer cmd) {
-        for (int n = 0; n < kDispatchesPerSubmit / 2 && a0 < rows; ++n) {
-          const int b = std::min(rows, a0 + band);
-          record(cmd, a0, b);
-          a0 = b;
+          record_finish(record(1), i, out, a, b, window(tensors[i + 1], a, b), residual);
         }
-      });
+        context.barrier(cmd);
+      }
+      for (std::size_t t = 0; t <= i; ++t) {
+        if (plan.last_use[t] <= static_cast<int>(i)) give(std::move(tensors[t].device));
+      }
     }
+    Buffer download = take(tensor_bytes(last), true);
+    context.copy(record(0), tensors[last].device, 0, download, 0, download.size());
+    flush();
+    cv::Mat result = from_stored(download.mapped(), plan.shapes[last]);
+    give(std::move(tensors[last].device));
+    give(std::move(upload));
+    give(std::move(download));
+    return result;
   }
 
   // --- parts: tensors in host memory, each band copied in and out ---------
@@ -446,7 +540,7 @@ struct VulkanExecutor::Impl {
       std::memcpy(tensors[i + 1].host.data() + a * row_bytes(out), out_stage.mapped(), VkDeviceSize(b - a) * row_bytes(out));
     }
     if (!has_epilogue(l)) return;
-    fold_statistics(l, model->weights()[i], out.rows, out.cols);
+    fold_statistics(i, out.rows, out.cols);
     Buffer residual_stage;
     if (plan.residual[i] >= 0) residual_stage = Buffer(context, out_bytes, true);
     for (int a = 0; a < out.rows; a += band) {
@@ -462,7 +556,7 @@ struct VulkanExecutor::Impl {
         context.copy(cmd, out_stage, 0, out_window, 0, bytes);
         if (residual) context.copy(cmd, residual_stage, 0, residual_window, 0, bytes);
         context.barrier(cmd);
-        record_finish(cmd, l, out, a, b, values, residual);
+        record_finish(cmd, i, out, a, b, values, residual);
         context.barrier(cmd);
         context.copy(cmd, out_window, 0, out_stage, 0, bytes);
       });
@@ -547,35 +641,41 @@ cv::Mat VulkanExecutor::forward_layers(const model::Model& model, const cv::Mat&
   if (input.rows != in.rows || input.cols != in.cols || input.channels() != in.channels || !input.isContinuous()) {
     throw Error("Vulkan: internal: layer " + std::to_string(first) + "'s input has the wrong shape");
   }
+  // The weights and every buffer stay with the executor for the next pass;
+  // a recording a failure left open is dropped, never submitted.
   struct Reset {
     Impl& m;
     ~Reset() {
-      m.layer_buffers.clear();
-      m.stats = Buffer();
-      m.affine = Buffer();
+      m.recording = false;
+      m.give(std::move(m.stats));
+      m.give(std::move(m.affine));
       m.model = nullptr;
     }
   } reset{m};
   int widest = 1, tallest = 1;
   for (const Shape& s : m.plan.shapes) widest = std::max(widest, s.channels), tallest = std::max(tallest, s.rows);
+  const double resident = Impl::resident_peak(spec, m.plan, m.es());
   try {
     m.upload_weights();
-    m.stats = Buffer(m.context, VkDeviceSize(tallest) * widest * 2 * 4, true);
-    m.affine = Buffer(m.context, VkDeviceSize(widest) * 2 * 4, true);
+    m.stats = m.take(VkDeviceSize(tallest) * widest * 2 * sizeof(float), true);
+    m.affine_stride = (VkDeviceSize(widest) * 2 * sizeof(float) + m.alignment() - 1) / m.alignment() * m.alignment();
+    m.affine = m.take(m.affine_stride * spec.layers.size(), true);
   } catch (const DeviceMemoryExhausted&) {
     throw Error("Vulkan: not enough device memory for the weights of model '" + model.source() + "'");
   }
   const double budget = budget_bytes();
-  const double resident = Impl::resident_peak(spec, m.plan, m.es());
   if (resident <= budget) {
     try {
       cv::Mat out = m.run_resident(input, first, last);
       m.report.device_bytes = resident;
       return out;
     } catch (const DeviceMemoryExhausted&) {
+      m.recording = false;
       ++m.report.retries;  // the budget was optimistic: run in parts
     }
   }
+  // Parts allocate their own windows: the pooled activations give way.
+  m.evict([](const detail::Buffer& b) { return !b.host_visible(); });
   m.report.parts = true;
   const double room = std::max(0.0, budget - Impl::weight_bytes(spec));
   cv::Mat out = m.run_parts(input, first, last, room);

@@ -81,6 +81,11 @@ struct RunReport {
   int band_rows = 0;        ///< output rows per band of the widest layer
   int retries = 0;          ///< allocations refused and retried smaller
   double device_bytes = 0;  ///< device memory the pass allocated
+  /// Whether the weights were uploaded (not still on the device from the
+  /// last pass), and how many buffers a whole pass allocated rather than
+  /// reused from the last (0 for another frame of the same size).
+  bool weights_uploaded = false;
+  int allocations = 0;
 };
 
 class VulkanExecutor final : public model::Executor {
