@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""PyTorch's CPU forward of a CAN model file, the peer of bench/can_bench.
+"""PyTorch's forward of a CAN model file, the peer of bench/can_bench (CPU)
+and of bench/vk_forward_bench (a GPU, --device cuda).
 
 Builds the network from the safetensors file itself (its `layers` metadata
 and HWIO weights; no safetensors package needed), runs it on a network input
@@ -9,9 +10,18 @@ runs after one warm-up, and where the output was written.
 
     /usr/bin/python3 bench/can_torch.py MODEL INPUT.npy [--threads 2] [--repeat 3]
                                         [--no-mkldnn] [--channels-last] [--write-output OUT.npy]
+                                        [--device cuda] [--precision fp32|tf32|fp16]
+                                        [--include-transfers] [--compare REF.npy]
 
 --no-mkldnn turns off PyTorch's oneDNN convolutions, so the dilated
 convolutions run as im2col + GEMM (OpenBLAS on Debian) instead.
+On a GPU (--device cuda, cuDNN autotuned) the times are per frame with the
+device synchronised, the median and the fastest of --repeat; fp32 is strict
+(TF32 off), tf32 PyTorch's default for convolutions, fp16 the weights and
+activations in half precision (the normalisation statistics too).
+--include-transfers counts copying the frame to the GPU and the output back,
+as opforge's Vulkan per-frame time does. --compare prints the max-abs
+difference from a reference output (vk_forward_bench --write-output).
 PyTorch is a measurement peer only: nothing in opforge imports it.
 """
 import argparse
@@ -88,11 +98,17 @@ def main():
     p.add_argument("--no-mkldnn", action="store_true")
     p.add_argument("--channels-last", action="store_true", help="NHWC activations (oneDNN's preferred layout)")
     p.add_argument("--write-output")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=["fp32", "tf32", "fp16"], default="fp32")
+    p.add_argument("--include-transfers", action="store_true")
+    p.add_argument("--compare")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     meta, tensors = load_safetensors(a.model)
     net = Can(meta, tensors)
     x = torch.from_numpy(np.load(a.input)).permute(2, 0, 1).unsqueeze(0).contiguous()
+    if a.device != "cpu":
+        return on_gpu(a, net, x)
     if a.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
         for k, v in net.w.items():
@@ -109,6 +125,53 @@ def main():
         np.save(a.write_output, out[0].permute(1, 2, 0).contiguous().numpy())
     print(json.dumps({"seconds": best, "threads": a.threads, "mkldnn": not a.no_mkldnn, "channels_last": a.channels_last,
                       "torch": torch.__version__, "output": a.write_output}))
+
+
+def on_gpu(a, net, x_host):
+    dev = torch.device(a.device)
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.allow_tf32 = a.precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = a.precision == "tf32"
+    dtype = torch.float16 if a.precision == "fp16" else torch.float32
+    for k, v in net.w.items():
+        net.w[k] = v.to(dev, dtype)
+    if a.channels_last:
+        for k, v in net.w.items():
+            if v.dim() == 4:
+                net.w[k] = v.contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    x_dev = x_host.to(dev, dtype).contiguous(memory_format=fmt)
+
+    def frame():
+        x = x_host.to(dev, dtype, non_blocking=False).contiguous(memory_format=fmt) if a.include_transfers else x_dev
+        y = net(x)
+        return y.float().cpu() if a.include_transfers else y
+
+    times = []
+    with torch.no_grad():
+        for _ in range(3):  # warm-up: cuDNN's algorithm search
+            out = frame()
+        torch.cuda.synchronize()
+        for _ in range(a.repeat):
+            t0 = time.perf_counter()
+            out = frame()
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    result = out[0].float().permute(1, 2, 0).contiguous().cpu().numpy()
+    if a.write_output:
+        np.save(a.write_output, result)
+    report = {"device": torch.cuda.get_device_name(dev), "precision": a.precision, "channels_last": a.channels_last,
+              "include_transfers": a.include_transfers, "median_ms": 1e3 * times[len(times) // 2],
+              "fastest_ms": 1e3 * times[0], "repeat": a.repeat, "torch": torch.__version__}
+    if a.compare:
+        ref = np.load(a.compare)
+        report["max_abs_vs_reference"] = float(np.abs(result - ref).max())
+        a8 = np.clip(np.rint(result * 255), 0, 255)
+        b8 = np.clip(np.rint(ref * 255), 0, 255)
+        report["equal_8bit_percent"] = float(100.0 * (a8 == b8).mean())
+        report["worst_8bit_levels"] = int(np.abs(a8 - b8).max())
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

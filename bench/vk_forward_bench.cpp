@@ -9,8 +9,13 @@
 // and the median: the per-frame time of a video or a directory.
 // --pixels N sets the conv shader's pixels per invocation (1..4; the
 // device's choice when absent), --device-index N the device.
+// --resize WxH scales the image first (bicubic), e.g. a 4K frame from a
+// 1080p one. --write-input IN.npy and --write-output OUT.npy write the network's input
+// and the CPU forward's raw output (H×W×C float32), for a peer
+// (bench/can_torch.py) to run and compare.
 //
-//   vk_forward_bench MODEL IMAGE [FRACTION=1] [--fp16] [--repeat N] [--pixels N] [--device-index N] [PLANE...]
+//   vk_forward_bench MODEL IMAGE [FRACTION=1] [--fp16] [--repeat N] [--pixels N] [--device-index N]
+//                    [--resize WxH] [--write-input IN.npy] [--write-output OUT.npy] [PLANE...]
 
 #include <algorithm>
 #include <chrono>
@@ -19,6 +24,9 @@
 #include <string>
 #include <vector>
 
+#include <opencv2/imgproc.hpp>
+
+#include "opforge/core/error.hpp"
 #include "opforge/core/io.hpp"
 #include "opforge/model/cpu_executor.hpp"
 #include "opforge/vk_runtime/vulkan_executor.hpp"
@@ -35,15 +43,17 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: vk_forward_bench MODEL IMAGE [FRACTION=1] [--fp16] [--repeat N] [--pixels N] [--device-index N] [PLANE...]\n");
+    std::fprintf(stderr, "usage: vk_forward_bench MODEL IMAGE [FRACTION=1] [--fp16] [--repeat N] [--pixels N] [--device-index N] "
+                         "[--resize WxH] [--write-input IN.npy] [--write-output OUT.npy] [PLANE...]\n");
     return 2;
   }
   try {
     const model::Model m = model::Model::load(argv[1]);
-    const Image image = read_image(argv[2]);
+    Image image = read_image(argv[2]);
     const double fraction = argc > 3 ? std::atof(argv[3]) : 1.0;
     bool fp16 = false;
     int repeat = 0;
+    std::string write_input, write_output;
     std::vector<float> planes;
     vk::VulkanOptions options;
     for (int i = 4; i < argc; ++i) {
@@ -53,11 +63,29 @@ int main(int argc, char** argv) {
       else if (arg == "--repeat" && has_value) repeat = std::atoi(argv[++i]);
       else if (arg == "--pixels" && has_value) options.conv_pixels = std::atoi(argv[++i]);
       else if (arg == "--device-index" && has_value) options.device_index = std::atoi(argv[++i]);
+      else if (arg == "--resize" && has_value) {
+        int w = 0, h = 0;
+        if (std::sscanf(argv[++i], "%dx%d", &w, &h) != 2 || w < 1 || h < 1) throw Error(std::string("--resize takes WxH, got ") + argv[i]);
+        cv::Mat scaled;
+        cv::resize(image, scaled, cv::Size(w, h), 0, 0, cv::INTER_CUBIC);
+        image = scaled;
+      } else if (arg == "--write-input" && has_value) write_input = argv[++i];
+      else if (arg == "--write-output" && has_value) write_output = argv[++i];
+      else if (arg.rfind("--", 0) == 0) throw Error("unknown or incomplete option " + arg);
       else planes.push_back(static_cast<float>(std::atof(argv[i])));
     }
 
     options.cache_directory = "none";
     options.fp16_storage = fp16;
+    for (const auto& d : vk::list_devices()) {
+      std::printf("device %d: %s (%s, %s, Vulkan %s, %.1f GiB, subgroup %d)\n", d.index, d.name.c_str(), vk::to_string(d.kind),
+                  d.driver.c_str(), d.vulkan_version.c_str(), d.memory_bytes / (1 << 30), d.subgroup_size);
+    }
+    if (!write_input.empty() || !write_output.empty()) {
+      const cv::Mat input = model::network_input(m, image, planes);
+      if (!write_input.empty()) write_file_atomic(write_input, encode_npy(input));
+      if (!write_output.empty()) write_file_atomic(write_output, encode_npy(model::CpuExecutor().forward(m, input)));
+    }
     const double one_pass = vk::VulkanExecutor(options).resident_bytes(m.spec(), image.rows, image.cols);
     if (fraction < 1) options.budget_bytes = one_pass * fraction;
     vk::VulkanExecutor vulkan(options);
