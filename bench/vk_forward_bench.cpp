@@ -8,14 +8,15 @@
 // creating the pipelines and uploading the weights) and reports the fastest
 // and the median: the per-frame time of a video or a directory.
 // --pixels N sets the conv shader's pixels per invocation (1..4; the
-// device's choice when absent), --device-index N the device.
+// device's choice when absent), --device-index N the device. --profile
+// prints each layer's time on the device (timestamps) in the last run.
 // --resize WxH scales the image first (bicubic), e.g. a 4K frame from a
 // 1080p one. --write-input IN.npy and --write-output OUT.npy write the network's input
 // and the CPU forward's raw output (H×W×C float32), for a peer
 // (bench/can_torch.py) to run and compare.
 //
 //   vk_forward_bench MODEL IMAGE [FRACTION=1] [--fp16] [--repeat N] [--pixels N] [--device-index N]
-//                    [--resize WxH] [--write-input IN.npy] [--write-output OUT.npy] [PLANE...]
+//                    [--profile] [--resize WxH] [--write-input IN.npy] [--write-output OUT.npy] [PLANE...]
 
 #include <algorithm>
 #include <chrono>
@@ -44,7 +45,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr, "usage: vk_forward_bench MODEL IMAGE [FRACTION=1] [--fp16] [--repeat N] [--pixels N] [--device-index N] "
-                         "[--resize WxH] [--write-input IN.npy] [--write-output OUT.npy] [PLANE...]\n");
+                         "[--profile] [--resize WxH] [--write-input IN.npy] [--write-output OUT.npy] [PLANE...]\n");
     return 2;
   }
   try {
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
       const std::string arg = argv[i];
       const bool has_value = i + 1 < argc;
       if (arg == "--fp16") fp16 = true;
+      else if (arg == "--profile") options.profile = true;
       else if (arg == "--repeat" && has_value) repeat = std::atoi(argv[++i]);
       else if (arg == "--pixels" && has_value) options.conv_pixels = std::atoi(argv[++i]);
       else if (arg == "--device-index" && has_value) options.device_index = std::atoi(argv[++i]);
@@ -122,6 +124,17 @@ int main(int argc, char** argv) {
                   repeat, 1e3 * times.front(), gflop / times.front(), 1e3 * median, gflop / median);
     }
 
+    if (!vulkan.last_run().layers.empty()) {
+      const auto& last = vulkan.last_run();
+      std::printf("device time per layer, last run (ms): conv+stats | epilogue | waiting for the host\n");
+      double conv = 0, epilogue = 0, host = 0;
+      for (const auto& l : last.layers) {
+        std::printf("  %-12s %8.3f %8.3f %8.3f\n", l.name.c_str(), l.conv_ms, l.epilogue_ms, l.host_ms);
+        conv += l.conv_ms, epilogue += l.epilogue_ms, host += l.host_ms;
+      }
+      std::printf("  %-12s %8.3f %8.3f %8.3f   of %.3f ms on the device's clock (the rest: upload, download)\n", "total", conv,
+                  epilogue, host, last.device_ms);
+    }
     const double max_abs = cv::norm(cpu, gpu, cv::NORM_INF);
     const Image a = model::quantise(m, cpu), b = model::quantise(m, gpu);
     const std::size_t n = a.total() * a.channels();

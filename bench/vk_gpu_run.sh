@@ -6,6 +6,7 @@
 #  1. CAN24 (the published L0 file) on a 1920x1080 frame: the per-frame
 #     time of 30 runs after the first, fp32 and fp16 storage, conv shader at
 #     4/2/1 pixels per invocation; each run checked against the CPU forward;
+#     and each layer's time on the device's clock (timestamps);
 #  2. PyTorch on the same GPU, same input and weights (bench/can_torch.py):
 #     strict fp32, TF32 and fp16, with and without the frame's transfers;
 #  3. every published model on the GPU against the CPU forward;
@@ -65,6 +66,11 @@ torch_peer() { timeout 300 python3 bench/can_torch.py "$model" "$work/in.npy" --
   for px in 4 1; do
     echo "-- fp16 storage, $px pixel(s) per invocation"
     vkbench "$model" "$frame" 1 "${size[@]}" --repeat "$repeat" --fp16 --pixels "$px"
+  done
+
+  for storage in "" --fp16; do
+    echo "-- where the time goes ${storage:-fp32}: each layer on the device's clock"
+    vkbench "$model" "$frame" 1 "${size[@]}" --repeat 10 --profile $storage | grep -vE "^device [0-9]"
   done
 
   echo "== 2. CAN24, 1920x1080, PyTorch on the same GPU"

@@ -214,6 +214,33 @@ TEST(VulkanExecutor, KeepsWeightsAndBuffersForTheNextPassOnlyWhileTheyStillFit) 
   expect_no_validation_messages(executor);
 }
 
+// Profiling times every layer on the device's clock and changes nothing.
+TEST(VulkanExecutor, ProfilingTimesEachLayerAndLeavesTheResultAlone) {
+  VulkanOptions o = validated();
+  o.profile = true;
+  VulkanExecutor profiled(o);
+  VulkanExecutor plain(validated());
+  const Model m = test::fan_shaped_model(8, 950);
+  const cv::Mat input = test::random_input(37, 29, m.spec().input_channels(), 951);
+  EXPECT_EQ(max_abs(profiled.forward(m, input), plain.forward(m, input)), 0.0);
+  EXPECT_TRUE(plain.last_run().layers.empty());
+  const auto& run = profiled.last_run();
+  ASSERT_EQ(run.layers.size(), m.spec().layers.size());
+  double sum = 0;
+  for (std::size_t i = 0; i < run.layers.size(); ++i) {
+    SCOPED_TRACE(run.layers[i].name);
+    EXPECT_EQ(run.layers[i].name, m.spec().layers[i].name);
+    EXPECT_GT(run.layers[i].conv_ms, 0.0);
+    EXPECT_GE(run.layers[i].epilogue_ms, 0.0);
+    EXPECT_GE(run.layers[i].host_ms, 0.0);
+    sum += run.layers[i].conv_ms + run.layers[i].epilogue_ms + run.layers[i].host_ms;
+  }
+  EXPECT_GT(run.device_ms, 0.0);
+  EXPECT_LE(sum, run.device_ms + 1e-3);
+  expect_no_validation_messages(profiled);
+  expect_no_validation_messages(plain);
+}
+
 TEST(VulkanExecutor, EveryPublishedModelMatchesTheCpuForward) {
   // A 96x128 crop of a test photo: every layer's dilation reaches past it.
   const Image photo = read_image(test::data_path("can24/000001_input.png"));

@@ -265,6 +265,7 @@ Context::Context(const VulkanOptions& options) : api_(global_api()) {
     }
     fp16_ = options.fp16_storage;
     create_device(fp16_);
+    if (options.profile) create_query_pool();
     create_pipelines(options);
   } catch (...) {
     destroy();
@@ -284,6 +285,7 @@ void Context::destroy() {
       if (p.set_layout != VK_NULL_HANDLE) api_.vkDestroyDescriptorSetLayout(device_, p.set_layout, nullptr);
       p = {};
     }
+    if (query_pool_ != VK_NULL_HANDLE) api_.vkDestroyQueryPool(device_, query_pool_, nullptr);
     if (descriptor_pool_ != VK_NULL_HANDLE) api_.vkDestroyDescriptorPool(device_, descriptor_pool_, nullptr);
     if (fence_ != VK_NULL_HANDLE) api_.vkDestroyFence(device_, fence_, nullptr);
     if (command_pool_ != VK_NULL_HANDLE) api_.vkDestroyCommandPool(device_, command_pool_, nullptr);
@@ -525,6 +527,39 @@ void Context::create_pipeline(Pipeline which, const std::uint32_t* code, std::si
   const VkResult made = api_.vkCreateComputePipelines(device_, cache, 1, &create, nullptr, &p.pipeline);
   api_.vkDestroyShaderModule(device_, module, nullptr);
   check(made, "creating a compute pipeline");
+}
+
+void Context::create_query_pool() {
+  std::uint32_t count = 0;
+  api_.vkGetPhysicalDeviceQueueFamilyProperties(physical_, &count, nullptr);
+  std::vector<VkQueueFamilyProperties> families(count);
+  api_.vkGetPhysicalDeviceQueueFamilyProperties(physical_, &count, families.data());
+  const std::uint32_t bits = families[queue_family_].timestampValidBits;
+  if (bits == 0 || limits_.timestampPeriod <= 0) {
+    throw Error("Vulkan: " + info_.name + " cannot time its compute queue (no timestamps): profiling is not available");
+  }
+  timestamp_mask_ = bits >= 64 ? ~std::uint64_t(0) : (std::uint64_t(1) << bits) - 1;
+  VkQueryPoolCreateInfo create{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+  create.queryType = VK_QUERY_TYPE_TIMESTAMP;
+  create.queryCount = kTimestamps;
+  check(api_.vkCreateQueryPool(device_, &create, nullptr, &query_pool_), "creating a query pool");
+}
+
+void Context::timestamp(VkCommandBuffer cmd, std::uint32_t query) {
+  api_.vkCmdResetQueryPool(cmd, query_pool_, query, 1);
+  api_.vkCmdWriteTimestamp(cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, query_pool_, query);
+}
+
+std::vector<double> Context::timestamps_ms(std::uint32_t count) {
+  std::vector<std::uint64_t> ticks(count);
+  if (count > 0) {
+    check(api_.vkGetQueryPoolResults(device_, query_pool_, 0, count, count * sizeof(std::uint64_t), ticks.data(), sizeof(std::uint64_t),
+                                     VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT),
+          "reading timestamps");
+  }
+  std::vector<double> ms(count);
+  for (std::uint32_t i = 0; i < count; ++i) ms[i] = double(ticks[i] & timestamp_mask_) * limits_.timestampPeriod * 1e-6;
+  return ms;
 }
 
 VkDeviceMemory Context::allocate(const VkMemoryRequirements& requirements, bool host_visible, bool& device_local) {

@@ -119,6 +119,15 @@ class Context {
 
   std::vector<std::string> messages() const;
 
+  /// Timestamps (VulkanOptions::profile): whether the device records them,
+  /// recording query `query` (< kTimestamps) once the commands before it
+  /// have completed, and the first `count` queries' times in milliseconds
+  /// (after the submissions that wrote them have been waited for).
+  static constexpr std::uint32_t kTimestamps = 1024;
+  bool profiling() const { return query_pool_ != VK_NULL_HANDLE; }
+  void timestamp(VkCommandBuffer cmd, std::uint32_t query);
+  std::vector<double> timestamps_ms(std::uint32_t count);
+
  private:
   struct PipelineObjects {
     VkDescriptorSetLayout set_layout = VK_NULL_HANDLE;
@@ -131,6 +140,7 @@ class Context {
   void choose_device(const VulkanOptions& options);
   void create_device(bool fp16);
   void create_pipelines(const VulkanOptions& options);
+  void create_query_pool();
   void create_pipeline(Pipeline which, const std::uint32_t* code, std::size_t bytes, int bindings,
                        std::size_t push_bytes, VkPipelineCache cache, int groups = 0);
   static VKAPI_ATTR VkBool32 VKAPI_CALL on_message(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
@@ -148,6 +158,8 @@ class Context {
   VkCommandBuffer command_buffer_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
   VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;
+  VkQueryPool query_pool_ = VK_NULL_HANDLE;
+  std::uint64_t timestamp_mask_ = 0;
   int sets_left_ = 0;
   PipelineObjects pipelines_[kMaxConvGroups + 2];
   DeviceInfo info_;

@@ -71,7 +71,12 @@ namespace opforge::vk::detail {
   X(vkDestroyFence)                    \
   X(vkWaitForFences)                   \
   X(vkResetFences)                     \
-  X(vkDeviceWaitIdle)
+  X(vkDeviceWaitIdle)                  \
+  X(vkCreateQueryPool)                 \
+  X(vkDestroyQueryPool)                \
+  X(vkCmdResetQueryPool)               \
+  X(vkCmdWriteTimestamp)               \
+  X(vkGetQueryPoolResults)
 
 #define OPFORGE_VK_DECLARE(name) PFN_##name name = nullptr;
 

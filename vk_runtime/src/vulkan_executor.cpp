@@ -312,6 +312,39 @@ struct VulkanExecutor::Impl {
     context.submit_and_wait();
   }
 
+  // --- profiling: timestamps between a resident pass's steps ---------------
+
+  std::vector<std::size_t> marks;  // each timestamp's slot in mark_ms
+  std::vector<double> mark_ms;
+  // Records a timestamp (once the commands before it are done) into `slot`
+  // of mark_ms, when profiling.
+  void mark(std::size_t slot) {
+    if (!context.profiling() || marks.size() >= detail::Context::kTimestamps) return;
+    context.timestamp(record(0), static_cast<std::uint32_t>(marks.size()));
+    marks.push_back(slot);
+  }
+  // Per layer: conv start, conv end, epilogue start, epilogue end; then the
+  // pass's start and end.
+  static std::size_t slot(std::size_t layer, int step) { return layer * 4 + static_cast<std::size_t>(step); }
+  void read_marks(std::size_t first, std::size_t last) {
+    if (!context.profiling()) return;
+    const std::vector<double> ms = context.timestamps_ms(static_cast<std::uint32_t>(marks.size()));
+    for (std::size_t q = 0; q < marks.size(); ++q) mark_ms[marks[q]] = ms[q];
+    const auto at = [&](std::size_t layer, int step) { return mark_ms[slot(layer, step)]; };
+    const std::size_t layers = model->spec().layers.size();
+    for (std::size_t i = first; i < last; ++i) {
+      LayerTime t;
+      t.name = model->spec().layers[i].name;
+      t.conv_ms = at(i, 1) - at(i, 0);
+      if (has_epilogue(model->spec().layers[i])) {
+        t.epilogue_ms = at(i, 3) - at(i, 2);
+        t.host_ms = at(i, 2) - at(i, 1);
+      }
+      report.layers.push_back(t);
+    }
+    report.device_ms = at(layers, 1) - at(layers, 0);
+  }
+
   // A window of a device tensor's rows [a, b): the binding starts at an
   // aligned offset at or before row a.
   Window window(const Tensor& t, int a, int b) const {
@@ -427,6 +460,9 @@ struct VulkanExecutor::Impl {
       const cv::Mat values = stored(input, es());
       std::memcpy(upload.mapped(), values.data, upload.size());
     }
+    marks.clear();
+    mark_ms.assign(slot(layers.size(), 2), 0.0);
+    mark(slot(layers.size(), 0));
     context.copy(record(0), upload, 0, tensors[first].device, 0, upload.size());
     context.barrier(cmd);
     for (std::size_t i = first; i < last; ++i) {
@@ -437,22 +473,26 @@ struct VulkanExecutor::Impl {
       const int band = band_rows(i, false, 0);
       if (band == 0) throw Error("Vulkan: one row of layer '" + l.name + "' exceeds the device's storage-buffer range");
       report.band_rows = std::max(report.band_rows, band);
+      mark(slot(i, 0));
       for (int a = 0; a < out.rows; a += band) {
         const int b = std::min(out.rows, a + band);
         const auto [ia, ib] = input_rows(l, a, b, in.rows);
         record_conv(record(2), i, in, out, a, b, window(tensors[i], ia, ib), window(tensors[i + 1], a, b));
       }
-      context.barrier(cmd);
+      context.barrier(record(0));
+      mark(slot(i, 1));
       if (has_epilogue(l)) {
         if (l.normalizer != Normalizer::none) flush();  // the host reads the statistics
         fold_statistics(i, out.rows, out.cols);
+        mark(slot(i, 2));
         for (int a = 0; a < out.rows; a += band) {
           const int b = std::min(out.rows, a + band);
           std::optional<Window> residual;
           if (plan.residual[i] >= 0) residual = window(tensors[plan.residual[i]], a, b);
           record_finish(record(1), i, out, a, b, window(tensors[i + 1], a, b), residual);
         }
-        context.barrier(cmd);
+        context.barrier(record(0));
+        mark(slot(i, 3));
       }
       for (std::size_t t = 0; t <= i; ++t) {
         if (plan.last_use[t] <= static_cast<int>(i)) give(std::move(tensors[t].device));
@@ -460,7 +500,10 @@ struct VulkanExecutor::Impl {
     }
     Buffer download = take(tensor_bytes(last), true);
     context.copy(record(0), tensors[last].device, 0, download, 0, download.size());
+    context.barrier(cmd);
+    mark(slot(layers.size(), 1));
     flush();
+    read_marks(first, last);
     cv::Mat result = from_stored(download.mapped(), plan.shapes[last]);
     give(std::move(tensors[last].device));
     give(std::move(upload));

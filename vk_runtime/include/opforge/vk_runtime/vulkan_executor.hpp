@@ -70,9 +70,20 @@ struct VulkanOptions {
   /// Output pixels each conv invocation computes, 1..4 (4 when unset):
   /// benchmarks and tests set it.
   std::optional<int> conv_pixels;
+  /// Time each layer's passes on the device (timestamps; RunReport::layers).
+  /// Error if the device's compute queue has no timestamps.
+  bool profile = false;
   /// The pipeline cache file's folder; empty: $XDG_CACHE_HOME/opforge (or
   /// ~/.cache/opforge); "none": no cache on disk.
   std::filesystem::path cache_directory;
+};
+
+/// One layer's time on the device (VulkanOptions::profile), milliseconds:
+/// its convolution (and statistics), its epilogue, and the time between
+/// them the device waited for the host (which folds the statistics).
+struct LayerTime {
+  std::string name;
+  double conv_ms = 0, epilogue_ms = 0, host_ms = 0;
 };
 
 /// How the last forward pass ran.
@@ -86,6 +97,11 @@ struct RunReport {
   /// reused from the last (0 for another frame of the same size).
   bool weights_uploaded = false;
   int allocations = 0;
+  /// With VulkanOptions::profile, of a pass on the device (not in parts):
+  /// each layer's times, and the pass's from the input's upload to the
+  /// output's download on the device's clock.
+  std::vector<LayerTime> layers;
+  double device_ms = 0;
 };
 
 class VulkanExecutor final : public model::Executor {
