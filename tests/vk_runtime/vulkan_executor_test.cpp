@@ -214,6 +214,45 @@ TEST(VulkanExecutor, KeepsWeightsAndBuffersForTheNextPassOnlyWhileTheyStillFit) 
   expect_no_validation_messages(executor);
 }
 
+// The buffers kept from one pass make way: for a pass in parts (a larger
+// image than the budget holds), and for another pass's sizes when the
+// device refuses more memory than the last pass held.
+TEST(VulkanExecutor, KeptBuffersMakeWayForPartsAndForOtherSizes) {
+  const Model m = test::mixed_model(24, 960);
+  const cv::Mat small_input = test::random_input(40, 30, m.spec().input_channels(), 961);
+  const cv::Mat large_input = test::random_input(301, 203, m.spec().input_channels(), 962);
+  const auto expect_cpu = [&](VulkanExecutor& executor, const cv::Mat& input) {
+    EXPECT_LE(max_abs(executor.forward(m, input), CpuExecutor().forward(m, input)), 1e-4);
+  };
+  VulkanExecutor probe(validated());
+  const double small_pass = probe.resident_bytes(m.spec(), small_input.rows, small_input.cols);
+  const double large_pass = probe.resident_bytes(m.spec(), large_input.rows, large_input.cols);
+  ASSERT_GT(large_pass, 4 * small_pass);
+
+  VulkanOptions budgeted = validated();
+  budgeted.budget_bytes = large_pass / 4;
+  budgeted.allocation_limit_bytes = budgeted.budget_bytes;  // and the device holds no more
+  VulkanExecutor executor(budgeted);
+  for (const cv::Mat* input : {&small_input, &large_input, &small_input}) {
+    SCOPED_TRACE(std::to_string(input->cols) + "x" + std::to_string(input->rows));
+    expect_cpu(executor, *input);
+    EXPECT_EQ(executor.last_run().parts, input == &large_input);
+    EXPECT_EQ(executor.last_run().retries, 0) << "the kept buffers were in the way";
+  }
+  expect_no_validation_messages(executor);
+
+  // The budget claims room for anything; the device holds one large pass.
+  VulkanOptions refusing = validated();
+  refusing.allocation_limit_bytes = 1.05 * large_pass;
+  VulkanExecutor tight(refusing);
+  for (const cv::Mat* input : {&large_input, &small_input, &large_input}) {
+    SCOPED_TRACE(std::to_string(input->cols) + "x" + std::to_string(input->rows));
+    expect_cpu(tight, *input);
+    EXPECT_FALSE(tight.last_run().parts);
+  }
+  expect_no_validation_messages(tight);
+}
+
 // Profiling times every layer on the device's clock and changes nothing.
 TEST(VulkanExecutor, ProfilingTimesEachLayerAndLeavesTheResultAlone) {
   VulkanOptions o = validated();
