@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
     for (const auto& d : vk::list_devices()) {
       std::printf("device %d: %s (%s, %s, Vulkan %s, %.1f GiB, subgroup %d)\n", d.index, d.name.c_str(), vk::to_string(d.kind),
                   d.driver.c_str(), d.vulkan_version.c_str(), d.memory_bytes / (1 << 30), d.subgroup_size);
+      if (!d.cooperative_matrix.empty()) std::printf("  cooperative matrices: %s\n", d.cooperative_matrix.c_str());
     }
     if (!write_input.empty() || !write_output.empty()) {
       const cv::Mat input = model::network_input(m, image, planes);

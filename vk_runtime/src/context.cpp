@@ -77,6 +77,45 @@ struct Found {
   DeviceInfo info;
 };
 
+const char* component_name(VkComponentTypeNV type) {
+  switch (type) {
+    case VK_COMPONENT_TYPE_FLOAT16_NV: return "f16";
+    case VK_COMPONENT_TYPE_FLOAT32_NV: return "f32";
+    case VK_COMPONENT_TYPE_FLOAT64_NV: return "f64";
+    case VK_COMPONENT_TYPE_SINT8_NV: return "s8";
+    case VK_COMPONENT_TYPE_SINT32_NV: return "s32";
+    case VK_COMPONENT_TYPE_UINT8_NV: return "u8";
+    case VK_COMPONENT_TYPE_UINT32_NV: return "u32";
+    default: return "?";
+  }
+}
+
+// The matrix multiply-accumulate units the device offers to shaders
+// (cooperative matrices): the extensions, and for VK_NV_cooperative_matrix
+// each M×N×K shape and types A·B+C. Reported, not yet used by the shaders.
+std::string cooperative_matrix_offer(Api& api, VkInstance instance, VkPhysicalDevice handle) {
+  std::string offer;
+  if (has_device_extension(api, handle, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME)) {
+    offer = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    const auto query = reinterpret_cast<PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV>(
+        api.vkGetInstanceProcAddr(instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV"));
+    std::uint32_t count = 0;
+    if (query != nullptr && query(handle, &count, nullptr) == VK_SUCCESS && count > 0) {
+      std::vector<VkCooperativeMatrixPropertiesNV> shapes(count, {VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV});
+      if (query(handle, &count, shapes.data()) == VK_SUCCESS) {
+        for (std::uint32_t i = 0; i < count; ++i) {
+          const auto& c = shapes[i];
+          offer += (i == 0 ? " (" : ", ") + std::to_string(c.MSize) + "x" + std::to_string(c.NSize) + "x" + std::to_string(c.KSize) + " " +
+                   component_name(c.AType) + "*" + component_name(c.BType) + "+" + component_name(c.CType);
+        }
+        offer += ")";
+      }
+    }
+  }
+  if (has_device_extension(api, handle, "VK_KHR_cooperative_matrix")) offer += std::string(offer.empty() ? "" : "; ") + "VK_KHR_cooperative_matrix";
+  return offer;
+}
+
 // The instance's devices with a compute queue, most preferred first.
 std::vector<Found> enumerate(Api& api, VkInstance instance) {
   std::uint32_t count = 0;
@@ -112,6 +151,7 @@ std::vector<Found> enumerate(Api& api, VkInstance instance) {
     features.pNext = &storage;
     api.vkGetPhysicalDeviceFeatures2(handle, &features);
     info.fp16_storage = storage.storageBuffer16BitAccess == VK_TRUE;
+    info.cooperative_matrix = cooperative_matrix_offer(api, instance, handle);
     found.push_back({handle, info});
   }
   std::stable_sort(found.begin(), found.end(),

@@ -40,6 +40,10 @@ struct DeviceInfo {
   bool fp16_storage = false;   ///< 16-bit storage buffers (VulkanOptions::fp16_storage)
   int subgroup_size = 0;       ///< the width of a conv workgroup's rows (8..64)
   int conv_pixels = 0;         ///< output pixels per conv invocation (set when a device is opened)
+  /// The cooperative-matrix (tensor core) extensions the device offers, with
+  /// VK_NV_cooperative_matrix's shapes and types; empty if none. Not used
+  /// by the shaders yet: reported for measurements.
+  std::string cooperative_matrix;
 };
 
 /// Vulkan devices in the order they are preferred: discrete, integrated,
