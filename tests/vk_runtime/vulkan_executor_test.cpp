@@ -253,6 +253,30 @@ TEST(VulkanExecutor, KeptBuffersMakeWayForPartsAndForOtherSizes) {
   expect_no_validation_messages(tight);
 }
 
+// The statistics where float sums are weakest: wide rows of values far
+// from zero with a small spread (the variance is E[y²] − E[y]², a
+// difference of two large numbers), 1 to 64 channels, both normalisers.
+TEST(VulkanExecutor, NormalisesWideRowsOfLargeOffsetValuesAsTheCpu) {
+  VulkanExecutor executor(validated());
+  for (const model::Normalizer normalizer : {model::Normalizer::instance, model::Normalizer::adaptive_bn}) {
+    for (int channels : {1, 3, 24, 64}) {
+      SCOPED_TRACE(std::to_string(channels) + " channel(s)");
+      model::LayerSpec offset = test::conv("offset", 1, 3, channels, 1, false, true, model::Activation::none);
+      model::LayerSpec norm = test::conv("norm", 3, channels, channels, 1, false, false, model::Activation::none);
+      norm.normalizer = normalizer;
+      Model m = test::random_model({offset, norm, test::conv("last", 1, channels, 3, 1, false, true, model::Activation::none)}, 3, 0,
+                                   970 + channels);
+      auto weights = m.weights();
+      for (float& b : weights[0].bias) b += 30.0f;  // values ~30 ± 0.5
+      m = Model(m.spec(), weights, "offset");
+      const cv::Mat input = test::random_input(3, 3840, 3, 971);
+      const cv::Mat cpu = CpuExecutor().forward(m, input);
+      EXPECT_LE(max_abs(executor.forward(m, input), cpu), 1e-4);  // measured ≤ 4.6e-5, at outputs up to 95
+    }
+  }
+  expect_no_validation_messages(executor);
+}
+
 // Profiling times every layer on the device's clock and changes nothing.
 TEST(VulkanExecutor, ProfilingTimesEachLayerAndLeavesTheResultAlone) {
   VulkanOptions o = validated();

@@ -5,8 +5,9 @@
 // window: one workgroup per row, reading it front to back (neighbouring
 // invocations read neighbouring values: invocation t takes channel
 // t mod C of every (256 div C)-th pixel), each invocation summing its
-// values in order, then each channel's partial sums in order. The host adds
-// the rows in float64, in order.
+// values in blocks of 32, then a tree over the invocations of each channel:
+// no float sum is longer than a few dozen terms, and the order is fixed.
+// The host adds the rows in float64, in order.
 layout(local_size_x = 256) in;
 
 layout(std430, binding = 0) readonly buffer Values { ACTIVATION data[]; } values;
@@ -31,18 +32,24 @@ void main() {
     const int lane = t / span, c = c0 + t % span;
     vec2 s = vec2(0.0);
     if (lane < lanes) {
-      for (int x = lane; x < g.cols; x += lanes) {
-        const float v = float(values.data[base + x * g.channels + c]);
-        s += vec2(v, v * v);
+      // In blocks of 32 values, so no float sum runs longer than a few dozen terms.
+      for (int x = lane; x < g.cols;) {
+        vec2 block = vec2(0.0);
+        for (int k = 0; k < 32 && x < g.cols; ++k, x += lanes) {
+          const float v = float(values.data[base + x * g.channels + c]);
+          block += vec2(v, v * v);
+        }
+        s += block;
       }
     }
     partial[t] = s;
     barrier();
-    if (t < span) {
-      vec2 total = vec2(0.0);
-      for (int l = 0; l < lanes; ++l) total += partial[l * span + t];
-      sums.data[row * g.channels + c0 + t] = total;
+    // A tree over the lanes, each channel's partial sums apart by `span`.
+    for (int step = 128; step > 0; step >>= 1) {
+      if (step < lanes && lane < step && lane + step < lanes) partial[t] += partial[t + step * span];
+      barrier();
     }
+    if (t < span) sums.data[row * g.channels + c0 + t] = partial[t];
     barrier();
   }
 }
