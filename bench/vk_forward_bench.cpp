@@ -8,7 +8,9 @@
 // creating the pipelines and uploading the weights) and reports the fastest
 // and the median: the per-frame time of a video or a directory.
 // --pixels N sets the conv shader's pixels per invocation (1..4; the
-// device's choice when absent), --device-index N the device. --profile
+// device's choice when absent), --channels-per-load 1|4 how many input
+// channels the conv shader reads per load (the device's choice when absent),
+// --device-index N the device. --profile
 // prints each layer's time on the device (timestamps) in the last run.
 // --resize WxH scales the image first (bicubic), e.g. a 4K frame from a
 // 1080p one. --write-input IN.npy and --write-output OUT.npy write the network's input
@@ -16,7 +18,7 @@
 // (bench/can_torch.py) to run and compare.
 //
 //   vk_forward_bench MODEL IMAGE [FRACTION=1] [--fp16] [--repeat N] [--pixels N] [--device-index N]
-//                    [--profile] [--resize WxH] [--write-input IN.npy] [--write-output OUT.npy] [PLANE...]
+//                    [--profile] [--channels-per-load 1|4] [--resize WxH] [--write-input IN.npy] [--write-output OUT.npy] [PLANE...]
 
 #include <algorithm>
 #include <chrono>
@@ -45,7 +47,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr, "usage: vk_forward_bench MODEL IMAGE [FRACTION=1] [--fp16] [--repeat N] [--pixels N] [--device-index N] "
-                         "[--profile] [--resize WxH] [--write-input IN.npy] [--write-output OUT.npy] [PLANE...]\n");
+                         "[--profile] [--channels-per-load 1|4] [--resize WxH] [--write-input IN.npy] [--write-output OUT.npy] [PLANE...]\n");
     return 2;
   }
   try {
@@ -62,6 +64,7 @@ int main(int argc, char** argv) {
       const bool has_value = i + 1 < argc;
       if (arg == "--fp16") fp16 = true;
       else if (arg == "--profile") options.profile = true;
+      else if (arg == "--channels-per-load" && has_value) options.conv_vector_loads = std::atoi(argv[++i]) == 4;
       else if (arg == "--repeat" && has_value) repeat = std::atoi(argv[++i]);
       else if (arg == "--pixels" && has_value) options.conv_pixels = std::atoi(argv[++i]);
       else if (arg == "--device-index" && has_value) options.device_index = std::atoi(argv[++i]);
@@ -92,9 +95,10 @@ int main(int argc, char** argv) {
     const double one_pass = vk::VulkanExecutor(options).resident_bytes(m.spec(), image.rows, image.cols);
     if (fraction < 1) options.budget_bytes = one_pass * fraction;
     vk::VulkanExecutor vulkan(options);
-    std::printf("%dx%d, %s on %s%s, %d pixel(s) per conv invocation: one pass needs %.0f MiB of device memory; budget %.0f MiB\n",
+    std::printf("%dx%d, %s on %s%s, conv: %d pixel(s) per invocation, %d input channel(s) per load: one pass needs %.0f MiB "
+                "of device memory; budget %.0f MiB\n",
                 image.cols, image.rows, m.spec().architecture.c_str(), vulkan.device().name.c_str(), fp16 ? " (fp16 storage)" : "",
-                vulkan.device().conv_pixels, one_pass / (1 << 20), vulkan.budget_bytes() / (1 << 20));
+                vulkan.device().conv_pixels, vulkan.device().conv_vector_loads ? 4 : 1, one_pass / (1 << 20), vulkan.budget_bytes() / (1 << 20));
     const double gflop = 2.0 * m.spec().macs_per_pixel() * image.rows * image.cols / 1e9;
 
     auto start = std::chrono::steady_clock::now();

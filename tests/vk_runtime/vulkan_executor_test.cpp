@@ -164,20 +164,37 @@ TEST(VulkanExecutor, RunsStridesTransposedLayersInstanceNormsAndResidualsAsTheCp
       {{1, 1}, {2, 3}, {5, 7}, {16, 16}, {37, 29}, {3, 70}}, 100);
 }
 
-// The conv shader's pixels per invocation (the default, 4, runs in every
-// other test): each count, with images whose widths leave partial
-// workgroups and invocations whose last pixels lie past the row.
-TEST(VulkanExecutor, EveryPixelsPerInvocationMatchesTheCpuForward) {
-  for (int pixels : {1, 2, 3}) {
-    SCOPED_TRACE(std::to_string(pixels) + " pixel(s) per invocation");
-    VulkanOptions o = validated();
-    o.conv_pixels = pixels;
-    VulkanExecutor executor(o);
-    EXPECT_EQ(executor.device().conv_pixels, pixels);
-    const std::vector<std::pair<int, int>> sizes{{1, 1}, {3, 517}, {37, 29}, {5, 70}};
-    expect_matches_cpu_at_sizes(executor, {3, 24}, [](int width) { return test::mixed_model(width, 700 + width); }, sizes, 10);
-    expect_matches_cpu_at_sizes(executor, {8}, [](int width) { return test::fan_shaped_model(width, 800 + width); }, sizes, 20);
+// The conv shader's variants: pixels per invocation (the default, 4, runs
+// in every other test) and input channels per load (4 is the GPU default;
+// lavapipe's is 1), in both precisions, with images whose widths leave
+// partial workgroups and invocations whose last pixels lie past the row.
+TEST(VulkanExecutor, EveryConvShaderVariantMatchesTheCpuForward) {
+  const std::vector<std::pair<int, int>> sizes{{1, 1}, {3, 517}, {37, 29}, {5, 70}};
+  for (const bool vector_loads : {false, true}) {
+    // Four pixels and one channel per load run in every other test.
+    for (int pixels : vector_loads ? std::vector<int>{4} : std::vector<int>{1, 2, 3}) {
+      SCOPED_TRACE(std::to_string(pixels) + " pixel(s) per invocation, " + (vector_loads ? "4" : "1") + " channel(s) per load");
+      VulkanOptions o = validated();
+      o.conv_pixels = pixels;
+      o.conv_vector_loads = vector_loads;
+      VulkanExecutor executor(o);
+      EXPECT_EQ(executor.device().conv_pixels, pixels);
+      EXPECT_EQ(executor.device().conv_vector_loads, vector_loads);
+      expect_matches_cpu_at_sizes(executor, {3, 24}, [](int width) { return test::mixed_model(width, 700 + width); }, sizes, 10);
+      expect_matches_cpu_at_sizes(executor, {8}, [](int width) { return test::fan_shaped_model(width, 800 + width); }, sizes, 20);
+    }
   }
+  VulkanOptions half_options = validated();
+  half_options.fp16_storage = true;
+  half_options.conv_vector_loads = true;
+  VulkanExecutor half(half_options);
+  for (int width : {8, 24}) {
+    for (const Model& m : {test::mixed_model(width, 710 + width), test::fan_shaped_model(width, 810 + width)}) {
+      const cv::Mat input = test::random_input(37, 29, m.spec().input_channels(), 30 + width);
+      EXPECT_LE(max_abs(half.forward(m, input), CpuExecutor().forward(m, input)), 2e-2);
+    }
+  }
+  expect_no_validation_messages(half);
   for (int pixels : {0, 5}) {
     VulkanOptions o = validated();
     o.conv_pixels = pixels;

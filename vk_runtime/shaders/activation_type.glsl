@@ -4,6 +4,8 @@
 #ifdef FP16
 #extension GL_EXT_shader_16bit_storage : require
 #define ACTIVATION float16_t
+#define ACTIVATION4 f16vec4
 #else
 #define ACTIVATION float
+#define ACTIVATION4 vec4
 #endif

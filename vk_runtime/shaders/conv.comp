@@ -16,8 +16,13 @@
 layout(local_size_x_id = 1, local_size_y = 4, local_size_z = 1) in;
 layout(constant_id = 0) const int GROUPS = 8;
 layout(constant_id = 2) const int PIXELS = 1;
+// 1: the input's channel count is a multiple of 4, read four channels per load (src4).
+layout(constant_id = 3) const int VECTOR_INPUT = 0;
 
 layout(std430, binding = 0) readonly buffer Input { ACTIVATION data[]; } src;
+// The same window four channels at a time, for inputs whose channel count is
+// a multiple of 4 (the window then starts at a multiple of 4 elements).
+layout(std430, binding = 0) readonly buffer Input4 { ACTIVATION4 data[]; } src4;
 layout(std430, binding = 1) writeonly buffer Output { ACTIVATION data[]; } dst;
 // [tap][cin][cout4 / 4], zero beyond cout
 layout(std430, binding = 2) readonly buffer Weights { vec4 data[]; } weights;  // zero-padded to weight_groups
@@ -79,12 +84,26 @@ void main() {
       if (!any) continue;
       const int taps_w = g.transposed == 0 ? g.kernel_w : 4;
       int w = (ky * taps_w + kx) * g.cin * g.weight_groups + first_group;
-      for (int c = 0; c < g.cin; ++c, w += g.weight_groups) {
-        float v[PIXELS];
-        for (int p = 0; p < PIXELS; ++p) v[p] = base[p] >= 0 ? float(src.data[base[p] + c]) : 0.0;
-        for (int k = 0; k < GROUPS; ++k) {
-          const vec4 wk = weights.data[w + k];
-          for (int p = 0; p < PIXELS; ++p) sum[p * GROUPS + k] += v[p] * wk;
+      if (VECTOR_INPUT != 0) {
+        // Four input channels per load: a quarter of the load instructions.
+        for (int c = 0; c < g.cin; c += 4, w += 4 * g.weight_groups) {
+          vec4 v[PIXELS];
+          for (int p = 0; p < PIXELS; ++p) v[p] = base[p] >= 0 ? vec4(src4.data[(base[p] + c) >> 2]) : vec4(0.0);
+          for (int j = 0; j < 4; ++j) {
+            for (int k = 0; k < GROUPS; ++k) {
+              const vec4 wk = weights.data[w + j * g.weight_groups + k];
+              for (int p = 0; p < PIXELS; ++p) sum[p * GROUPS + k] += v[p][j] * wk;
+            }
+          }
+        }
+      } else {
+        for (int c = 0; c < g.cin; ++c, w += g.weight_groups) {
+          float v[PIXELS];
+          for (int p = 0; p < PIXELS; ++p) v[p] = base[p] >= 0 ? float(src.data[base[p] + c]) : 0.0;
+          for (int k = 0; k < GROUPS; ++k) {
+            const vec4 wk = weights.data[w + k];
+            for (int p = 0; p < PIXELS; ++p) sum[p * GROUPS + k] += v[p] * wk;
+          }
         }
       }
     }

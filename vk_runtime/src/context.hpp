@@ -1,9 +1,10 @@
 #pragma once
-// One Vulkan instance, device and compute queue, the runtime's three
-// pipelines, and buffers on it: the pieces the executor's passes are built
+// One Vulkan instance, device and compute queue, the pipelines (made on
+// first use) and buffers on it: the pieces the executor's passes are built
 // from. Everything is destroyed with the Context.
 
 #include <cstddef>
+#include <filesystem>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -61,13 +62,15 @@ struct Window {
 };
 
 /// The conv pipeline computing `groups` × 4 output channels per
-/// invocation (1..kMaxConvGroups), the statistics pass, the epilogue.
+/// invocation (1..kMaxConvGroups), reading its input one channel or four
+/// channels per load; the statistics pass; the epilogue.
 inline constexpr int kMaxConvGroups = 8;
 inline constexpr int kMaxConvPixels = 4;
 struct Pipeline {
   int index;
-  static Pipeline conv(int groups) { return {groups - 1}; }
-  static constexpr int stats_index = kMaxConvGroups, finish_index = kMaxConvGroups + 1;
+  static Pipeline conv(int groups, bool vector_input) { return {groups - 1 + (vector_input ? kMaxConvGroups : 0)}; }
+  static constexpr int stats_index = 2 * kMaxConvGroups, finish_index = 2 * kMaxConvGroups + 1;
+  static constexpr int count = 2 * kMaxConvGroups + 2;
 };
 inline constexpr Pipeline kStatsPipeline{Pipeline::stats_index};
 inline constexpr Pipeline kFinishPipeline{Pipeline::finish_index};
@@ -91,6 +94,8 @@ class Context {
   int conv_columns() const { return conv_columns_; }
   /// Output pixels per conv invocation, 1..kMaxConvPixels.
   int conv_pixels() const { return conv_pixels_; }
+  /// Whether the conv shader reads inputs of 4k channels four at a time.
+  bool vector_loads() const { return vector_loads_; }
 
   /// Allocates memory of a type with `properties` (host-visible ones
   /// coherent); device-local allocations count against the testing limit.
@@ -106,6 +111,9 @@ class Context {
   /// and waits.
   VkCommandBuffer begin();
   void submit_and_wait();
+  /// Writes the pipeline cache file (atomically, best effort) when
+  /// pipelines were made since it was read or last written.
+  void save_pipeline_cache();
   /// Dispatches the current recording may still make.
   int dispatches_left() const { return sets_left_; }
   /// Within a recording: binds the pipeline, a descriptor set of the windows
@@ -139,10 +147,11 @@ class Context {
   void create_instance(bool validation);
   void choose_device(const VulkanOptions& options);
   void create_device(bool fp16);
-  void create_pipelines(const VulkanOptions& options);
+  void open_pipeline_cache(const VulkanOptions& options);
   void create_query_pool();
+  const PipelineObjects& pipeline(Pipeline which);
   void create_pipeline(Pipeline which, const std::uint32_t* code, std::size_t bytes, int bindings,
-                       std::size_t push_bytes, VkPipelineCache cache, int groups = 0);
+                       std::size_t push_bytes, int groups = 0, bool vector_input = false);
   static VKAPI_ATTR VkBool32 VKAPI_CALL on_message(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
                                                    VkDebugUtilsMessageTypeFlagsEXT types,
                                                    const VkDebugUtilsMessengerCallbackDataEXT* data, void* self);
@@ -159,9 +168,13 @@ class Context {
   VkFence fence_ = VK_NULL_HANDLE;
   VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;
   VkQueryPool query_pool_ = VK_NULL_HANDLE;
+  VkPipelineCache cache_ = VK_NULL_HANDLE;
+  std::filesystem::path cache_file_;   // empty: no cache on disk
+  std::vector<char> cache_saved_;      // what the file holds
+  bool cache_grew_ = false;            // pipelines made since the last save
   std::uint64_t timestamp_mask_ = 0;
   int sets_left_ = 0;
-  PipelineObjects pipelines_[kMaxConvGroups + 2];
+  PipelineObjects pipelines_[Pipeline::count];
   DeviceInfo info_;
   VkPhysicalDeviceLimits limits_{};
   VkPhysicalDeviceMemoryProperties memory_{};
@@ -172,6 +185,7 @@ class Context {
   bool fp16_ = false;
   int conv_columns_ = 16;
   int conv_pixels_ = 1;
+  bool vector_loads_ = true;
   mutable std::mutex messages_mutex_;
   std::vector<std::string> messages_;
 };

@@ -179,7 +179,9 @@ struct VulkanExecutor::Impl {
   int es() const { return context.element_bytes(); }
   std::size_t row_bytes(const Shape& s) const { return s.row_values() * static_cast<std::size_t>(es()); }
   double max_window() const { return double(context.limits().maxStorageBufferRange); }
-  VkDeviceSize alignment() const { return std::max<VkDeviceSize>(context.limits().minStorageBufferOffsetAlignment, 4); }
+  // Window offsets: the device's alignment, and at least 16 bytes, so that a
+  // window of a tensor whose channels come in fours starts at a whole vec4.
+  VkDeviceSize alignment() const { return std::max<VkDeviceSize>(context.limits().minStorageBufferOffsetAlignment, 16); }
 
   // --- the pass ------------------------------------------------------------
 
@@ -386,9 +388,10 @@ struct VulkanExecutor::Impl {
     const LayerSpec& l = model->spec().layers[i];
     ConvPush p{in.rows, in.cols, in.channels, int(src.first_element), out.cols, out.channels, a, int(dst.first_element), b - a,
                l.kernel_h, l.kernel_w, l.dilation, l.stride, l.transposed ? 1 : 0, weight_groups(l)};
+    const bool vector_input = context.vector_loads() && in.channels % 4 == 0 && src.first_element % 4 == 0;
     const int per = conv_groups(l);
     const int columns = context.conv_columns() * context.conv_pixels();
-    context.dispatch(cmd, Pipeline::conv(per),
+    context.dispatch(cmd, Pipeline::conv(per, vector_input),
                      {src, dst, layer_kernel(i), layer_bias(i)}, &p, sizeof p,
                      static_cast<std::uint32_t>((out.cols + columns - 1) / columns), static_cast<std::uint32_t>((b - a + 3) / 4),
                      static_cast<std::uint32_t>(weight_groups(l) / per));
@@ -690,6 +693,7 @@ cv::Mat VulkanExecutor::forward_layers(const model::Model& model, const cv::Mat&
     Impl& m;
     ~Reset() {
       m.recording = false;
+      m.context.save_pipeline_cache();
       m.give(std::move(m.stats));
       m.give(std::move(m.affine));
       m.model = nullptr;

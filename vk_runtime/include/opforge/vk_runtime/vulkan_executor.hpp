@@ -40,6 +40,7 @@ struct DeviceInfo {
   bool fp16_storage = false;   ///< 16-bit storage buffers (VulkanOptions::fp16_storage)
   int subgroup_size = 0;       ///< the width of a conv workgroup's rows (8..64)
   int conv_pixels = 0;         ///< output pixels per conv invocation (set when a device is opened)
+  bool conv_vector_loads = false;  ///< conv inputs read four channels per load (set when a device is opened)
   /// The cooperative-matrix (tensor core) extensions the device offers, with
   /// VK_NV_cooperative_matrix's shapes and types; empty if none. Not used
   /// by the shaders yet: reported for measurements.
@@ -74,6 +75,10 @@ struct VulkanOptions {
   /// Output pixels each conv invocation computes, 1..4 (4 when unset):
   /// benchmarks and tests set it.
   std::optional<int> conv_pixels;
+  /// Whether the conv shader reads inputs whose channel count is a multiple
+  /// of 4 four channels per load (else one); unset: on GPUs, not on CPU
+  /// devices. Benchmarks and tests set it.
+  std::optional<bool> conv_vector_loads;
   /// Time each layer's passes on the device (timestamps; RunReport::layers).
   /// Error if the device's compute queue has no timestamps.
   bool profile = false;
