@@ -4,8 +4,9 @@
 # a machine that has a Vulkan driver but not opforge's libraries.
 #
 #  1. CAN24 (the published L0 file) on a 1920x1080 frame: the per-frame
-#     time of 30 runs after the first, fp32 and fp16 storage, conv shader at
-#     4/2/1 pixels per invocation; each run checked against the CPU forward;
+#     time of 30 runs after the first, fp32 and fp16 storage, the conv
+#     shader's variants (4/2/1 pixels per invocation, 4/1 input channels per
+#     load); each run checked against the CPU forward;
 #     and each layer's time on the device's clock (timestamps);
 #  2. PyTorch on the same GPU, same input and weights (bench/can_torch.py):
 #     strict fp32, TF32 and fp16, with and without the frame's transfers;
@@ -59,13 +60,13 @@ torch_peer() { timeout 300 python3 bench/can_torch.py "$model" "$work/in.npy" --
 
   echo "== 1. CAN24, 1920x1080, Vulkan"
   vkbench "$model" "$frame" 1 "${size[@]}" --repeat "$repeat" --write-input "$work/in.npy" --write-output "$work/cpu.npy"
-  for px in 2 1; do
-    echo "-- fp32, $px pixel(s) per invocation"
-    vkbench "$model" "$frame" 1 "${size[@]}" --repeat "$repeat" --pixels "$px"
+  for variant in "--pixels 2" "--pixels 1" "--channels-per-load 1" "--channels-per-load 1 --pixels 1"; do
+    echo "-- fp32, conv variant: $variant"
+    vkbench "$model" "$frame" 1 "${size[@]}" --repeat "$repeat" $variant
   done
-  for px in 4 1; do
-    echo "-- fp16 storage, $px pixel(s) per invocation"
-    vkbench "$model" "$frame" 1 "${size[@]}" --repeat "$repeat" --fp16 --pixels "$px"
+  for variant in "" "--channels-per-load 1" "--pixels 1"; do
+    echo "-- fp16 storage, conv variant: ${variant:-the default}"
+    vkbench "$model" "$frame" 1 "${size[@]}" --repeat "$repeat" --fp16 $variant
   done
 
   for storage in "" --fp16; do
