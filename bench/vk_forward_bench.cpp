@@ -82,16 +82,18 @@ int main(int argc, char** argv) {
 
     options.cache_directory = "none";
     options.fp16_storage = fp16;
-    for (const auto& d : vk::list_devices()) {
-      std::printf("device %d: %s (%s, %s, Vulkan %s, %.1f GiB, subgroup %d)\n", d.index, d.name.c_str(), vk::to_string(d.kind),
-                  d.driver.c_str(), d.vulkan_version.c_str(), d.memory_bytes / (1 << 30), d.subgroup_size);
-      if (!d.cooperative_matrix.empty()) std::printf("  cooperative matrices: %s\n", d.cooperative_matrix.c_str());
-    }
+    // The peer's input and reference first: they need no Vulkan device.
     if (!write_input.empty() || !write_output.empty()) {
       const cv::Mat input = model::network_input(m, image, planes);
       if (!write_input.empty()) write_file_atomic(write_input, encode_npy(input));
       if (!write_output.empty()) write_file_atomic(write_output, encode_npy(model::CpuExecutor().forward(m, input)));
     }
+    for (const auto& d : vk::list_devices()) {
+      std::printf("device %d: %s (%s, %s, Vulkan %s, %.1f GiB, subgroup %d)\n", d.index, d.name.c_str(), vk::to_string(d.kind),
+                  d.driver.c_str(), d.vulkan_version.c_str(), d.memory_bytes / (1 << 30), d.subgroup_size);
+      if (!d.cooperative_matrix.empty()) std::printf("  cooperative matrices: %s\n", d.cooperative_matrix.c_str());
+    }
+
     const double one_pass = vk::VulkanExecutor(options).resident_bytes(m.spec(), image.rows, image.cols);
     if (fraction < 1) options.budget_bytes = one_pass * fraction;
     vk::VulkanExecutor vulkan(options);
