@@ -32,12 +32,12 @@ struct Shape {
   std::size_t row_values() const { return static_cast<std::size_t>(cols) * channels; }
 };
 
-// An image's values as the device stores them (float32, or float16 with
-// fp16 storage), continuous.
-cv::Mat stored(const cv::Mat& values, int element_bytes) {
-  cv::Mat out;
-  values.convertTo(out, element_bytes == 2 ? CV_16F : CV_32F);
-  return out.isContinuous() ? out : out.clone();
+// Writes an image's values as the device stores them (float32, or float16
+// with fp16 storage) straight into `to`, continuous: one pass over a frame
+// into the staging memory, no intermediate copy.
+void store(const cv::Mat& values, void* to, int element_bytes) {
+  cv::Mat view(values.rows, values.cols, CV_MAKETYPE(element_bytes == 2 ? CV_16F : CV_32F, values.channels()), to);
+  values.convertTo(view, view.depth());
 }
 
 // The network's tensors: 0 is the input, i + 1 the output of layer i; and
@@ -459,10 +459,7 @@ struct VulkanExecutor::Impl {
     const auto tensor_bytes = [&](std::size_t t) { return VkDeviceSize(plan.shapes[t].elements()) * es(); };
     tensors[first].device = take(tensor_bytes(first), false);
     Buffer upload = take(tensor_bytes(first), true);
-    {
-      const cv::Mat values = stored(input, es());
-      std::memcpy(upload.mapped(), values.data, upload.size());
-    }
+    store(input, upload.mapped(), es());
     marks.clear();
     mark_ms.assign(slot(layers.size(), 2), 0.0);
     mark(slot(layers.size(), 0));
@@ -520,10 +517,8 @@ struct VulkanExecutor::Impl {
     const auto& layers = model->spec().layers;
     std::vector<Tensor> tensors(plan.shapes.size());
     for (std::size_t t = 0; t < tensors.size(); ++t) tensors[t].shape = plan.shapes[t];
-    {
-      const cv::Mat values = stored(input, es());
-      tensors[first].host.assign(values.data, values.data + static_cast<std::size_t>(plan.shapes[first].elements()) * es());
-    }
+    tensors[first].host.resize(static_cast<std::size_t>(plan.shapes[first].elements()) * es());
+    store(input, tensors[first].host.data(), es());
     for (std::size_t i = first; i < last; ++i) {
       const LayerSpec& l = layers[i];
       const Shape& out = plan.shapes[i + 1];
