@@ -18,6 +18,7 @@ layout(constant_id = 0) const int GROUPS = 8;
 layout(constant_id = 2) const int PIXELS = 1;
 // 1: the input's channel count is a multiple of 4, read four channels per load (src4).
 layout(constant_id = 3) const int VECTOR_INPUT = 0;
+const int CHANNELS = VECTOR_INPUT != 0 ? 4 : 1;
 
 layout(std430, binding = 0) readonly buffer Input { ACTIVATION data[]; } src;
 // The same window four channels at a time, for inputs whose channel count is
@@ -84,25 +85,19 @@ void main() {
       if (!any) continue;
       const int taps_w = g.transposed == 0 ? g.kernel_w : 4;
       int w = (ky * taps_w + kx) * g.cin * g.weight_groups + first_group;
-      if (VECTOR_INPUT != 0) {
-        // Four input channels per load: a quarter of the load instructions.
-        for (int c = 0; c < g.cin; c += 4, w += 4 * g.weight_groups) {
-          vec4 v[PIXELS];
-          for (int p = 0; p < PIXELS; ++p) v[p] = base[p] >= 0 ? vec4(src4.data[(base[p] + c) >> 2]) : vec4(0.0);
-          for (int j = 0; j < 4; ++j) {
-            for (int k = 0; k < GROUPS; ++k) {
-              const vec4 wk = weights.data[w + j * g.weight_groups + k];
-              for (int p = 0; p < PIXELS; ++p) sum[p * GROUPS + k] += v[p][j] * wk;
-            }
-          }
+      // CHANNELS input channels per load (4 with VECTOR_INPUT: a quarter of
+      // the load instructions), each feeding GROUPS × 4 × PIXELS multiply-adds.
+      for (int c = 0; c < g.cin; c += CHANNELS, w += CHANNELS * g.weight_groups) {
+        vec4 v[PIXELS];
+        for (int p = 0; p < PIXELS; ++p) {
+          if (base[p] < 0) v[p] = vec4(0.0);
+          else if (VECTOR_INPUT != 0) v[p] = vec4(src4.data[(base[p] + c) >> 2]);
+          else v[p] = vec4(float(src.data[base[p] + c]), 0.0, 0.0, 0.0);
         }
-      } else {
-        for (int c = 0; c < g.cin; ++c, w += g.weight_groups) {
-          float v[PIXELS];
-          for (int p = 0; p < PIXELS; ++p) v[p] = base[p] >= 0 ? float(src.data[base[p] + c]) : 0.0;
+        for (int j = 0; j < CHANNELS; ++j) {
           for (int k = 0; k < GROUPS; ++k) {
-            const vec4 wk = weights.data[w + k];
-            for (int p = 0; p < PIXELS; ++p) sum[p * GROUPS + k] += v[p] * wk;
+            const vec4 wk = weights.data[w + j * g.weight_groups + k];
+            for (int p = 0; p < PIXELS; ++p) sum[p * GROUPS + k] += v[p][j] * wk;
           }
         }
       }

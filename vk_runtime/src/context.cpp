@@ -58,12 +58,18 @@ bool has_device_extension(Api& api, VkPhysicalDevice device, const char* name) {
                      [&](const VkExtensionProperties& e) { return std::strcmp(e.extensionName, name) == 0; });
 }
 
-bool has_compute_queue(Api& api, VkPhysicalDevice device, std::uint32_t* family) {
+std::vector<VkQueueFamilyProperties> queue_families(Api& api, VkPhysicalDevice device) {
   std::uint32_t count = 0;
   api.vkGetPhysicalDeviceQueueFamilyProperties(device, &count, nullptr);
   std::vector<VkQueueFamilyProperties> families(count);
   api.vkGetPhysicalDeviceQueueFamilyProperties(device, &count, families.data());
-  for (std::uint32_t i = 0; i < count; ++i) {
+  families.resize(count);
+  return families;
+}
+
+bool has_compute_queue(Api& api, VkPhysicalDevice device, std::uint32_t* family) {
+  const std::vector<VkQueueFamilyProperties> families = queue_families(api, device);
+  for (std::uint32_t i = 0; i < families.size(); ++i) {
     if (families[i].queueFlags & VK_QUEUE_COMPUTE_BIT) {
       if (family != nullptr) *family = i;
       return true;
@@ -519,20 +525,18 @@ void Context::save_pipeline_cache() {
 const Context::PipelineObjects& Context::pipeline(Pipeline which) {
   PipelineObjects& p = pipelines_[which.index];
   if (p.pipeline != VK_NULL_HANDLE) return p;
+  // The shader's float32 or float16-storage build.
+  const auto make = [&](const auto& code, const auto& code16, int bindings, std::size_t push_bytes, int groups = 0,
+                        bool vector_input = false) {
+    if (fp16_) create_pipeline(which, code16, sizeof code16, bindings, push_bytes, groups, vector_input);
+    else create_pipeline(which, code, sizeof code, bindings, push_bytes, groups, vector_input);
+  };
   if (which.index < Pipeline::stats_index) {
-    const int groups = which.index % kMaxConvGroups + 1;
-    const bool vector_input = which.index >= kMaxConvGroups;
-    if (fp16_) {
-      create_pipeline(which, kConv16Spirv, sizeof kConv16Spirv, 4, 15 * sizeof(int), groups, vector_input);
-    } else {
-      create_pipeline(which, kConvSpirv, sizeof kConvSpirv, 4, 15 * sizeof(int), groups, vector_input);
-    }
+    make(kConvSpirv, kConv16Spirv, 4, 15 * sizeof(int), which.index % kMaxConvGroups + 1, which.index >= kMaxConvGroups);
   } else if (which.index == Pipeline::stats_index) {
-    if (fp16_) create_pipeline(which, kStats16Spirv, sizeof kStats16Spirv, 2, 4 * sizeof(int));
-    else create_pipeline(which, kStatsSpirv, sizeof kStatsSpirv, 2, 4 * sizeof(int));
+    make(kStatsSpirv, kStats16Spirv, 2, 4 * sizeof(int));
   } else {
-    if (fp16_) create_pipeline(which, kFinish16Spirv, sizeof kFinish16Spirv, 3, 7 * sizeof(int));
-    else create_pipeline(which, kFinishSpirv, sizeof kFinishSpirv, 3, 7 * sizeof(int));
+    make(kFinishSpirv, kFinish16Spirv, 3, 7 * sizeof(int));
   }
   cache_grew_ = true;
   return p;
@@ -583,11 +587,7 @@ void Context::create_pipeline(Pipeline which, const std::uint32_t* code, std::si
 }
 
 void Context::create_query_pool() {
-  std::uint32_t count = 0;
-  api_.vkGetPhysicalDeviceQueueFamilyProperties(physical_, &count, nullptr);
-  std::vector<VkQueueFamilyProperties> families(count);
-  api_.vkGetPhysicalDeviceQueueFamilyProperties(physical_, &count, families.data());
-  const std::uint32_t bits = families[queue_family_].timestampValidBits;
+  const std::uint32_t bits = queue_families(api_, physical_)[queue_family_].timestampValidBits;
   if (bits == 0 || limits_.timestampPeriod <= 0) {
     throw Error("Vulkan: " + info_.name + " cannot time its compute queue (no timestamps): profiling is not available");
   }
